@@ -1,1 +1,19 @@
+//! switchyard: an edge gateway for LLM traffic on Pingora, configured with Plano's YAML.
+//!
+//! Where things live: `config` (the file), `providers` (built-in catalog), `routing` (model →
+//! provider), `auth` (upstream credentials), `body` (reading and rewriting the JSON body),
+//! `forward` (sending a pre-read body upstream), `proxy` (the `ProxyHttp` callbacks), `state`
+//! (the swappable snapshot), `dns` (upstream addresses), `server` (process wiring).
+
+pub mod auth;
+pub mod body;
 pub mod config;
+pub mod dns;
+pub mod error;
+pub mod forward;
+pub mod providers;
+pub mod proxy;
+pub mod respond;
+pub mod routing;
+pub mod server;
+pub mod state;

@@ -1,1 +1,72 @@
-fn main() {}
+//! The `switchyard` binary: parse the command line, load the config, run or validate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard::config::Config;
+use switchyard::server::{self, Launch};
+
+/// An edge gateway for LLM traffic, configured with Plano's YAML.
+///
+/// The config file is a Plano config (version, listeners, model_providers, model_aliases, …)
+/// plus an optional `server` block for process settings (threads, metrics_address, pid_file,
+/// upgrade_sock, grace_period, max_request_body). `$VAR` and `${VAR}` in access_key, base_url,
+/// http_host and headers are read from the environment.
+///
+/// Signals: SIGTERM stops gracefully (in-flight requests get `server.grace_period`), SIGINT stops
+/// at once, SIGQUIT hands the listeners to a process started with `-u`.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, verbatim_doc_comment)]
+struct Cli {
+    /// The config file.
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    conf: PathBuf,
+
+    /// Validate the config file and exit: 0 if valid, 1 with every problem (key path and line).
+    #[arg(short = 't', long = "test")]
+    test: bool,
+
+    /// Graceful upgrade: take the listening sockets over from the running instance (which is
+    /// then sent SIGQUIT).
+    #[arg(short = 'u', long = "upgrade")]
+    upgrade: bool,
+
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let config = match Config::load(&cli.conf) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &config.warnings {
+        log::warn!("{}: {warning}", cli.conf.display());
+    }
+    if cli.test {
+        println!(
+            "{}: configuration is valid ({} model provider{}, {} warning{})",
+            cli.conf.display(),
+            config.providers.len(),
+            if config.providers.len() == 1 { "" } else { "s" },
+            config.warnings.len(),
+            if config.warnings.len() == 1 { "" } else { "s" },
+        );
+        return ExitCode::SUCCESS;
+    }
+    server::run(
+        config,
+        Launch {
+            upgrade: cli.upgrade,
+            daemon: cli.daemon,
+        },
+    )
+}

@@ -1,1 +1,243 @@
+//! The gateway configuration: Plano's YAML schema plus switchyard's `server` block.
+//!
+//! [`Config::load`] reads a file, [`Config::from_yaml`] decodes text. Both return every problem at
+//! once ([`ConfigError`]), each with its key path and line; keys Plano knows but switchyard does not
+//! implement yet come back as warnings in [`Config::warnings`]. Nothing here touches the network.
+
+mod schema;
+pub mod values;
 pub mod yaml;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::providers::Interface;
+pub use values::Secret;
+pub use yaml::Problem;
+
+/// A decoded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Plano's `version`, if given.
+    pub version: Option<String>,
+    /// The model listener (Plano allows one).
+    pub listener: Listener,
+    pub providers: Vec<Provider>,
+    /// `model_aliases`: alias → target model, in file order.
+    pub aliases: Vec<(String, String)>,
+    /// Top-level `routing_preferences`, with v0.3.0 inline preferences migrated into it.
+    pub routing_preferences: Vec<RoutingPreference>,
+    pub overrides: Overrides,
+    pub server: ServerSettings,
+    /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
+    pub warnings: Vec<Problem>,
+}
+
+/// The `type: model` listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// Longest wait for the next byte from an upstream (Plano's listener `timeout`).
+    pub timeout: Duration,
+}
+
+impl Listener {
+    /// `address:port` in the form Pingora's `add_tcp` takes (IPv6 in brackets).
+    pub fn bind_address(&self) -> String {
+        if self.address.contains(':') && !self.address.starts_with('[') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            name: "model_listener".into(),
+            address: "0.0.0.0".into(),
+            port: 12000,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One `model_providers` entry.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Lookup name; defaults to `model`.
+    pub name: String,
+    /// The full `provider/id` string as written.
+    pub model: String,
+    /// The part before the first `/`.
+    pub prefix: String,
+    /// The part after the first `/` (may contain `/`); `*` for a wildcard.
+    pub id: String,
+    pub interface: Interface,
+    pub endpoint: Endpoint,
+    /// Whether `base_url` was given (otherwise the endpoint is the prefix's built-in one).
+    pub custom_base_url: bool,
+    pub access_key: Option<Secret>,
+    pub passthrough_auth: bool,
+    pub default: bool,
+    /// Host header to send instead of the endpoint's host.
+    pub http_host: Option<String>,
+    /// Extra upstream headers, applied after auth. Values may hold secrets.
+    pub headers: Vec<(String, Secret)>,
+    /// The line of the entry, for messages about it.
+    pub line: u64,
+}
+
+impl Provider {
+    pub fn is_wildcard(&self) -> bool {
+        self.id == "*"
+    }
+}
+
+/// Where a provider is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix that replaces the client's `/v1`, e.g. `/v1` or `/openai/v1`; may be empty.
+    pub path_prefix: String,
+}
+
+impl Endpoint {
+    /// `host[:port]` for the Host header; the port is omitted when it is the scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = if self.tls { 443 } else { 80 };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A routing preference: a task description and the models that serve it (behaviour comes later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingPreference {
+    pub name: String,
+    pub description: String,
+    pub models: Vec<String>,
+    pub prefer: Prefer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefer {
+    #[default]
+    None,
+    Cheapest,
+    Fastest,
+}
+
+/// Plano's `overrides` that switchyard uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overrides {
+    pub upstream_connect_timeout: Duration,
+    /// CA bundle for upstream TLS instead of the system roots.
+    pub upstream_tls_ca_path: Option<PathBuf>,
+}
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Overrides {
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_tls_ca_path: None,
+        }
+    }
+}
+
+/// switchyard's `server` block: Pingora's process settings. All optional.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Where Prometheus metrics are served.
+    pub metrics_address: SocketAddr,
+    pub pid_file: PathBuf,
+    /// Socket used to hand listeners over during a graceful upgrade.
+    pub upgrade_sock: PathBuf,
+    /// How long in-flight requests may run on after SIGTERM or SIGQUIT.
+    pub grace_period: Duration,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_request_body: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            threads: 2,
+            metrics_address: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            pid_file: PathBuf::from("/tmp/switchyard.pid"),
+            upgrade_sock: PathBuf::from("/tmp/switchyard_upgrade.sock"),
+            grace_period: Duration::from_secs(30),
+            max_request_body: 32 << 20,
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, when loaded from one.
+    pub file: Option<PathBuf>,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        match &self.file {
+            Some(file) => write!(f, "{}: ", file.display())?,
+            None => {}
+        }
+        write!(f, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and decodes a config file, taking `$VAR`s from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            problems: vec![Problem {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::from_yaml(&text, &|name| std::env::var(name).ok()).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Decodes config text; `env` resolves `$VAR` references.
+    pub fn from_yaml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        schema::decode(text, env)
+    }
+}
+
+#[cfg(test)]
+mod tests;

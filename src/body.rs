@@ -1,0 +1,167 @@
+//! Reading the client's JSON body: find `model` (and `stream`) and rewrite `model` in place.
+//!
+//! The body is validated by one borrowing parse that only records where the top-level `model`
+//! value sits. Rewriting splices the new value into those bytes; every other byte of the client's
+//! JSON (unknown fields, key order, whitespace, number formatting) reaches the upstream unchanged.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::ops::Range;
+
+/// What the gateway needs to know about a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// The requested model, if the body names one.
+    pub model: Option<String>,
+    /// Byte range of the `model` value (including its quotes) in the body.
+    model_span: Option<Range<usize>>,
+    /// Whether the client asked for a streamed (SSE) response.
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+}
+
+/// Validates `body` as a JSON object and locates its `model`.
+pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the request body is empty; expected a JSON object".into());
+    }
+    let probe: Probe = serde_json::from_slice(body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data && !starts_with_brace(body) {
+            "the request body must be a JSON object".to_owned()
+        } else {
+            format!("the request body is not valid JSON: {e}")
+        }
+    })?;
+    let (model, model_span) = match probe.model {
+        None => (None, None),
+        Some(raw) => {
+            // `"model": null` counts as absent, but its bytes are still the ones to replace.
+            let model: Option<String> = serde_json::from_str(raw.get())
+                .map_err(|_| "`model` must be a string".to_owned())?;
+            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            (model, Some(start..start + raw.get().len()))
+        }
+    };
+    Ok(Inspected {
+        model,
+        model_span,
+        stream: probe.stream.is_some_and(|s| s.get() == "true"),
+    })
+}
+
+fn starts_with_brace(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Returns `body` with its top-level `model` set to `model`: replaced where it was, or inserted
+/// as the first member when the body had none.
+pub fn with_model(body: &[u8], inspected: &Inspected, model: &str) -> Bytes {
+    let value = serde_json::Value::String(model.to_owned()).to_string();
+    let mut out = BytesMut::with_capacity(body.len() + value.len() + 10);
+    match &inspected.model_span {
+        Some(span) => {
+            out.put_slice(&body[..span.start]);
+            out.put_slice(value.as_bytes());
+            out.put_slice(&body[span.end..]);
+        }
+        None => {
+            // `inspect` guarantees an object, so the first non-blank byte is `{`.
+            let open = body.iter().position(|b| *b == b'{').unwrap_or(0);
+            let rest = &body[open + 1..];
+            let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            out.put_slice(&body[..=open]);
+            out.put_slice(b"\"model\":");
+            out.put_slice(value.as_bytes());
+            if !empty {
+                out.put_u8(b',');
+            }
+            out.put_slice(rest);
+        }
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(body: &str, model: &str) -> String {
+        let inspected = inspect(body.as_bytes()).unwrap();
+        String::from_utf8(with_model(body.as_bytes(), &inspected, model).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn finds_model_and_stream() {
+        let i = inspect(br#"{"stream": true, "model": "openai/gpt-4o", "x": [1]}"#).unwrap();
+        assert_eq!(i.model.as_deref(), Some("openai/gpt-4o"));
+        assert!(i.stream);
+        let i = inspect(br#"{"messages": []}"#).unwrap();
+        assert_eq!(i.model, None);
+        assert!(!i.stream);
+    }
+
+    #[test]
+    fn rewrites_only_the_model_bytes() {
+        let body = "{\n  \"model\" : \"openai/gpt-4o\",\n  \"temperature\": 1.50,\n  \"x_vendor\": {\"a\": null}\n}";
+        assert_eq!(
+            rewrite(body, "gpt-4o"),
+            "{\n  \"model\" : \"gpt-4o\",\n  \"temperature\": 1.50,\n  \"x_vendor\": {\"a\": null}\n}"
+        );
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_encoded() {
+        let i = inspect(br#"{"model":"a\/b\u0041"}"#).unwrap();
+        assert_eq!(i.model.as_deref(), Some("a/bA"));
+        assert_eq!(
+            rewrite(r#"{"model":"x"}"#, "q\"uote"),
+            r#"{"model":"q\"uote"}"#
+        );
+    }
+
+    #[test]
+    fn nested_model_keys_are_not_touched() {
+        let body = r#"{"tools":[{"model":"inner"}],"model":"outer"}"#;
+        assert_eq!(
+            rewrite(body, "id"),
+            r#"{"tools":[{"model":"inner"}],"model":"id"}"#
+        );
+    }
+
+    #[test]
+    fn inserts_a_model_when_missing() {
+        assert_eq!(
+            rewrite(r#"{"messages":[]}"#, "m"),
+            r#"{"model":"m","messages":[]}"#
+        );
+        assert_eq!(rewrite(" { } ", "m"), r#" {"model":"m"} "#);
+        assert_eq!(inspect(br#"{"model":null}"#).unwrap().model, None);
+        assert_eq!(
+            rewrite(r#"{"model":null,"a":1}"#, "m"),
+            r#"{"model":"m","a":1}"#
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_json_object() {
+        assert!(inspect(b"").unwrap_err().contains("empty"));
+        assert!(inspect(b"[1,2]").unwrap_err().contains("JSON object"));
+        assert!(inspect(b"{\"model\": \"x\"")
+            .unwrap_err()
+            .contains("not valid JSON"));
+        assert!(inspect(b"{\"model\": 42}")
+            .unwrap_err()
+            .contains("must be a string"));
+        assert!(inspect(b"{\"model\":\"a\",\"model\":\"b\"}").is_err());
+        assert!(inspect(b"{} trailing").is_err());
+        assert!(inspect(b"\xff\xfe").is_err());
+    }
+}

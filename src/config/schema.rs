@@ -1,0 +1,896 @@
+//! Decodes Plano's schema (v0.1 … v0.4.0) plus switchyard's `server` block from a [`Node`] tree,
+//! then cross-checks the result. Every problem is collected; none stops the decoding.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+
+use super::values::{expand_env, parse_duration, parse_size, Secret};
+use super::yaml::{self, index, Fields, Node, Report, Value};
+use super::{
+    Config, ConfigError, Endpoint, Listener, Overrides, Prefer, Provider, RoutingPreference,
+    ServerSettings,
+};
+use crate::providers::{self, Interface};
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Versions Plano's schema accepts.
+const VERSIONS: &[&str] = &["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0"];
+
+/// Top-level keys of Plano's schema that switchyard accepts but does not implement yet.
+const PLANNED_TOP_LEVEL: &[&str] = &[
+    "model_metrics_sources",
+    "routing",
+    "prompt_caching",
+    "ratelimits",
+    "tracing",
+    "endpoints",
+    "state_storage",
+    "agents",
+    "filters",
+    "prompt_targets",
+    "system_prompt",
+    "prompt_guards",
+    "mode",
+];
+
+/// `overrides` keys of Plano's schema that switchyard does not use.
+const PLANNED_OVERRIDES: &[&str] = &[
+    "llm_routing_model",
+    "agent_orchestration_model",
+    "orchestrator_model_context_length",
+    "disable_signals",
+    "prompt_target_intent_matching_threshold",
+    "optimize_context_window",
+    "use_agent_orchestrator",
+];
+
+/// Model-listener keys of Plano's schema that switchyard does not implement yet.
+const PLANNED_LISTENER: &[&str] = &["max_retries", "input_filters", "output_filters"];
+
+pub(super) fn decode(text: &str, env: Env) -> Result<Config, ConfigError> {
+    let doc = yaml::parse(text).map_err(|p| ConfigError {
+        file: None,
+        problems: vec![p],
+    })?;
+    let mut r = Report::default();
+    let config = decode_root(&mut r, &doc, env);
+    match config {
+        Some(config) if r.errors.is_empty() => Ok(Config {
+            warnings: r.warnings,
+            ..config
+        }),
+        _ => Err(ConfigError {
+            file: None,
+            problems: r.errors,
+        }),
+    }
+}
+
+fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
+    let mut f = Fields::of(r, "", doc)?;
+
+    let version = f.take("version").and_then(|(path, node)| {
+        let v = yaml::string(r, &path, node)?;
+        if VERSIONS.contains(&v.as_str()) {
+            Some(v)
+        } else {
+            r.error(
+                &path,
+                node.line,
+                format!(
+                    "unsupported version `{v}`; expected one of {}",
+                    VERSIONS.join(", ")
+                ),
+            );
+            None
+        }
+    });
+
+    let listener = match f.take("listeners") {
+        Some((path, node)) => listeners(r, &path, node),
+        None => Listener::default(),
+    };
+
+    let mut inline_prefs = Vec::new();
+    let providers_node = match (f.take("model_providers"), f.take("llm_providers")) {
+        (Some(p), None) => Some(p),
+        (None, Some((path, node))) => {
+            r.warn(&path, node.line, "deprecated; use `model_providers`");
+            Some((path, node))
+        }
+        (Some(_), Some((path, node))) => {
+            r.error(
+                &path,
+                node.line,
+                "give `model_providers` or its deprecated alias `llm_providers`, not both",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let mut providers = Vec::new();
+    if let Some((path, node)) = providers_node {
+        for (i, item) in yaml::list(r, &path, node)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if let Some((p, prefs)) = provider(r, &index(&path, i), item, env) {
+                inline_prefs.push((i, p.model.clone(), prefs));
+                providers.push(p);
+            }
+        }
+    }
+
+    let aliases = f
+        .take("model_aliases")
+        .map(|(path, node)| model_aliases(r, &path, node, &providers))
+        .unwrap_or_default();
+
+    let mut routing_preferences = f
+        .take("routing_preferences")
+        .map(|(path, node)| routing_preferences(r, &path, node, &providers))
+        .unwrap_or_default();
+    migrate_inline_preferences(&mut routing_preferences, inline_prefs);
+
+    let overrides = f
+        .take("overrides")
+        .map(|(path, node)| overrides(r, &path, node))
+        .unwrap_or_default();
+
+    let server = f
+        .take("server")
+        .map(|(path, node)| server(r, &path, node))
+        .unwrap_or_default();
+
+    f.finish(r, PLANNED_TOP_LEVEL);
+
+    let config = Config {
+        version,
+        listener,
+        providers,
+        aliases,
+        routing_preferences,
+        overrides,
+        server,
+        warnings: Vec::new(),
+    };
+    cross_check(r, &config);
+    Some(config)
+}
+
+fn listeners(r: &mut Report, path: &str, node: &Node) -> Listener {
+    match &node.value {
+        Value::Seq(items) => {
+            let mut model: Option<(Listener, u64)> = None;
+            for (i, item) in items.iter().enumerate() {
+                let item_path = index(path, i);
+                let Some(mut f) = Fields::of(r, &item_path, item) else {
+                    continue;
+                };
+                let kind = f
+                    .take("type")
+                    .and_then(|(p, n)| yaml::string(r, &p, n).map(|s| (s, p, n.line)));
+                let name = f.take("name").and_then(|(p, n)| yaml::string(r, &p, n));
+                match kind {
+                    Some((kind, _, _)) if kind == "model" => {
+                        let Some(name) = name else {
+                            r.error(&item_path, item.line, "missing required key `name`");
+                            continue;
+                        };
+                        let listener = model_listener(r, f, name);
+                        if let Some((_, first_line)) = &model {
+                            r.error(
+                                &item_path,
+                                item.line,
+                                format!("only one `type: model` listener is allowed (the first is on line {first_line})"),
+                            );
+                        } else {
+                            model = Some((listener, item.line));
+                        }
+                    }
+                    Some((kind, kind_path, line)) if kind == "prompt" || kind == "agent" => {
+                        r.warn(
+                            &kind_path,
+                            line,
+                            format!(
+                                "`{kind}` listeners are not implemented by switchyard yet; ignored"
+                            ),
+                        );
+                        f.rest();
+                    }
+                    Some((kind, kind_path, line)) => {
+                        r.error(
+                            &kind_path,
+                            line,
+                            format!(
+                                "unknown listener type `{kind}`; expected model, prompt or agent"
+                            ),
+                        );
+                        f.rest();
+                    }
+                    None => {
+                        r.error(&item_path, item.line, "missing required key `type`");
+                        f.rest();
+                    }
+                }
+            }
+            model.map(|(l, _)| l).unwrap_or_default()
+        }
+        Value::Map(_) => {
+            // Plano's legacy object form: `egress_traffic` is the model listener.
+            let Some(mut f) = Fields::of(r, path, node) else {
+                return Listener::default();
+            };
+            let listener = match f.take("egress_traffic") {
+                Some((p, n)) => match Fields::of(r, &p, n) {
+                    Some(mut lf) => {
+                        if let Some((mp, mn)) = lf.take("message_format") {
+                            if let Some(fmt) = yaml::string(r, &mp, mn) {
+                                if fmt != "openai" {
+                                    r.error(&mp, mn.line, "only `openai` is supported");
+                                }
+                            }
+                        }
+                        model_listener(r, lf, "egress_traffic".into())
+                    }
+                    None => Listener::default(),
+                },
+                None => Listener::default(),
+            };
+            f.finish(r, &["ingress_traffic"]);
+            listener
+        }
+        _ => {
+            r.expected::<()>(path, node, "a list of listeners");
+            Listener::default()
+        }
+    }
+}
+
+fn model_listener(r: &mut Report, mut f: Fields<'_>, name: String) -> Listener {
+    let mut listener = Listener {
+        name,
+        ..Listener::default()
+    };
+    if let Some((p, n)) = f.take("address") {
+        if let Some(a) = yaml::string(r, &p, n) {
+            match a
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
+                Ok(ip) => listener.address = ip.to_string(),
+                Err(_) => r.error(&p, n.line, format!("`{a}` is not an IP address")),
+            }
+        }
+    }
+    if let Some((p, n)) = f.take("port") {
+        if let Some(port) = yaml::integer(r, &p, n, 1, 65535) {
+            listener.port = port as u16;
+        }
+    }
+    if let Some((p, n)) = f.take("timeout") {
+        if let Some(t) = duration(r, &p, n) {
+            listener.timeout = t;
+        }
+    }
+    f.finish(r, PLANNED_LISTENER);
+    listener
+}
+
+/// A provider's v0.3.0 inline routing preferences: (name, description, line).
+type InlinePrefs = Vec<(String, String, u64)>;
+
+fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provider, InlinePrefs)> {
+    let mut f = Fields::of(r, path, node)?;
+    let errors_before = r.errors.len();
+
+    let model = match f.take("model") {
+        Some((p, n)) => yaml::string(r, &p, n).map(|m| (m, p, n.line)),
+        None => {
+            r.error(path, node.line, "missing required key `model`");
+            None
+        }
+    };
+    let (prefix, id) = match &model {
+        Some((m, p, line)) => match m.split_once('/') {
+            Some((prefix, id)) if !prefix.is_empty() && !id.is_empty() => {
+                (prefix.to_owned(), id.to_owned())
+            }
+            _ => {
+                r.error(
+                    p,
+                    *line,
+                    format!(
+                        "`{m}` must be `provider/model-id`, e.g. `openai/gpt-4o` or `openai/*`"
+                    ),
+                );
+                (String::new(), String::new())
+            }
+        },
+        None => (String::new(), String::new()),
+    };
+
+    let name = f.take("name").and_then(|(p, n)| yaml::string(r, &p, n));
+
+    let interface_key = match (f.take("provider_interface"), f.take("provider")) {
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (Some(_), Some((p, n))) => {
+            r.error(
+                &p,
+                n.line,
+                "give `provider_interface` or `provider`, not both",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let explicit_interface = interface_key.and_then(|(p, n)| {
+        let v = yaml::string(r, &p, n)?;
+        match providers::interface_named(&v) {
+            Some(found) => Some(found),
+            None => {
+                r.error(
+                    &p,
+                    n.line,
+                    format!(
+                        "unsupported provider_interface `{v}`; expected one of {}",
+                        providers::interface_names()
+                    ),
+                );
+                None
+            }
+        }
+    });
+
+    let base_url = f.take("base_url").and_then(|(p, n)| {
+        let raw = expanded(r, &p, n, env)?;
+        match parse_base_url(&raw) {
+            Ok(parsed) => Some(parsed),
+            Err(why) => {
+                r.error(
+                    &p,
+                    n.line,
+                    format!("`{raw}` is not a usable base_url: {why}"),
+                );
+                None
+            }
+        }
+    });
+    let base_url_given = f.has("base_url");
+
+    let access_key = f
+        .take("access_key")
+        .and_then(|(p, n)| expanded(r, &p, n, env))
+        .map(Secret::new);
+    let passthrough_auth = f
+        .take("passthrough_auth")
+        .and_then(|(p, n)| yaml::boolean(r, &p, n))
+        .unwrap_or(false);
+    let default = f
+        .take("default")
+        .and_then(|(p, n)| yaml::boolean(r, &p, n))
+        .unwrap_or(false);
+    let http_host = f.take("http_host").and_then(|(p, n)| {
+        let host = expanded(r, &p, n, env)?;
+        if HeaderValue::from_str(&host).is_err() || host.is_empty() {
+            r.error(&p, n.line, "not a valid Host header value");
+            return None;
+        }
+        Some(host)
+    });
+    let headers = f
+        .take("headers")
+        .map(|(p, n)| extra_headers(r, &p, n, env))
+        .unwrap_or_default();
+    let inline_prefs = f
+        .take("routing_preferences")
+        .map(|(p, n)| {
+            r.warn(
+                &p,
+                n.line,
+                "v0.3.0 inline routing_preferences are deprecated; migrated to the top-level list",
+            );
+            inline_preferences(r, &p, n)
+        })
+        .unwrap_or_default();
+    f.finish(r, &[]);
+
+    let (model, model_path, model_line) = model?;
+    if prefix.is_empty() {
+        return None;
+    }
+
+    // Wire API and endpoint: explicit interface, else the catalog, else OpenAI when a base_url is
+    // given for an unknown prefix (the Plano passthrough rule's own example omits the interface).
+    let built_in = providers::built_in(&prefix);
+    if built_in.is_none()
+        && explicit_interface.is_none()
+        && providers::NOT_YET_SUPPORTED.contains(&prefix.as_str())
+    {
+        r.error(
+            &model_path,
+            model_line,
+            format!("provider `{prefix}` is not supported by switchyard yet"),
+        );
+        return None;
+    }
+    let (interface, default_path) = match (explicit_interface, built_in) {
+        (Some(found), _) => found,
+        (None, Some(b)) => (b.interface, b.path_prefix),
+        (None, None) if base_url_given => (Interface::OpenAi, "/v1"),
+        (None, None) => {
+            r.error(
+                &model_path,
+                model_line,
+                format!(
+                    "unknown provider prefix `{prefix}`: set `base_url` (and `provider_interface`, default openai), or use a built-in prefix"
+                ),
+            );
+            return None;
+        }
+    };
+    let endpoint = match (base_url, built_in.and_then(|b| b.host)) {
+        (Some(mut e), _) => {
+            if e.path_prefix.is_empty() {
+                e.path_prefix = default_path.to_owned();
+            }
+            e
+        }
+        (None, _) if base_url_given => return None,
+        (None, Some(host)) => Endpoint {
+            tls: true,
+            host: host.to_owned(),
+            port: 443,
+            path_prefix: default_path.to_owned(),
+        },
+        (None, None) => {
+            r.error(
+                path,
+                node.line,
+                format!("`base_url` is required for `{prefix}` providers"),
+            );
+            return None;
+        }
+    };
+
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let provider = Provider {
+        name: name.unwrap_or_else(|| model.clone()),
+        model,
+        prefix,
+        id,
+        interface,
+        endpoint,
+        custom_base_url: base_url_given,
+        access_key,
+        passthrough_auth,
+        default,
+        http_host,
+        headers,
+        line: node.line,
+    };
+    Some((provider, inline_prefs))
+}
+
+/// Splits `http(s)://host[:port][/path]`. An empty or `/` path means "the provider's default".
+fn parse_base_url(raw: &str) -> Result<Endpoint, &'static str> {
+    let uri: Uri = raw.parse().map_err(|_| "not a URL")?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        Some(_) => return Err("the scheme must be http or https"),
+        None => return Err("it needs a scheme, http:// or https://"),
+    };
+    let authority = uri.authority().ok_or("it has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("credentials in the URL are not supported; use access_key");
+    }
+    if uri.query().is_some() {
+        return Err("a query string is not supported");
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if host.is_empty() {
+        return Err("it has no host");
+    }
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = uri.path().trim_end_matches('/').to_owned();
+    Ok(Endpoint {
+        tls,
+        host,
+        port,
+        path_prefix: path,
+    })
+}
+
+fn extra_headers(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<(String, Secret)> {
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, key_node, value) in f.rest() {
+        let p = yaml::join(path, key);
+        if HeaderName::from_bytes(key.as_bytes()).is_err() {
+            r.error(
+                &p,
+                key_node.line,
+                format!("`{key}` is not a valid header name"),
+            );
+            continue;
+        }
+        let Some(v) = expanded(r, &p, value, env) else {
+            continue;
+        };
+        if HeaderValue::from_str(&v).is_err() {
+            r.error(&p, value.line, "not a valid header value");
+            continue;
+        }
+        out.push((key.to_ascii_lowercase(), Secret::new(v)));
+    }
+    out
+}
+
+fn inline_preferences(r: &mut Report, path: &str, node: &Node) -> InlinePrefs {
+    let mut out = Vec::new();
+    for (i, item) in yaml::list(r, path, node)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let p = index(path, i);
+        let Some(mut f) = Fields::of(r, &p, item) else {
+            continue;
+        };
+        let name = required_string(r, &mut f, "name", item);
+        let description = required_string(r, &mut f, "description", item);
+        f.finish(r, &[]);
+        if let (Some(name), Some(description)) = (name, description) {
+            out.push((name, description, item.line));
+        }
+    }
+    out
+}
+
+fn routing_preferences(
+    r: &mut Report,
+    path: &str,
+    node: &Node,
+    providers: &[Provider],
+) -> Vec<RoutingPreference> {
+    let mut out = Vec::new();
+    for (i, item) in yaml::list(r, path, node)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let p = index(path, i);
+        let Some(mut f) = Fields::of(r, &p, item) else {
+            continue;
+        };
+        let name = required_string(r, &mut f, "name", item);
+        let description = required_string(r, &mut f, "description", item);
+        let models = match f.take("models") {
+            Some((mp, mn)) => {
+                let list = yaml::list(r, &mp, mn).unwrap_or_default();
+                if list.is_empty() {
+                    r.error(&mp, mn.line, "needs at least one model");
+                }
+                let mut models = Vec::new();
+                for (j, m) in list.iter().enumerate() {
+                    let jp = index(&mp, j);
+                    let Some(name) = yaml::string(r, &jp, m) else {
+                        continue;
+                    };
+                    if !providers.iter().any(|p| p.name == name || p.model == name) {
+                        r.error(
+                            &jp,
+                            m.line,
+                            format!("`{name}` does not match any provider's name or model"),
+                        );
+                    }
+                    models.push(name);
+                }
+                models
+            }
+            None => {
+                r.error(&p, item.line, "missing required key `models`");
+                Vec::new()
+            }
+        };
+        let prefer = f
+            .take("selection_policy")
+            .and_then(|(sp, sn)| {
+                let mut sf = Fields::of(r, &sp, sn)?;
+                let prefer = sf.take("prefer").and_then(|(pp, pn)| {
+                    match yaml::string(r, &pp, pn)?.as_str() {
+                        "cheapest" => Some(Prefer::Cheapest),
+                        "fastest" => Some(Prefer::Fastest),
+                        "none" => Some(Prefer::None),
+                        other => {
+                            r.error(
+                                &pp,
+                                pn.line,
+                                format!("unknown `{other}`; expected cheapest, fastest or none"),
+                            );
+                            None
+                        }
+                    }
+                });
+                sf.finish(r, &[]);
+                prefer
+            })
+            .unwrap_or_default();
+        f.finish(r, &[]);
+        if let (Some(name), Some(description)) = (name, description) {
+            if out.iter().any(|o: &RoutingPreference| o.name == name) {
+                r.error(
+                    &p,
+                    item.line,
+                    format!("duplicate routing preference `{name}`"),
+                );
+                continue;
+            }
+            out.push(RoutingPreference {
+                name,
+                description,
+                models,
+                prefer,
+            });
+        }
+    }
+    out
+}
+
+/// Lifts v0.3.0 inline preferences to the top level as Plano's CLI does: entries with the same
+/// name merge, their `models` follow declaration order, and the first description wins.
+fn migrate_inline_preferences(
+    top: &mut Vec<RoutingPreference>,
+    inline: Vec<(usize, String, InlinePrefs)>,
+) {
+    for (_, model, prefs) in inline {
+        for (name, description, _) in prefs {
+            match top.iter_mut().find(|p| p.name == name) {
+                Some(existing) => {
+                    if !existing.models.contains(&model) {
+                        existing.models.push(model.clone());
+                    }
+                }
+                None => top.push(RoutingPreference {
+                    name,
+                    description,
+                    models: vec![model.clone()],
+                    prefer: Prefer::None,
+                }),
+            }
+        }
+    }
+}
+
+fn model_aliases(
+    r: &mut Report,
+    path: &str,
+    node: &Node,
+    providers: &[Provider],
+) -> Vec<(String, String)> {
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (alias, _, value) in f.rest() {
+        let p = yaml::join(path, alias);
+        let Some(mut af) = Fields::of(r, &p, value) else {
+            continue;
+        };
+        let target = match af.take("target") {
+            Some((tp, tn)) => yaml::string(r, &tp, tn).map(|t| (t, tp, tn.line)),
+            None => {
+                r.error(&p, value.line, "missing required key `target`");
+                None
+            }
+        };
+        af.finish(r, &[]);
+        let Some((target, tp, line)) = target else {
+            continue;
+        };
+        let served = providers
+            .iter()
+            .any(|p| !p.is_wildcard() && (p.name == target || p.model == target || p.id == target));
+        if served {
+            out.push((alias.to_owned(), target));
+        } else {
+            r.error(
+                &tp,
+                line,
+                format!("`{target}` is not a configured (non-wildcard) model"),
+            );
+        }
+    }
+    out
+}
+
+fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
+    let mut o = Overrides::default();
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return o;
+    };
+    if let Some((p, n)) = f.take("upstream_connect_timeout") {
+        if let Some(t) = duration(r, &p, n) {
+            if t.is_zero() {
+                r.error(&p, n.line, "must be more than zero");
+            }
+            o.upstream_connect_timeout = t;
+        }
+    }
+    if let Some((p, n)) = f.take("upstream_tls_ca_path") {
+        if let Some(file) = yaml::string(r, &p, n) {
+            let mut store = pingora::tls::RootCertStore::empty();
+            match pingora::tls::load_ca_file_into_store(&file, &mut store) {
+                Ok(()) if !store.is_empty() => o.upstream_tls_ca_path = Some(PathBuf::from(file)),
+                Ok(()) => r.error(&p, n.line, format!("`{file}` holds no certificates")),
+                Err(e) => r.error(&p, n.line, format!("cannot load CA bundle `{file}`: {e}")),
+            }
+        }
+    }
+    f.finish(r, PLANNED_OVERRIDES);
+    o
+}
+
+fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
+    let mut s = ServerSettings::default();
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return s;
+    };
+    if let Some((p, n)) = f.take("threads") {
+        if let Some(t) = yaml::integer(r, &p, n, 1, 1024) {
+            s.threads = t as usize;
+        }
+    }
+    if let Some((p, n)) = f.take("metrics_address") {
+        if let Some(a) = yaml::string(r, &p, n) {
+            match a.parse::<SocketAddr>() {
+                Ok(addr) => s.metrics_address = addr,
+                Err(_) => r.error(&p, n.line, format!("`{a}` is not an ip:port address")),
+            }
+        }
+    }
+    if let Some((p, n)) = f.take("pid_file") {
+        if let Some(v) = yaml::string(r, &p, n) {
+            s.pid_file = PathBuf::from(v);
+        }
+    }
+    if let Some((p, n)) = f.take("upgrade_sock") {
+        if let Some(v) = yaml::string(r, &p, n) {
+            s.upgrade_sock = PathBuf::from(v);
+        }
+    }
+    if let Some((p, n)) = f.take("grace_period") {
+        if let Some(t) = duration(r, &p, n) {
+            s.grace_period = t;
+        }
+    }
+    if let Some((p, n)) = f.take("max_request_body") {
+        let size = match &n.value {
+            Value::Int(i) if *i > 0 => Some(*i as u64),
+            Value::Str(v) => parse_size(v).filter(|s| *s > 0),
+            _ => None,
+        };
+        match size {
+            Some(size) => s.max_request_body = size,
+            None => r.error(
+                &p,
+                n.line,
+                "expected a size such as `32MiB`, `10MB` or a byte count",
+            ),
+        }
+    }
+    f.finish(r, &[]);
+    s
+}
+
+fn cross_check(r: &mut Report, c: &Config) {
+    let mut names: HashMap<&str, u64> = HashMap::new();
+    let mut models: HashMap<&str, u64> = HashMap::new();
+    let mut bare: HashMap<&str, u64> = HashMap::new();
+    let mut wildcards: HashMap<&str, u64> = HashMap::new();
+    let mut default: Option<u64> = None;
+    for (i, p) in c.providers.iter().enumerate() {
+        let path = format!("model_providers[{i}]");
+        if let Some(first) = names.insert(&p.name, p.line) {
+            r.error(
+                &path,
+                p.line,
+                format!("name `{}` is already used on line {first}", p.name),
+            );
+        }
+        if let Some(first) = models.insert(&p.model, p.line) {
+            r.error(
+                &path,
+                p.line,
+                format!("model `{}` is already configured on line {first}", p.model),
+            );
+        }
+        if p.is_wildcard() {
+            if let Some(first) = wildcards.insert(&p.prefix, p.line) {
+                r.error(
+                    &path,
+                    p.line,
+                    format!("`{}/*` is already configured on line {first}", p.prefix),
+                );
+            }
+            if p.default {
+                r.error(&path, p.line, "a wildcard provider cannot be the default");
+            }
+        } else if let Some(first) = bare.insert(&p.id, p.line) {
+            r.error(
+                &path,
+                p.line,
+                format!("model id `{}` is also served by the provider on line {first}; bare ids must be unique", p.id),
+            );
+        }
+        if p.default {
+            if let Some(first) = default {
+                r.error(
+                    &path,
+                    p.line,
+                    format!("only one provider may be the default (the first is on line {first})"),
+                );
+            }
+            default = Some(p.line);
+        }
+        if p.passthrough_auth && p.access_key.is_some() {
+            r.warn(&path, p.line, "both passthrough_auth and access_key are set; access_key is ignored and the client's credential is forwarded");
+        }
+        if !p.passthrough_auth && p.access_key.is_none() && !p.custom_base_url {
+            r.warn(&path, p.line, "built-in provider without access_key or passthrough_auth; its requests will be refused");
+        }
+    }
+}
+
+fn required_string(r: &mut Report, f: &mut Fields<'_>, key: &str, node: &Node) -> Option<String> {
+    match f.take(key) {
+        Some((p, n)) => yaml::string(r, &p, n),
+        None => {
+            r.error(f.path(), node.line, format!("missing required key `{key}`"));
+            None
+        }
+    }
+}
+
+fn expanded(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<String> {
+    let raw = yaml::string(r, path, node)?;
+    match expand_env(&raw, env) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            r.error(path, node.line, e.to_string());
+            None
+        }
+    }
+}
+
+fn duration(r: &mut Report, path: &str, node: &Node) -> Option<Duration> {
+    let parsed = match &node.value {
+        Value::Int(secs) if *secs >= 0 => Some(Duration::from_secs(*secs as u64)),
+        Value::Str(s) => parse_duration(s),
+        _ => None,
+    };
+    if parsed.is_none() {
+        r.error(
+            path,
+            node.line,
+            "expected a duration such as `300s`, `500ms` or `5m`",
+        );
+    }
+    parsed
+}

@@ -1,0 +1,205 @@
+//! Scalar value types of the config file: secrets, `$VAR` expansion, durations and sizes.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A credential or other sensitive string. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Expands `$VAR` and `${VAR}` from `lookup`, as Plano's `envsubst` step does, except that a
+/// variable that is not set is an error naming it instead of a silent empty string.
+/// `$$` is a literal `$`; a `$` not followed by a name is kept as is.
+pub fn expand_env(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            let Some(end) = braced.find('}') else {
+                return Err(ExpandError::Unterminated);
+            };
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if !is_var_name(name) {
+            if after.starts_with('{') {
+                return Err(ExpandError::BadName(name.to_owned()));
+            }
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        match lookup(name) {
+            Some(value) => out.push_str(&value),
+            None => return Err(ExpandError::Missing(name.to_owned())),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExpandError {
+    Missing(String),
+    BadName(String),
+    Unterminated,
+}
+
+impl fmt::Display for ExpandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpandError::Missing(name) => write!(f, "environment variable {name} is not set"),
+            ExpandError::BadName(name) => write!(f, "`${{{name}}}` is not a valid variable name"),
+            ExpandError::Unterminated => f.write_str("`${` without a closing `}`"),
+        }
+    }
+}
+
+/// Parses `300s`, `1.5s`, `250ms`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let secs = number * factor;
+    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Parses `32MiB`, `10MB`, `512KiB`, `1GiB`, `1024B` or a bare number of bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
+        "KB" | "kB" | "K" | "k" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KEY" => Some("sk-1".into()),
+            "HOST" => Some("db".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_both_forms() {
+        assert_eq!(expand_env("$KEY", &env).unwrap(), "sk-1");
+        assert_eq!(expand_env("${KEY}", &env).unwrap(), "sk-1");
+        assert_eq!(
+            expand_env("pg://${HOST}:5432/$HOST-x", &env).unwrap(),
+            "pg://db:5432/db-x"
+        );
+        assert_eq!(expand_env("no vars", &env).unwrap(), "no vars");
+        assert_eq!(expand_env("cost $5 $$KEY", &env).unwrap(), "cost $5 $KEY");
+    }
+
+    #[test]
+    fn missing_variable_is_an_error_that_names_it() {
+        assert_eq!(
+            expand_env("$OPENAI_API_KEY", &env),
+            Err(ExpandError::Missing("OPENAI_API_KEY".into()))
+        );
+        assert_eq!(
+            expand_env("Bearer ${NOPE}", &env),
+            Err(ExpandError::Missing("NOPE".into()))
+        );
+        assert_eq!(expand_env("${KEY", &env), Err(ExpandError::Unterminated));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("sk-live-123".into());
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        assert_eq!(s.expose(), "sk-live-123");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300s"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Some(32 << 20));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
+    }
+}

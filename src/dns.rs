@@ -1,0 +1,148 @@
+//! Upstream addresses, resolved off the request path.
+//!
+//! Pingora's `HttpPeer::new` with a host name does a blocking lookup and panics when it fails, so
+//! peers are always built from a resolved [`SocketAddr`]. A background service re-resolves every
+//! upstream host on a timer; a request only waits for a lookup when its host has never resolved.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use log::{debug, warn};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::state::SharedState;
+
+/// How often host names are looked up again.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The addresses of one upstream `host:port`.
+#[derive(Debug)]
+pub struct Addresses {
+    host: String,
+    port: u16,
+    /// `None` for IP literals, which never change.
+    resolved: Option<ArcSwap<Vec<SocketAddr>>>,
+    fixed: Option<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Addresses {
+    pub fn new(host: &str, port: u16) -> Self {
+        let fixed = host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        Addresses {
+            host: host.to_owned(),
+            port,
+            resolved: fixed.is_none().then(|| ArcSwap::from_pointee(Vec::new())),
+            fixed,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One address to connect to, rotating over all known addresses. Looks the host up only if
+    /// it has never been resolved (the refresher normally has done it already).
+    pub async fn pick(&self) -> io::Result<SocketAddr> {
+        if let Some(addr) = self.fixed {
+            return Ok(addr);
+        }
+        let Some(resolved) = &self.resolved else {
+            return Err(io::Error::other("no address"));
+        };
+        let mut addrs = resolved.load_full();
+        if addrs.is_empty() {
+            self.refresh().await?;
+            addrs = resolved.load_full();
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        addrs
+            .get(i % addrs.len().max(1))
+            .copied()
+            .ok_or_else(|| io::Error::other(format!("{} resolved to no addresses", self.host)))
+    }
+
+    /// Looks the host up again; keeps the old addresses if the lookup fails.
+    pub async fn refresh(&self) -> io::Result<()> {
+        let Some(resolved) = &self.resolved else {
+            return Ok(());
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::other(format!(
+                "{} resolved to no addresses",
+                self.host
+            )));
+        }
+        if **resolved.load() != addrs {
+            debug!("{}:{} resolves to {addrs:?}", self.host, self.port);
+            resolved.store(Arc::new(addrs));
+        }
+        Ok(())
+    }
+
+    pub fn is_literal(&self) -> bool {
+        self.fixed.is_some()
+    }
+}
+
+/// Background service that keeps every upstream host of the current snapshot resolved.
+pub struct Refresher {
+    pub state: SharedState,
+}
+
+#[async_trait]
+impl BackgroundService for Refresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let snapshot = self.state.load_full();
+            for upstream in snapshot.upstreams() {
+                if upstream.addresses.is_literal() {
+                    continue;
+                }
+                if let Err(e) = upstream.addresses.refresh().await {
+                    warn!(
+                        "cannot resolve {} for provider `{}`: {e}",
+                        upstream.endpoint.host, upstream.provider_name
+                    );
+                }
+            }
+            drop(snapshot);
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn literals_need_no_lookup() {
+        let a = Addresses::new("127.0.0.1", 8080);
+        assert!(a.is_literal());
+        assert_eq!(a.pick().await.unwrap(), "127.0.0.1:8080".parse().unwrap());
+        let a = Addresses::new("::1", 443);
+        assert_eq!(a.pick().await.unwrap(), "[::1]:443".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn localhost_resolves_on_first_use() {
+        let a = Addresses::new("localhost", 9);
+        assert!(!a.is_literal());
+        let addr = a.pick().await.unwrap();
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), 9);
+    }
+}

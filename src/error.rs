@@ -1,0 +1,115 @@
+//! Errors the gateway answers itself, each with its HTTP status and an OpenAI-shaped JSON body:
+//! `{"error": {"message", "type", "param", "code"}}`.
+
+use bytes::Bytes;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("Unknown endpoint: {method} {path}")]
+    UnknownEndpoint { method: String, path: String },
+    #[error("Method {method} is not allowed on {path}; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("The request body is larger than the {limit} bytes this gateway accepts")]
+    BodyTooLarge { limit: u64 },
+    #[error("The request has no `model` and no provider is configured as the default")]
+    MissingModel,
+    #[error("The model `{0}` does not exist or is not configured on this gateway")]
+    ModelNotFound(String),
+    #[error("Provider `{0}` has no access_key configured and passthrough_auth is off")]
+    NoAccessKey(String),
+    #[error("Could not connect to provider `{0}`")]
+    UpstreamUnreachable(String),
+    #[error("Provider `{0}` did not answer in time")]
+    UpstreamTimeout(String),
+    #[error("The request to provider `{0}` failed")]
+    UpstreamFailed(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::UnknownEndpoint { .. } => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::InvalidBody(_) => 400,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::MissingModel => 400,
+            GatewayError::ModelNotFound(_) => 404,
+            GatewayError::NoAccessKey(_) => 500,
+            GatewayError::UpstreamUnreachable(_) => 502,
+            GatewayError::UpstreamTimeout(_) => 504,
+            GatewayError::UpstreamFailed(_) => 502,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    fn kind(&self) -> &'static str {
+        match self.status() {
+            404 if matches!(self, GatewayError::ModelNotFound(_)) => "invalid_request_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code`: stable, machine-readable.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownEndpoint { .. } => "unknown_url",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::InvalidBody(_) => "invalid_request_body",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::MissingModel => "model_required",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::NoAccessKey(_) => "provider_misconfigured",
+            GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::UpstreamFailed(_) => "upstream_error",
+        }
+    }
+
+    /// The JSON body sent to the client.
+    pub fn body(&self) -> Bytes {
+        let param = match self {
+            GatewayError::MissingModel | GatewayError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        };
+        let body = json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.kind(),
+                "param": param,
+                "code": self.code(),
+            }
+        });
+        Bytes::from(body.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let e = GatewayError::ModelNotFound("gpt-\"9\"".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 404);
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(
+            v["error"]["message"],
+            "The model `gpt-\"9\"` does not exist or is not configured on this gateway"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::UpstreamTimeout("p".into()).body()).unwrap();
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["param"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,189 @@
+//! Forwarding a request whose body the gateway has already read (to route on `model`) and
+//! rewritten.
+//!
+//! Why a subrequest: on stock Pingora 0.9.1 a body consumed in `request_filter` can only be
+//! re-sent from the 64 KiB retry buffer; larger bodies are never forwarded and the request hangs.
+//! Long-context LLM requests exceed 64 KiB routinely. So the main session hands the rewritten
+//! body to a Pingora *subrequest* that runs through this same `ProxyHttp` (its `upstream_peer`,
+//! `upstream_request_filter`, response filters and pooled connector), and pipes the
+//! subrequest's response back with the loop below. One path for every body size and for
+//! HTTP/1.1 and h2c clients; it costs roughly 15 µs of CPU per request over the retry buffer
+//! (measured in ../shared notes), noise next to an LLM call. Pingora's own `pipe_subrequest`
+//! is not used: it is blind to a client that leaves before the first response byte (tokens
+//! keep being paid for) and races the sub's error reply against its error report.
+//!
+//! If Pingora ships early body buffering (cloudflare/pingora PR #816), only this module changes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, Version};
+use pingora::protocols::http::subrequest::server::SubrequestHandle;
+use pingora::protocols::http::HttpTask;
+use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use crate::error::GatewayError;
+use crate::respond;
+use crate::state::Snapshot;
+
+/// A routed request, handed from the main session to its subrequest.
+pub struct Forward {
+    /// The snapshot the request was routed with; the subrequest uses the same one.
+    pub snapshot: Arc<Snapshot>,
+    /// Index of the chosen provider in the snapshot.
+    pub provider: usize,
+    /// Upstream path and query.
+    pub path: String,
+    /// The rewritten body.
+    pub body: Bytes,
+}
+
+/// How a forwarded request ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream's response reached the client whole.
+    Complete,
+    /// The upstream could not be reached or failed before answering; the gateway answered.
+    UpstreamError,
+}
+
+/// Runs `forward` as a subrequest and pipes its response to the client.
+///
+/// `Ok` means a complete response was written (the upstream's, or the gateway's own error).
+/// `Err` means the client is gone or the response broke off after its header was sent: the
+/// caller must not reuse the connection, so a cut stream never looks complete.
+pub async fn run(session: &mut Session, forward: Arc<Forward>) -> Result<Outcome> {
+    // The subrequest re-parses the main request's header as HTTP/1.1 text; an h2 request line
+    // would be rejected there.
+    if session.req_header().version == Version::HTTP_2 {
+        session.req_header_mut().set_version(Version::HTTP_11);
+    }
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Error::e_explain(ErrorType::InternalError, "subrequests are not enabled");
+    };
+    let sub_ctx = SubrequestCtx::builder()
+        .user_ctx(Box::new(forward.clone()))
+        .body_mode(BodyMode::ExpectBody)
+        .build();
+    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
+    let SubrequestHandle {
+        tx,
+        mut rx,
+        subreq_proxy_error: mut proxy_error,
+        ..
+    } = handle;
+    let mut sub = tokio::spawn(prepared.run());
+    // The whole body as one task; the channel holds four, so this does not wait. The subrequest
+    // reads it only once connected, so a connect retry re-sends it whole.
+    let _ = tx
+        .send(HttpTask::Body(Some(forward.body.clone()), true))
+        .await;
+
+    let mut done = false;
+    let mut upstream_failed: Option<Box<Error>> = None;
+    let mut client_error = None;
+    loop {
+        tokio::select! {
+            biased;
+            task = rx.recv() => {
+                let Some(task) = task else { break };
+                let mut tasks = vec![task];
+                while let Ok(task) = rx.try_recv() {
+                    tasks.push(task);
+                }
+                // A failure of the subrequest arrives as a task; it is the upstream's, not the
+                // client's, so it is not written.
+                if let Some(i) = tasks.iter().position(|t| matches!(t, HttpTask::Failed(_))) {
+                    if let HttpTask::Failed(e) = tasks.swap_remove(i) {
+                        upstream_failed = Some(e);
+                    }
+                    tasks.truncate(i);
+                }
+                if !tasks.is_empty() {
+                    match session.write_response_tasks(tasks).await {
+                        Ok(end) => done |= end,
+                        Err(e) => {
+                            client_error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if upstream_failed.is_some() {
+                    break;
+                }
+            }
+            // Watches the client while the upstream works: a client that leaves cancels the
+            // upstream request at once instead of paying for tokens nobody reads.
+            gone = session.downstream_session.read_body_or_idle(true), if !done => {
+                client_error = Some(match gone {
+                    Err(e) => e,
+                    Ok(_) => Error::explain(ErrorType::ConnectionClosed, "client sent data while waiting for the response"),
+                });
+                break;
+            }
+        }
+    }
+
+    if let Some(e) = client_error {
+        sub.abort();
+        return Err(e.into_down());
+    }
+    drop(tx);
+    if upstream_failed.is_some() {
+        sub.abort();
+    } else {
+        drop(rx);
+        let _ = (&mut sub).await;
+    }
+    if done {
+        return Ok(Outcome::Complete);
+    }
+    if session.response_written().is_some() {
+        return Error::e_explain(
+            ErrorType::ConnectionClosed,
+            "upstream response ended before it was complete",
+        );
+    }
+    let provider = forward.snapshot.provider(forward.provider).name.clone();
+    let error = match proxy_error.try_recv().ok().or(upstream_failed) {
+        Some(e) => upstream_error(&e, provider),
+        None => GatewayError::UpstreamFailed(provider),
+    };
+    respond::error(session, &error).await?;
+    Ok(Outcome::UpstreamError)
+}
+
+/// Maps the subrequest's final error to what the client is told.
+fn upstream_error(e: &Error, provider: String) -> GatewayError {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+            GatewayError::UpstreamTimeout(provider)
+        }
+        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+        | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError => {
+            GatewayError::UpstreamUnreachable(provider)
+        }
+        _ => GatewayError::UpstreamFailed(provider),
+    }
+}
+
+/// In the subrequest: the header it parsed is the client's, so its framing describes the
+/// original body. Make it describe the rewritten one before the body reader starts.
+pub fn fix_subrequest_framing(req: &mut RequestHeader, body_len: usize) -> Result<()> {
+    req.remove_header("transfer-encoding");
+    req.remove_header("expect");
+    req.insert_header("content-length", body_len.to_string())
+}
+
+/// In the subrequest: the forwarding decision its main session attached.
+pub fn decision(session: &Session) -> Option<Arc<Forward>> {
+    session
+        .subrequest_ctx
+        .as_ref()?
+        .user_ctx()?
+        .downcast_ref::<Arc<Forward>>()
+        .cloned()
+}

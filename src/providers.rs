@@ -1,0 +1,241 @@
+//! The built-in provider catalog: for each known `model` prefix, the wire API it speaks and where
+//! it lives when no `base_url` is given. This table is the one place that knows provider hosts.
+
+/// The wire API an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// OpenAI chat completions (and the many providers compatible with it).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::OpenAi => "openai",
+            Interface::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// A provider switchyard knows by its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltIn {
+    pub prefix: &'static str,
+    pub aliases: &'static [&'static str],
+    pub interface: Interface,
+    /// Default host (always HTTPS on 443); `None` when `base_url` is required.
+    pub host: Option<&'static str>,
+    /// Path that replaces the client's `/v1` prefix.
+    pub path_prefix: &'static str,
+}
+
+const fn openai(prefix: &'static str, host: Option<&'static str>, path: &'static str) -> BuiltIn {
+    BuiltIn {
+        prefix,
+        aliases: &[],
+        interface: Interface::OpenAi,
+        host,
+        path_prefix: path,
+    }
+}
+
+/// Known prefixes (facts from Plano's provider table).
+pub const CATALOG: &[BuiltIn] = &[
+    openai("openai", Some("api.openai.com"), "/v1"),
+    BuiltIn {
+        prefix: "anthropic",
+        aliases: &[],
+        interface: Interface::Anthropic,
+        host: Some("api.anthropic.com"),
+        path_prefix: "/v1",
+    },
+    BuiltIn {
+        aliases: &["google"],
+        ..openai(
+            "gemini",
+            Some("generativelanguage.googleapis.com"),
+            "/v1beta/openai",
+        )
+    },
+    openai("groq", Some("api.groq.com"), "/openai/v1"),
+    openai("mistral", Some("api.mistral.ai"), "/v1"),
+    openai("deepseek", Some("api.deepseek.com"), "/v1"),
+    openai("xai", Some("api.x.ai"), "/v1"),
+    BuiltIn {
+        aliases: &["together"],
+        ..openai("together_ai", Some("api.together.xyz"), "/v1")
+    },
+    openai("moonshotai", Some("api.moonshot.ai"), "/v1"),
+    openai("zhipu", Some("open.bigmodel.cn"), "/api/paas/v4"),
+    openai("xiaomi", Some("api.xiaomimimo.com"), "/v1"),
+    BuiltIn {
+        aliases: &["do", "do_ai"],
+        ..openai("digitalocean", Some("inference.do-ai.run"), "/v1")
+    },
+    openai("openrouter", Some("openrouter.ai"), "/api/v1"),
+    openai("vercel", Some("ai-gateway.vercel.sh"), "/v1"),
+    openai("qwen", None, "/compatible-mode/v1"),
+    openai("ollama", None, "/v1"),
+];
+
+/// Prefixes in Plano's schema whose wire format switchyard does not speak yet.
+pub const NOT_YET_SUPPORTED: &[&str] = &[
+    "azure_openai",
+    "amazon_bedrock",
+    "amazon",
+    "chatgpt",
+    "plano",
+];
+
+/// Looks a prefix (or one of its aliases) up in the catalog.
+pub fn built_in(prefix: &str) -> Option<&'static BuiltIn> {
+    CATALOG
+        .iter()
+        .find(|b| b.prefix == prefix || b.aliases.contains(&prefix))
+}
+
+/// Maps a `provider_interface` value to a wire API and, for catalog names, the default path.
+/// Plano's OpenAI-compatible interface names (`groq`, `mistral`, …) are accepted as OpenAI wire.
+pub fn interface_named(name: &str) -> Option<(Interface, &'static str)> {
+    match name {
+        "openai" => Some((Interface::OpenAi, "/v1")),
+        "anthropic" => Some((Interface::Anthropic, "/v1")),
+        "edenai" => Some((Interface::OpenAi, "/v3")),
+        _ => built_in(name)
+            .filter(|b| b.interface == Interface::OpenAi)
+            .map(|b| (Interface::OpenAi, b.path_prefix)),
+    }
+}
+
+/// The accepted `provider_interface` values, for error messages.
+pub fn interface_names() -> String {
+    let mut names = vec!["openai", "anthropic", "edenai"];
+    names.extend(
+        CATALOG
+            .iter()
+            .filter(|b| b.interface == Interface::OpenAi && b.prefix != "openai")
+            .map(|b| b.prefix),
+    );
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row per catalog entry: (prefix, interface, host, path prefix).
+    const EXPECTED: &[(&str, Interface, Option<&str>, &str)] = &[
+        ("openai", Interface::OpenAi, Some("api.openai.com"), "/v1"),
+        (
+            "anthropic",
+            Interface::Anthropic,
+            Some("api.anthropic.com"),
+            "/v1",
+        ),
+        (
+            "gemini",
+            Interface::OpenAi,
+            Some("generativelanguage.googleapis.com"),
+            "/v1beta/openai",
+        ),
+        (
+            "google",
+            Interface::OpenAi,
+            Some("generativelanguage.googleapis.com"),
+            "/v1beta/openai",
+        ),
+        (
+            "groq",
+            Interface::OpenAi,
+            Some("api.groq.com"),
+            "/openai/v1",
+        ),
+        ("mistral", Interface::OpenAi, Some("api.mistral.ai"), "/v1"),
+        (
+            "deepseek",
+            Interface::OpenAi,
+            Some("api.deepseek.com"),
+            "/v1",
+        ),
+        ("xai", Interface::OpenAi, Some("api.x.ai"), "/v1"),
+        (
+            "together_ai",
+            Interface::OpenAi,
+            Some("api.together.xyz"),
+            "/v1",
+        ),
+        (
+            "together",
+            Interface::OpenAi,
+            Some("api.together.xyz"),
+            "/v1",
+        ),
+        (
+            "moonshotai",
+            Interface::OpenAi,
+            Some("api.moonshot.ai"),
+            "/v1",
+        ),
+        (
+            "zhipu",
+            Interface::OpenAi,
+            Some("open.bigmodel.cn"),
+            "/api/paas/v4",
+        ),
+        (
+            "xiaomi",
+            Interface::OpenAi,
+            Some("api.xiaomimimo.com"),
+            "/v1",
+        ),
+        (
+            "digitalocean",
+            Interface::OpenAi,
+            Some("inference.do-ai.run"),
+            "/v1",
+        ),
+        ("do", Interface::OpenAi, Some("inference.do-ai.run"), "/v1"),
+        (
+            "openrouter",
+            Interface::OpenAi,
+            Some("openrouter.ai"),
+            "/api/v1",
+        ),
+        (
+            "vercel",
+            Interface::OpenAi,
+            Some("ai-gateway.vercel.sh"),
+            "/v1",
+        ),
+        ("qwen", Interface::OpenAi, None, "/compatible-mode/v1"),
+        ("ollama", Interface::OpenAi, None, "/v1"),
+    ];
+
+    #[test]
+    fn every_row_resolves() {
+        for (prefix, interface, host, path) in EXPECTED {
+            let row = built_in(prefix).unwrap_or_else(|| panic!("{prefix} missing"));
+            assert_eq!(row.interface, *interface, "{prefix}");
+            assert_eq!(row.host, *host, "{prefix}");
+            assert_eq!(row.path_prefix, *path, "{prefix}");
+        }
+        assert_eq!(built_in("custom"), None);
+    }
+
+    #[test]
+    fn interface_names_map_to_wire_apis() {
+        assert_eq!(interface_named("openai"), Some((Interface::OpenAi, "/v1")));
+        assert_eq!(
+            interface_named("anthropic"),
+            Some((Interface::Anthropic, "/v1"))
+        );
+        assert_eq!(
+            interface_named("groq"),
+            Some((Interface::OpenAi, "/openai/v1"))
+        );
+        assert_eq!(interface_named("cobol"), None);
+        assert!(interface_names().contains("groq"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Responses the gateway writes itself: JSON bodies with exact framing.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::error::GatewayError;
+
+/// Writes a complete JSON response.
+pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
+    let mut header = ResponseHeader::build(status, Some(3))?;
+    header.insert_header("content-type", "application/json")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Writes `error` in OpenAI's error shape. After a 413 the unread body makes the connection
+/// useless, so it is closed.
+pub async fn error(session: &mut Session, error: &GatewayError) -> Result<()> {
+    if let GatewayError::BodyTooLarge { .. } = error {
+        session.set_keepalive(None);
+    }
+    json(session, error.status(), error.body()).await
+}

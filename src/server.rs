@@ -1,0 +1,67 @@
+//! Builds and runs the Pingora server: the proxy service on the model listener and the
+//! background services, with Pingora's process settings taken from the `server` block.
+
+use pingora::apps::HttpServerOptions;
+use pingora::prelude::background_service;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::dns::Refresher;
+use crate::proxy::Gateway;
+use crate::state::Snapshot;
+
+/// How the process was started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// Take the listening sockets over from a running instance (`-u`).
+    pub upgrade: bool,
+    /// Detach into the background (`-d`).
+    pub daemon: bool,
+}
+
+/// Pingora's own settings, from switchyard's `server` block.
+pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
+    let s = &config.server;
+    ServerConf {
+        daemon: launch.daemon,
+        threads: s.threads,
+        pid_file: s.pid_file.to_string_lossy().into_owned(),
+        upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
+        grace_period_seconds: Some(s.grace_period.as_secs_f64().ceil() as u64),
+        ca_file: config
+            .overrides
+            .upstream_tls_ca_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        ..ServerConf::default()
+    }
+}
+
+/// Runs the gateway until it is told to stop; does not return.
+pub fn run(config: Config, launch: Launch) -> ! {
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        daemon: launch.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config, launch));
+    server.bootstrap();
+
+    let bind = config.listener.bind_address();
+    let state = Snapshot::new(config).into_shared();
+
+    let mut proxy = http_proxy_service(&server.configuration, Gateway::new(state.clone()));
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    proxy.add_tcp(&bind);
+
+    server.add_service(proxy);
+    server.add_service(background_service("dns refresher", Refresher { state }));
+    log::info!("switchyard listening on {bind}");
+    server.run_forever()
+}

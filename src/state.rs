@@ -1,0 +1,131 @@
+//! The runtime snapshot: everything a request needs, built from one [`Config`], swapped whole.
+//!
+//! Each request loads the snapshot once and keeps that `Arc` to the end, so a config change never
+//! mixes two configs within one request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::config::{Config, Endpoint, Provider};
+use crate::dns::Addresses;
+use crate::routing::Routes;
+
+/// The snapshot currently in force, shared by the proxy and the background services.
+pub type SharedState = Arc<ArcSwap<Snapshot>>;
+
+pub struct Snapshot {
+    pub config: Config,
+    pub routes: Routes,
+    /// One per provider, same order as `config.providers`.
+    upstreams: Vec<Upstream>,
+    /// The `GET /v1/models` response body.
+    pub models_body: Bytes,
+}
+
+/// Where one provider's requests go.
+#[derive(Debug)]
+pub struct Upstream {
+    pub provider_name: String,
+    pub endpoint: Endpoint,
+    /// Shared by all providers on the same `host:port`.
+    pub addresses: Arc<Addresses>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot. Cannot fail: the config was validated when it was loaded.
+    pub fn new(config: Config) -> Snapshot {
+        let mut by_host: HashMap<(String, u16), Arc<Addresses>> = HashMap::new();
+        let upstreams = config
+            .providers
+            .iter()
+            .map(|p| {
+                let key = (p.endpoint.host.clone(), p.endpoint.port);
+                let addresses = by_host
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Addresses::new(&p.endpoint.host, p.endpoint.port)))
+                    .clone();
+                Upstream {
+                    provider_name: p.name.clone(),
+                    endpoint: p.endpoint.clone(),
+                    addresses,
+                }
+            })
+            .collect();
+        Snapshot {
+            routes: Routes::new(&config.providers, &config.aliases),
+            models_body: models_body(&config.providers),
+            upstreams,
+            config,
+        }
+    }
+
+    pub fn into_shared(self) -> SharedState {
+        Arc::new(ArcSwap::from_pointee(self))
+    }
+
+    pub fn provider(&self, i: usize) -> &Provider {
+        &self.config.providers[i]
+    }
+
+    pub fn upstream(&self, i: usize) -> &Upstream {
+        &self.upstreams[i]
+    }
+
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+}
+
+/// OpenAI's model list; ids are provider names. Wildcards are not concrete models and are left out.
+fn models_body(providers: &[Provider]) -> Bytes {
+    let data: Vec<_> = providers
+        .iter()
+        .filter(|p| !p.is_wildcard())
+        .map(|p| {
+            json!({
+                "id": p.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": p.prefix,
+            })
+        })
+        .collect();
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_on_one_host_share_addresses() {
+        let c = Config::from_yaml(
+            "model_providers:\n  - {model: openai/gpt-4o, access_key: $K}\n  - {model: openai/gpt-4o-mini, access_key: $K}\n  - {model: groq/*, access_key: $K}\n",
+            &|_| Some("k".into()),
+        )
+        .unwrap();
+        let s = Snapshot::new(c);
+        assert!(Arc::ptr_eq(
+            &s.upstream(0).addresses,
+            &s.upstream(1).addresses
+        ));
+        assert!(!Arc::ptr_eq(
+            &s.upstream(0).addresses,
+            &s.upstream(2).addresses
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&s.models_body).unwrap();
+        assert_eq!(v["object"], "list");
+        let ids: Vec<_> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["openai/gpt-4o", "openai/gpt-4o-mini"]);
+        assert_eq!(v["data"][0]["owned_by"], "openai");
+    }
+}
