@@ -49,7 +49,11 @@ fn main() -> ExitCode {
         }
     };
     for warning in &config.warnings {
-        log::warn!("{}: {warning}", cli.conf.display());
+        if cli.test {
+            eprintln!("warning: {warning}");
+        } else {
+            log::warn!("{}: {warning}", cli.conf.display());
+        }
     }
     if cli.test {
         println!(

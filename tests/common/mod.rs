@@ -1,0 +1,640 @@
+//! Test harness: a recording mock upstream, the real `switchyard` binary on free ports, and a
+//! small HTTP/1.1 client that can send exact bytes (chunked uploads, `Expect`) and read a
+//! response progressively.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------------------------
+// Mock upstream
+// ---------------------------------------------------------------------------------------------
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("upstream body is JSON")
+    }
+}
+
+/// A mock provider on 127.0.0.1 that records every request. How it answers is chosen per request
+/// by the `x-mock` header (which the gateway forwards like any other header):
+/// - absent: 200 with an OpenAI chat completion naming the model it received;
+/// - `status=429`: that status with an OpenAI-shaped error body;
+/// - `sse=N,gap_ms=M`: N SSE events M ms apart, then `data: [DONE]`;
+/// - `sse=N,gap_ms=M,cut`: like sse, then the connection is cut without the final chunk;
+/// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile).
+pub struct Mock {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    hangups: Arc<Mutex<u32>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Mock {
+    pub fn start() -> Mock {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let hangups = Arc::new(Mutex::new(0));
+        let (r, h) = (received.clone(), hangups.clone());
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(socket, r.clone(), h.clone()));
+            }
+        });
+        Mock {
+            addr,
+            received,
+            hangups,
+            runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The one request received so far; fails if there is not exactly one.
+    pub fn only(&self) -> Received {
+        let all = self.received();
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one upstream request, got {all:#?}"
+        );
+        all.into_iter().next().unwrap()
+    }
+
+    /// Requests whose client hung up before the (delayed) answer was ready.
+    pub fn hangups(&self) -> u32 {
+        *self.hangups.lock().unwrap()
+    }
+}
+
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    hangups: Arc<Mutex<u32>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let Some((req, rest)) = read_request(&mut socket, std::mem::take(&mut buf)).await else {
+            return;
+        };
+        buf = rest;
+        let mode = req.header("x-mock").unwrap_or("").to_owned();
+        received.lock().unwrap().push(req.clone());
+        let opts = parse_mode(&mode);
+
+        if let Some(ms) = opts.delay_ms {
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                n = socket.read(&mut probe) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        *hangups.lock().unwrap() += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(n) = opts.sse {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for i in 0..n {
+                let event = format!(
+                    "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{i}\"}}}}]}}\n\n"
+                );
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(opts.gap_ms)).await;
+            }
+            if opts.cut {
+                return;
+            }
+            let done = "data: [DONE]\n\n";
+            let tail = format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+            if socket.write_all(tail.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let (status, body) = match opts.status {
+            Some(code) => (
+                code,
+                serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
+            ),
+            None => {
+                let model = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v.get("model").cloned())
+                    .unwrap_or(Value::Null);
+                (
+                    200,
+                    serde_json::json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "model": model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+                    }),
+                )
+            }
+        };
+        let body = body.to_string();
+        let head = format!(
+            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if socket.write_all(head.as_bytes()).await.is_err()
+            || socket.write_all(body.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Mode {
+    status: Option<u16>,
+    sse: Option<u32>,
+    gap_ms: u64,
+    cut: bool,
+    delay_ms: Option<u64>,
+}
+
+fn parse_mode(mode: &str) -> Mode {
+    let mut m = Mode::default();
+    for part in mode.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        match k {
+            "status" => m.status = v.parse().ok(),
+            "sse" => m.sse = v.parse().ok(),
+            "gap_ms" => m.gap_ms = v.parse().unwrap_or(0),
+            "cut" => m.cut = true,
+            "delay_ms" => m.delay_ms = v.parse().ok(),
+            _ => panic!("unknown mock mode {part}"),
+        }
+    }
+    m
+}
+
+/// Reads one request (head and body, Content-Length or chunked). Returns it and any bytes read
+/// past it.
+async fn read_request(
+    socket: &mut tokio::net::TcpStream,
+    mut buf: Vec<u8>,
+) -> Option<(Received, Vec<u8>)> {
+    let mut chunk = [0u8; 65536];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buf) {
+            let method = parsed.method?.to_owned();
+            let path = parsed.path?.to_owned();
+            let headers: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let mut rest = buf.split_off(head_len);
+            let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                loop {
+                    if let Some((body, used)) = dechunk(&rest) {
+                        rest.drain(..used);
+                        break body;
+                    }
+                    let n = socket.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+            } else {
+                let len: usize = find("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while rest.len() < len {
+                    let n = socket.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                let tail = rest.split_off(len);
+                std::mem::replace(&mut rest, tail)
+            };
+            let req = Received {
+                method,
+                path,
+                headers,
+                body,
+            };
+            return Some((req, rest));
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Decodes a complete chunked body at the start of `data`: (body, bytes used), or `None` if
+/// more bytes are needed.
+fn dechunk(data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let line_end = find(&data[pos..], b"\r\n")? + pos;
+        let size_hex = std::str::from_utf8(&data[pos..line_end]).ok()?;
+        let size = usize::from_str_radix(size_hex.split(';').next()?.trim(), 16).ok()?;
+        pos = line_end + 2;
+        if size == 0 {
+            let end = find(&data[pos..], b"\r\n")? + pos;
+            return Some((body, end + 2));
+        }
+        if data.len() < pos + size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&data[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway under test
+// ---------------------------------------------------------------------------------------------
+
+/// The real `switchyard` binary, running on a free port with a temporary config.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    child: Child,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("switchyard-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Gateway {
+    /// Starts the gateway on `config` (a YAML or JSON config without `listeners` or `server`;
+    /// both are added here) with `env` as extra environment variables.
+    pub fn start(config: &Value, env: &[(&str, &str)]) -> Gateway {
+        let dir = temp_dir("gw");
+        let port = free_port();
+        let mut config = config.clone();
+        config["listeners"] = serde_json::json!([{"name": "llm", "type": "model", "address": "127.0.0.1", "port": port}]);
+        let server = config
+            .as_object_mut()
+            .unwrap()
+            .entry("server")
+            .or_insert(serde_json::json!({}));
+        server["threads"] = 1.into();
+        server["metrics_address"] = format!("127.0.0.1:{}", free_port()).into();
+        server["pid_file"] = dir
+            .join("switchyard.pid")
+            .to_string_lossy()
+            .into_owned()
+            .into();
+        server["upgrade_sock"] = dir
+            .join("upgrade.sock")
+            .to_string_lossy()
+            .into_owned()
+            .into();
+        let conf = dir.join("config.yaml");
+        std::fs::write(&conf, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let log = dir.join("switchyard.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("-c")
+            .arg(&conf)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gw = Gateway {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            dir,
+            log,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(resp) =
+                std::panic::catch_unwind(|| request(self.addr, "GET", "/healthz", &[], b""))
+            {
+                if resp.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not become ready: {}", self.logs());
+    }
+
+    /// What the gateway printed (stderr, where `log` goes).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Parses config text (YAML) into JSON, which is also valid YAML, so tests can edit it.
+pub fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).expect("test config parses")
+}
+
+/// Points every provider's `base_url` at `url`.
+pub fn point_providers_at(config: &mut Value, url: &str) {
+    for p in providers(config) {
+        p["base_url"] = url.into();
+    }
+}
+
+pub fn providers(config: &mut Value) -> Vec<&mut Value> {
+    config["model_providers"]
+        .as_array_mut()
+        .expect("model_providers")
+        .iter_mut()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 client
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends one request with a Content-Length body and reads the whole response.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut conn = Conn::open(addr);
+    conn.send_head(method, path, headers, Some(body.len()));
+    conn.stream.write_all(body).unwrap();
+    conn.read_response()
+}
+
+/// A POST of a JSON body to `/v1/chat/completions`.
+pub fn chat(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> Response {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &all,
+        body.to_string().as_bytes(),
+    )
+}
+
+/// One client connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes a request head; `content_length: None` sends `Transfer-Encoding: chunked`.
+    pub fn send_head(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: Option<usize>,
+    ) {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: switchyard.test\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        match content_length {
+            Some(n) => head.push_str(&format!("content-length: {n}\r\n")),
+            None => head.push_str("transfer-encoding: chunked\r\n"),
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).unwrap();
+    }
+
+    /// Writes `body` as chunks of `size` bytes, then the last chunk.
+    pub fn send_chunked(&mut self, body: &[u8], size: usize) {
+        for piece in body.chunks(size) {
+            self.stream
+                .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                .unwrap();
+            self.stream.write_all(piece).unwrap();
+            self.stream.write_all(b"\r\n").unwrap();
+        }
+        self.stream.write_all(b"0\r\n\r\n").unwrap();
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads a response head (skipping any `100 Continue`) without its body.
+    pub fn read_head(&mut self) -> (u16, Vec<(String, String)>) {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = parsed.parse(&self.buf) {
+                let status = parsed.code.unwrap();
+                let headers = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                self.buf.drain(..len);
+                if status == 100 {
+                    continue;
+                }
+                return (status, headers);
+            }
+            assert!(self.fill() > 0, "connection closed before a response head");
+        }
+    }
+
+    /// Reads the next piece of a chunked body: `Some(bytes)` for a chunk, `None` for the final
+    /// chunk. Panics if the connection closes first (a cut stream).
+    pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
+        self.try_read_chunk().expect("connection closed mid-body")
+    }
+
+    /// Like `read_chunk`, but `Err(())` when the connection closes before the final chunk.
+    pub fn try_read_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n") {
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&self.buf[..end]).unwrap().trim(),
+                    16,
+                )
+                .unwrap();
+                if size == 0 {
+                    if self.buf.len() >= end + 4 {
+                        self.buf.drain(..end + 4);
+                        return Ok(None);
+                    }
+                } else if self.buf.len() >= end + 2 + size + 2 {
+                    let data = self.buf[end + 2..end + 2 + size].to_vec();
+                    self.buf.drain(..end + 2 + size + 2);
+                    return Ok(Some(data));
+                }
+            }
+            if self.fill() == 0 {
+                return Err(());
+            }
+        }
+    }
+
+    /// Reads a whole response.
+    pub fn read_response(&mut self) -> Response {
+        let (status, headers) = self.read_head();
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let body = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            let mut body = Vec::new();
+            while let Some(chunk) = self.read_chunk() {
+                body.extend_from_slice(&chunk);
+            }
+            body
+        } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while self.buf.len() < len {
+                assert!(self.fill() > 0, "connection closed mid-body");
+            }
+            self.buf.drain(..len).collect()
+        } else {
+            while self.fill() > 0 {}
+            std::mem::take(&mut self.buf)
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+}
