@@ -342,13 +342,20 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 impl Gateway {
-    /// Starts the gateway on `config` (a YAML or JSON config without `listeners` or `server`;
-    /// both are added here) with `env` as extra environment variables.
+    /// Starts the gateway on `config` with `env` as extra environment variables. The model
+    /// listener is moved to a free port and the `server` block gets private pid/socket paths.
     pub fn start(config: &Value, env: &[(&str, &str)]) -> Gateway {
         let dir = temp_dir("gw");
         let port = free_port();
         let mut config = config.clone();
-        config["listeners"] = serde_json::json!([{"name": "llm", "type": "model", "address": "127.0.0.1", "port": port}]);
+        // The model listener the test gave (if any), moved to 127.0.0.1 on a free port.
+        let mut listener = config["listeners"]
+            .get(0)
+            .cloned()
+            .unwrap_or(serde_json::json!({"name": "llm", "type": "model"}));
+        listener["address"] = "127.0.0.1".into();
+        listener["port"] = port.into();
+        config["listeners"] = serde_json::json!([listener]);
         let server = config
             .as_object_mut()
             .unwrap()

@@ -1,0 +1,458 @@
+//! The request path end to end: bodies of every size and framing, SSE, h2c, local endpoints and
+//! every error case, asserted on what the upstream received and what the client got.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{chat, request, yaml, Conn, Gateway, Mock};
+use serde_json::{json, Value};
+
+const KEY: &str = "sk-managed-test-key";
+
+/// One managed provider at `mock`, plus one on a port nothing listens on.
+fn config(mock: &Mock, extra: &str) -> Value {
+    let dead = common::free_port();
+    yaml(&format!(
+        r#"
+model_providers:
+  - model: openai/gpt-4o
+    base_url: {url}
+    access_key: $TEST_KEY
+  - model: openai/gpt-4o-mini
+    name: mini
+    base_url: {url}/openai/v1
+    access_key: $TEST_KEY
+    http_host: api.example.test
+    headers: {{X-Team: blue}}
+  - model: dead/model
+    base_url: http://127.0.0.1:{dead}
+model_aliases:
+  fast: {{target: mini}}
+{extra}
+"#,
+        url = mock.url()
+    ))
+}
+
+fn start(mock: &Mock, extra: &str) -> Gateway {
+    Gateway::start(&config(mock, extra), &[("TEST_KEY", KEY)])
+}
+
+/// A chat body of exactly `size` bytes before the model rewrite.
+fn body_of_size(size: usize) -> Vec<u8> {
+    let head = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":""#;
+    let tail = r#""}],"temperature":0.25}"#;
+    let fill = size - head.len() - tail.len();
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head.as_bytes());
+    body.extend((0..fill).map(|i| b"abcdefghijklmnopqrstuvwxyz"[i % 26]));
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+fn expected_upstream(body: &[u8]) -> Vec<u8> {
+    let s = std::str::from_utf8(body).unwrap();
+    s.replacen(r#""model":"openai/gpt-4o""#, r#""model":"gpt-4o""#, 1)
+        .into_bytes()
+}
+
+#[test]
+fn bodies_of_any_size_and_framing_arrive_byte_exact() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let sizes = [1024, 64 * 1024 + 100, 1 << 20, 10 << 20];
+    let mut sent = 0;
+    for size in sizes {
+        let body = body_of_size(size);
+        for (chunked, expect) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut conn = Conn::open(gw.addr);
+            let mut headers = vec![
+                ("content-type", "application/json"),
+                ("authorization", "Bearer sk-client"),
+            ];
+            if expect {
+                headers.push(("expect", "100-continue"));
+            }
+            conn.send_head(
+                "POST",
+                "/v1/chat/completions",
+                &headers,
+                (!chunked).then_some(body.len()),
+            );
+            if expect {
+                // The gateway must say 100 Continue before the client sends the body.
+                let mut first = [0u8; 25];
+                std::io::Read::read_exact(&mut conn.stream, &mut first).unwrap();
+                assert!(
+                    first.starts_with(b"HTTP/1.1 100 Continue"),
+                    "{}",
+                    String::from_utf8_lossy(&first)
+                );
+            }
+            if chunked {
+                conn.send_chunked(&body, 16 * 1024 + 7);
+            } else {
+                conn.stream.write_all(&body).unwrap();
+            }
+            let resp = conn.read_response();
+            assert_eq!(
+                resp.status, 200,
+                "size {size} chunked {chunked} expect {expect}"
+            );
+            sent += 1;
+            let got = mock.received().pop().unwrap();
+            let want = expected_upstream(&body);
+            assert!(
+                got.body == want,
+                "size {size} chunked {chunked} expect {expect}: body differs"
+            );
+            assert_eq!(
+                got.header("content-length"),
+                Some(want.len().to_string().as_str())
+            );
+            assert_eq!(got.header("transfer-encoding"), None);
+            assert_eq!(got.header("expect"), None);
+            assert_eq!(
+                got.header("authorization"),
+                Some(format!("Bearer {KEY}").as_str())
+            );
+        }
+    }
+    assert_eq!(mock.received().len(), sent);
+}
+
+#[test]
+fn upstream_request_has_rewritten_path_host_and_headers() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let resp = request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions?api-version=1",
+        &[
+            ("x-api-key", "sk-client"),
+            ("accept-encoding", "gzip"),
+            ("x-request-id", "r-1"),
+        ],
+        br#"{"model":"fast","stream":false}"#,
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("x-upstream"),
+        Some("mock"),
+        "upstream headers reach the client"
+    );
+    let got = mock.only();
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/openai/v1/chat/completions?api-version=1");
+    assert_eq!(got.header("host"), Some("api.example.test"));
+    assert_eq!(got.header("x-team"), Some("blue"));
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(got.header("x-api-key"), None);
+    assert_eq!(got.header("accept-encoding"), None);
+    assert_eq!(got.header("x-request-id"), Some("r-1"));
+    assert_eq!(got.body, br#"{"model":"gpt-4o-mini","stream":false}"#);
+}
+
+#[test]
+fn completions_and_embeddings_are_forwarded_too() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    for path in ["/v1/completions", "/v1/embeddings"] {
+        let resp = request(
+            gw.addr,
+            "POST",
+            path,
+            &[],
+            br#"{"model":"gpt-4o","input":"x"}"#,
+        );
+        assert_eq!(resp.status, 200);
+    }
+    let got = mock.received();
+    assert_eq!(got[0].path, "/v1/completions");
+    assert_eq!(got[1].path, "/v1/embeddings");
+}
+
+#[test]
+fn sse_arrives_event_by_event() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let mut conn = Conn::open(gw.addr);
+    let body = br#"{"model":"gpt-4o","stream":true}"#;
+    conn.send_head(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock", "sse=5,gap_ms=300")],
+        Some(body.len()),
+    );
+    conn.stream.write_all(body).unwrap();
+    let (status, headers) = conn.read_head();
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "text/event-stream"));
+
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = conn.read_chunk() {
+        arrivals.push(start.elapsed());
+        events.push(String::from_utf8(chunk).unwrap());
+    }
+    let text = events.concat();
+    assert_eq!(text.matches("data: ").count(), 6, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    // Progressive: the first event was in the client's hands long before the last one.
+    assert!(events.len() >= 5, "events were coalesced: {events:?}");
+    let spread = *arrivals.last().unwrap() - arrivals[0];
+    assert!(
+        spread >= Duration::from_millis(900),
+        "events arrived together: {arrivals:?}"
+    );
+}
+
+#[test]
+fn a_stream_cut_mid_way_never_looks_complete() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let mut conn = Conn::open(gw.addr);
+    let body = br#"{"model":"gpt-4o","stream":true}"#;
+    conn.send_head(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock", "sse=3,gap_ms=50,cut")],
+        Some(body.len()),
+    );
+    conn.stream.write_all(body).unwrap();
+    assert_eq!(conn.read_head().0, 200);
+    let mut got = Vec::new();
+    let end = loop {
+        match conn.try_read_chunk() {
+            Ok(Some(chunk)) => got.extend(chunk),
+            Ok(None) => break "final chunk",
+            Err(()) => break "connection closed",
+        }
+    };
+    assert_eq!(end, "connection closed", "the client must see the cut");
+    assert_eq!(String::from_utf8(got).unwrap().matches("data: ").count(), 3);
+}
+
+#[test]
+fn a_client_that_leaves_cancels_the_upstream_request() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let mut conn = Conn::open(gw.addr);
+    let body = br#"{"model":"gpt-4o"}"#;
+    conn.send_head(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock", "delay_ms=5000")],
+        Some(body.len()),
+    );
+    conn.stream.write_all(body).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while mock.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mock.received().len(), 1);
+    drop(conn);
+    // The upstream sees its connection closed well before its 5 s answer.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while mock.hangups() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mock.hangups(), 1, "upstream request was not cancelled");
+}
+
+#[test]
+fn upstream_errors_pass_through_untouched() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    for code in [400u16, 429, 500, 503] {
+        let resp = chat(
+            gw.addr,
+            &[("x-mock", &format!("status={code}"))],
+            &json!({"model": "gpt-4o"}),
+        );
+        assert_eq!(resp.status, code);
+        assert_eq!(
+            resp.json(),
+            json!({"error": {"message": "mock error", "type": "mock", "code": code}})
+        );
+    }
+}
+
+fn assert_gateway_error(resp: &common::Response, status: u16, code: &str) {
+    assert_eq!(
+        resp.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["type"].is_string());
+}
+
+#[test]
+fn gateway_errors_are_openai_shaped_and_send_nothing_upstream() {
+    let mock = Mock::start();
+    let gw = start(&mock, "server: {max_request_body: 4KiB}");
+    let post = |body: &[u8]| request(gw.addr, "POST", "/v1/chat/completions", &[], body);
+
+    assert_gateway_error(
+        &post(b"{\"model\": \"gpt-4o\""),
+        400,
+        "invalid_request_body",
+    );
+    assert_gateway_error(&post(b"[1,2,3]"), 400, "invalid_request_body");
+    assert_gateway_error(&post(b""), 400, "invalid_request_body");
+    assert_gateway_error(&post(br#"{"model": 7}"#), 400, "invalid_request_body");
+    let resp = post(br#"{"model":"gpt-9"}"#);
+    assert_gateway_error(&resp, 404, "model_not_found");
+    assert_eq!(resp.json()["error"]["param"], "model");
+    assert_gateway_error(&post(br#"{"messages":[]}"#), 400, "model_required");
+
+    // Over the limit, declared up front: refused before the body is read, connection closed.
+    let big = body_of_size(8 * 1024);
+    let resp = post(&big);
+    assert_gateway_error(&resp, 413, "request_too_large");
+    assert_eq!(resp.header("connection"), Some("close"));
+    // Over the limit, chunked: found while reading.
+    let mut conn = Conn::open(gw.addr);
+    conn.send_head("POST", "/v1/chat/completions", &[], None);
+    conn.send_chunked(&big, 1000);
+    assert_gateway_error(&conn.read_response(), 413, "request_too_large");
+
+    assert_gateway_error(
+        &request(gw.addr, "GET", "/v1/chat/completions", &[], b""),
+        405,
+        "method_not_allowed",
+    );
+    assert_gateway_error(
+        &request(gw.addr, "POST", "/v1/messages2", &[], b"{}"),
+        404,
+        "unknown_url",
+    );
+    assert_gateway_error(&request(gw.addr, "GET", "/", &[], b""), 404, "unknown_url");
+
+    assert!(mock.received().is_empty(), "{:?}", mock.received());
+}
+
+#[test]
+fn keepalive_survives_gateway_errors() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let mut conn = Conn::open(gw.addr);
+    for (body, status) in [
+        (&br#"{"model":"nope"}"#[..], 404),
+        (br#"{"model":"gpt-4o"}"#, 200),
+        (b"{", 400),
+        (br#"{"model":"mini"}"#, 200),
+    ] {
+        conn.send_head("POST", "/v1/chat/completions", &[], Some(body.len()));
+        conn.stream.write_all(body).unwrap();
+        assert_eq!(conn.read_response().status, status);
+    }
+    assert_eq!(mock.received().len(), 2);
+}
+
+#[test]
+fn refused_upstream_is_502() {
+    let mock = Mock::start();
+    let gw = start(&mock, "overrides: {upstream_connect_timeout: 1s}");
+    let resp = chat(gw.addr, &[], &json!({"model": "dead/model"}));
+    assert_gateway_error(&resp, 502, "upstream_unreachable");
+    assert!(resp.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("dead/model"));
+}
+
+#[test]
+fn slow_upstream_is_504_after_the_listener_timeout() {
+    let mock = Mock::start();
+    // Waits at most 1 s for the next upstream byte; the upstream takes 3 s.
+    let gw = start(&mock, "listeners: [{name: llm, type: model, timeout: 1s}]");
+    let started = Instant::now();
+    let resp = chat(
+        gw.addr,
+        &[("x-mock", "delay_ms=3000")],
+        &json!({"model": "gpt-4o"}),
+    );
+    assert_gateway_error(&resp, 504, "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_millis(2900));
+}
+
+#[test]
+fn models_and_health_are_served_locally() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let resp = request(gw.addr, "GET", "/v1/models", &[], b"");
+    assert_eq!(resp.status, 200);
+    let ids: Vec<String> = resp.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["openai/gpt-4o", "mini", "dead/model"]);
+    assert_eq!(resp.json()["object"], "list");
+    assert_eq!(request(gw.addr, "GET", "/healthz", &[], b"").status, 200);
+    assert!(mock.received().is_empty());
+}
+
+#[test]
+fn h2c_clients_are_served() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let big = body_of_size(1 << 20);
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        for body in [br#"{"model":"gpt-4o","n":1}"#.to_vec(), big.clone()] {
+            let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.addr))
+                .header("authorization", "Bearer sk-client")
+                .body(())
+                .unwrap();
+            let (resp, mut stream) = client.send_request(req, false).unwrap();
+            stream.reserve_capacity(body.len());
+            stream.send_data(body.into(), true).unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let mut data = resp.into_body();
+            let mut out = Vec::new();
+            while let Some(chunk) = data.data().await {
+                let chunk = chunk.unwrap();
+                data.flow_control().release_capacity(chunk.len()).unwrap();
+                out.extend_from_slice(&chunk);
+            }
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["model"], "gpt-4o");
+            client = client.ready().await.unwrap();
+        }
+    });
+    let got = mock.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body, br#"{"model":"gpt-4o","n":1}"#);
+    assert!(got[1].body == expected_upstream(&big));
+    assert_eq!(
+        got[1].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+}
