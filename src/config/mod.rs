@@ -201,9 +201,8 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        match &self.file {
-            Some(file) => write!(f, "{}: ", file.display())?,
-            None => {}
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
         }
         write!(f, "{n} problem{}", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {

@@ -59,6 +59,9 @@ pub(super) fn decode(text: &str, env: Env) -> Result<Config, ConfigError> {
     })?;
     let mut r = Report::default();
     let config = decode_root(&mut r, &doc, env);
+    // Document order, whatever order the checks ran in.
+    r.errors.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+    r.warnings.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
     match config {
         Some(config) if r.errors.is_empty() => Ok(Config {
             warnings: r.warnings,
@@ -803,7 +806,6 @@ fn cross_check(r: &mut Report, c: &Config) {
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut models: HashMap<&str, u64> = HashMap::new();
     let mut bare: HashMap<&str, u64> = HashMap::new();
-    let mut wildcards: HashMap<&str, u64> = HashMap::new();
     let mut default: Option<u64> = None;
     for (i, p) in c.providers.iter().enumerate() {
         let path = format!("model_providers[{i}]");
@@ -814,7 +816,8 @@ fn cross_check(r: &mut Report, c: &Config) {
                 format!("name `{}` is already used on line {first}", p.name),
             );
         }
-        if let Some(first) = models.insert(&p.model, p.line) {
+        let duplicate_model = models.insert(&p.model, p.line);
+        if let Some(first) = duplicate_model {
             r.error(
                 &path,
                 p.line,
@@ -822,16 +825,11 @@ fn cross_check(r: &mut Report, c: &Config) {
             );
         }
         if p.is_wildcard() {
-            if let Some(first) = wildcards.insert(&p.prefix, p.line) {
-                r.error(
-                    &path,
-                    p.line,
-                    format!("`{}/*` is already configured on line {first}", p.prefix),
-                );
-            }
             if p.default {
                 r.error(&path, p.line, "a wildcard provider cannot be the default");
             }
+        } else if duplicate_model.is_some() {
+            // Same model twice: the bare id repeats too; one error says it.
         } else if let Some(first) = bare.insert(&p.id, p.line) {
             r.error(
                 &path,

@@ -1,1 +1,438 @@
+//! Config loading: Plano files that must load, and every rejection with its path and line.
 
+use std::time::Duration;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPENAI_API_KEY" => Some("sk-openai-secret".into()),
+        "ANTHROPIC_API_KEY" => Some("sk-ant-secret".into()),
+        _ => None,
+    }
+}
+
+fn load(yaml: &str) -> Config {
+    Config::from_yaml(yaml, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    match Config::from_yaml(yaml, &env) {
+        Ok(_) => panic!("expected problems in:\n{yaml}"),
+        Err(e) => e.problems,
+    }
+}
+
+/// The single problem of `yaml`, as `path (line N): message`.
+fn problem(yaml: &str) -> String {
+    let p = problems(yaml);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    p[0].to_string()
+}
+
+#[test]
+fn a_full_plano_v040_file_loads() {
+    let c = load(
+        r#"
+version: v0.4.0
+listeners:
+  - name: llm
+    type: model
+    address: 127.0.0.1
+    port: 12001
+    timeout: 120s
+  - name: prompts
+    type: prompt
+    port: 10000
+model_providers:
+  - model: openai/gpt-4o
+    access_key: $OPENAI_API_KEY
+    default: true
+  - model: anthropic/claude-sonnet-4-5
+    access_key: ${ANTHROPIC_API_KEY}
+  - model: together_ai/meta-llama/Llama-3-70b
+    access_key: $OPENAI_API_KEY
+    headers: {X-Org: acme}
+  - model: litellm/*
+    base_url: https://litellm.internal/v1
+    provider_interface: openai
+    passthrough_auth: true
+  - model: ollama/llama3.1
+    name: local
+    base_url: http://host.docker.internal:11434
+    http_host: ollama.internal
+model_aliases:
+  fast: {target: gpt-4o}
+  local-model: {target: local}
+routing_preferences:
+  - name: code review
+    description: reviewing code
+    models: [openai/gpt-4o, local]
+    selection_policy: {prefer: cheapest}
+model_metrics_sources:
+  - {type: cost, provider: models.dev}
+overrides:
+  upstream_connect_timeout: 2s
+  llm_routing_model: plano/Plano-Orchestrator
+tracing: {random_sampling: 10}
+"#,
+    );
+    assert_eq!(c.version.as_deref(), Some("v0.4.0"));
+    assert_eq!(c.listener.port, 12001);
+    assert_eq!(c.listener.address, "127.0.0.1");
+    assert_eq!(c.listener.timeout, Duration::from_secs(120));
+    assert_eq!(c.providers.len(), 5);
+
+    let openai = &c.providers[0];
+    assert_eq!(
+        (openai.prefix.as_str(), openai.id.as_str()),
+        ("openai", "gpt-4o")
+    );
+    assert_eq!(openai.name, "openai/gpt-4o");
+    assert_eq!(openai.endpoint.host, "api.openai.com");
+    assert_eq!(openai.endpoint.path_prefix, "/v1");
+    assert!(openai.endpoint.tls && openai.default);
+    assert_eq!(
+        openai.access_key.as_ref().map(Secret::expose),
+        Some("sk-openai-secret")
+    );
+
+    assert_eq!(c.providers[1].interface, Interface::Anthropic);
+    assert_eq!(
+        c.providers[1].access_key.as_ref().map(Secret::expose),
+        Some("sk-ant-secret")
+    );
+    assert_eq!(c.providers[2].id, "meta-llama/Llama-3-70b");
+    assert_eq!(c.providers[2].headers[0].0, "x-org");
+
+    let litellm = &c.providers[3];
+    assert!(litellm.is_wildcard() && litellm.passthrough_auth);
+    assert_eq!(litellm.endpoint.host, "litellm.internal");
+    assert_eq!(litellm.endpoint.path_prefix, "/v1");
+
+    let ollama = &c.providers[4];
+    assert_eq!(ollama.name, "local");
+    assert_eq!(ollama.interface, Interface::OpenAi);
+    assert!(!ollama.endpoint.tls);
+    assert_eq!(ollama.endpoint.port, 11434);
+    assert_eq!(ollama.endpoint.path_prefix, "/v1");
+    assert_eq!(ollama.http_host.as_deref(), Some("ollama.internal"));
+
+    assert_eq!(
+        c.aliases,
+        vec![
+            ("fast".into(), "gpt-4o".into()),
+            ("local-model".into(), "local".into())
+        ]
+    );
+    assert_eq!(c.routing_preferences[0].prefer, Prefer::Cheapest);
+    assert_eq!(c.overrides.upstream_connect_timeout, Duration::from_secs(2));
+
+    // Plano keys switchyard does not implement yet: loaded, each named in a warning.
+    let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        warned,
+        [
+            "listeners[1].type",
+            "model_metrics_sources",
+            "overrides.llm_routing_model",
+            "tracing"
+        ]
+    );
+}
+
+#[test]
+fn a_file_with_no_listeners_gets_the_default_one() {
+    let c = load("model_providers: [{model: openai/gpt-4o, access_key: $OPENAI_API_KEY}]");
+    assert_eq!(c.listener, Listener::default());
+    assert_eq!(c.listener.port, 12000);
+    assert_eq!(c.listener.timeout, Duration::from_secs(300));
+    assert_eq!(c.server, ServerSettings::default());
+}
+
+#[test]
+fn legacy_listener_object_and_llm_providers_alias() {
+    let c = load(
+        r#"
+version: v0.1.0
+listeners:
+  ingress_traffic: {address: 0.0.0.0, port: 10000}
+  egress_traffic: {address: 0.0.0.0, port: 12000, message_format: openai, timeout: 30s}
+llm_providers:
+  - {model: openai/gpt-4o, access_key: $OPENAI_API_KEY}
+"#,
+    );
+    assert_eq!(c.listener.timeout, Duration::from_secs(30));
+    assert_eq!(c.providers.len(), 1);
+    let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(warned, ["listeners.ingress_traffic", "llm_providers"]);
+}
+
+#[test]
+fn v030_inline_routing_preferences_are_migrated() {
+    let c = load(
+        r#"
+version: v0.3.0
+model_providers:
+  - model: openai/gpt-4o
+    access_key: $OPENAI_API_KEY
+    routing_preferences:
+      - {name: code generation, description: writing new functions}
+  - model: anthropic/claude-sonnet-4-5
+    access_key: $ANTHROPIC_API_KEY
+    routing_preferences:
+      - {name: code generation, description: a second description}
+      - {name: review, description: reviewing code}
+"#,
+    );
+    let prefs = &c.routing_preferences;
+    assert_eq!(prefs.len(), 2);
+    assert_eq!(prefs[0].name, "code generation");
+    assert_eq!(prefs[0].description, "writing new functions");
+    assert_eq!(
+        prefs[0].models,
+        ["openai/gpt-4o", "anthropic/claude-sonnet-4-5"]
+    );
+    assert_eq!(prefs[1].models, ["anthropic/claude-sonnet-4-5"]);
+}
+
+#[test]
+fn base_url_path_replaces_the_default_prefix() {
+    let c = load(
+        r#"
+model_providers:
+  - {model: groq/llama, access_key: $OPENAI_API_KEY}
+  - {model: groq/other, access_key: $OPENAI_API_KEY, base_url: "https://proxy.example/x/openai/"}
+  - {model: custom/a, base_url: "http://[::1]:8080"}
+  - {model: qwen/qwen-max, base_url: "https://dashscope.example", access_key: $OPENAI_API_KEY}
+"#,
+    );
+    let e: Vec<_> = c.providers.iter().map(|p| &p.endpoint).collect();
+    assert_eq!(
+        (e[0].host.as_str(), e[0].path_prefix.as_str()),
+        ("api.groq.com", "/openai/v1")
+    );
+    assert_eq!(
+        (e[1].host.as_str(), e[1].path_prefix.as_str()),
+        ("proxy.example", "/x/openai")
+    );
+    assert_eq!(
+        (e[2].host.as_str(), e[2].port, e[2].authority()),
+        ("::1", 8080, "[::1]:8080".to_owned())
+    );
+    assert_eq!(e[3].path_prefix, "/compatible-mode/v1");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let c = load(
+        "model_providers: [{model: openai/gpt-4o, access_key: $OPENAI_API_KEY, headers: {x-token: $ANTHROPIC_API_KEY}}]",
+    );
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("sk-openai-secret"), "{debug}");
+    assert!(!debug.contains("sk-ant-secret"), "{debug}");
+}
+
+#[test]
+fn missing_environment_variables_are_named() {
+    assert_eq!(
+        problem("model_providers:\n  - model: openai/gpt-4o\n    access_key: $NOT_SET_KEY\n"),
+        "model_providers[0].access_key (line 3): environment variable NOT_SET_KEY is not set"
+    );
+    assert_eq!(
+        problem("model_providers:\n  - model: custom/x\n    base_url: http://${HOST_VAR}:1\n"),
+        "model_providers[0].base_url (line 3): environment variable HOST_VAR is not set"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_path_and_line() {
+    assert_eq!(
+        problem("modle_providers: []\n"),
+        "modle_providers (line 1): unknown key"
+    );
+    assert_eq!(
+        problem("model_providers:\n  - model: openai/gpt-4o\n    acess_key: x\n"),
+        "model_providers[0].acess_key (line 3): unknown key"
+    );
+    assert_eq!(
+        problem("server:\n  threads: 2\n  workers: 4\n"),
+        "server.workers (line 3): unknown key"
+    );
+    assert_eq!(
+        problem("model_aliases:\n  fast: {target: x, weight: 2}\nmodel_providers: [{model: custom/x, base_url: 'http://h'}]\n"),
+        "model_aliases.fast.weight (line 2): unknown key"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let p = problems(
+        r#"
+version: v9
+listeners: [{name: l, type: model, port: 70000}]
+model_providers:
+  - model: gpt-4o
+  - model: openai/gpt-4o
+    access_key: $MISSING
+  - model: nope/x
+unknown_top: 1
+"#,
+    );
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 6, "{shown:#?}");
+    assert!(shown[0].starts_with("version (line 2): unsupported version `v9`"));
+    assert_eq!(
+        shown[1],
+        "listeners[0].port (line 3): must be between 1 and 65535, found 70000"
+    );
+    assert!(shown[2]
+        .starts_with("model_providers[0].model (line 5): `gpt-4o` must be `provider/model-id`"));
+    assert_eq!(
+        shown[3],
+        "model_providers[1].access_key (line 7): environment variable MISSING is not set"
+    );
+    assert!(
+        shown[4].starts_with("model_providers[2].model (line 8): unknown provider prefix `nope`")
+    );
+    assert_eq!(shown[5], "unknown_top (line 9): unknown key");
+}
+
+#[test]
+fn provider_rejections() {
+    let cases = [
+        ("- {access_key: x}", "model_providers[0] (line 2): missing required key `model`"),
+        ("- {model: /x}", "must be `provider/model-id`"),
+        ("- {model: openai/}", "must be `provider/model-id`"),
+        ("- {model: custom/x}", "unknown provider prefix `custom`: set `base_url`"),
+        ("- {model: qwen/x, access_key: k}", "`base_url` is required for `qwen` providers"),
+        ("- {model: ollama/x}", "`base_url` is required for `ollama` providers"),
+        ("- {model: azure_openai/gpt-4o, access_key: k}", "provider `azure_openai` is not supported by switchyard yet"),
+        ("- {model: custom/x, base_url: 'http://h', provider_interface: cobol}", "unsupported provider_interface `cobol`"),
+        ("- {model: custom/x, base_url: 'http://h', provider_interface: openai, provider: openai}", "not both"),
+        ("- {model: custom/x, base_url: 'ftp://h'}", "the scheme must be http or https"),
+        ("- {model: custom/x, base_url: 'h:80'}", "not a usable base_url"),
+        ("- {model: custom/x, base_url: 'http://u:p@h'}", "credentials in the URL are not supported"),
+        ("- {model: openai/x, access_key: k, passthrough_auth: yes please}", "expected true or false"),
+        ("- {model: openai/x, access_key: k, headers: {'bad header': v}}", "is not a valid header name"),
+        ("- {model: openai/x, access_key: k, headers: [a]}", "expected a mapping, found a list"),
+    ];
+    for (entry, want) in cases {
+        let got = problem(&format!("model_providers:\n  {entry}\n"));
+        assert!(got.contains(want), "{entry}: got `{got}`, want `{want}`");
+    }
+}
+
+#[test]
+fn cross_checks() {
+    let cases = [
+        (
+            "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: openai/gpt-4o, access_key: k, name: two}\n",
+            "model_providers[1] (line 3): model `openai/gpt-4o` is already configured on line 2",
+        ),
+        (
+            "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: custom/gpt-4o, base_url: 'http://h'}\n",
+            "model_providers[1] (line 3): model id `gpt-4o` is also served by the provider on line 2; bare ids must be unique",
+        ),
+        (
+            "model_providers:\n  - {model: openai/a, access_key: k, name: x}\n  - {model: openai/b, access_key: k, name: x}\n",
+            "model_providers[1] (line 3): name `x` is already used on line 2",
+        ),
+        (
+            "model_providers:\n  - {model: openai/a, access_key: k, default: true}\n  - {model: openai/b, access_key: k, default: true}\n",
+            "model_providers[1] (line 3): only one provider may be the default (the first is on line 2)",
+        ),
+        (
+            "model_providers:\n  - {model: openai/*, access_key: k, default: true}\n",
+            "model_providers[0] (line 2): a wildcard provider cannot be the default",
+        ),
+        (
+            "model_providers: [{model: openai/a, access_key: k}]\nmodel_aliases:\n  fast: {target: openai/b}\n",
+            "model_aliases.fast.target (line 3): `openai/b` is not a configured (non-wildcard) model",
+        ),
+        (
+            "model_providers: [{model: openai/a, access_key: k}]\nrouting_preferences:\n  - {name: n, description: d, models: [openai/zz]}\n",
+            "routing_preferences[0].models[0] (line 3): `openai/zz` does not match any provider's name or model",
+        ),
+        (
+            "listeners:\n  - {name: a, type: model}\n  - {name: b, type: model, port: 1}\n",
+            "listeners[1] (line 3): only one `type: model` listener is allowed (the first is on line 2)",
+        ),
+        (
+            "model_providers: [{model: openai/a, access_key: k}]\nllm_providers: []\n",
+            "llm_providers (line 2): give `model_providers` or its deprecated alias `llm_providers`, not both",
+        ),
+    ];
+    for (yaml, want) in cases {
+        assert_eq!(problem(yaml), want, "{yaml}");
+    }
+}
+
+#[test]
+fn listener_and_server_values() {
+    let c = load(
+        "listeners: [{name: l, type: model, address: '::', port: 8080, timeout: 90}]\nserver:\n  threads: 4\n  metrics_address: 127.0.0.1:9100\n  pid_file: /run/sy.pid\n  upgrade_sock: /run/sy.sock\n  grace_period: 10s\n  max_request_body: 10MiB\n",
+    );
+    assert_eq!(c.listener.bind_address(), "[::]:8080");
+    assert_eq!(c.listener.timeout, Duration::from_secs(90));
+    assert_eq!(c.server.threads, 4);
+    assert_eq!(c.server.metrics_address, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.server.grace_period, Duration::from_secs(10));
+    assert_eq!(c.server.max_request_body, 10 << 20);
+
+    let cases = [
+        (
+            "listeners: [{name: l, type: model, address: localhost}]",
+            "`localhost` is not an IP address",
+        ),
+        (
+            "listeners: [{name: l, type: model, timeout: soon}]",
+            "expected a duration",
+        ),
+        ("listeners: [{type: model}]", "missing required key `name`"),
+        (
+            "listeners: [{name: l, type: egress}]",
+            "unknown listener type `egress`",
+        ),
+        ("server: {threads: 0}", "must be between 1 and 1024"),
+        (
+            "server: {metrics_address: ':9092'}",
+            "is not an ip:port address",
+        ),
+        ("server: {max_request_body: lots}", "expected a size"),
+        ("server: {grace_period: -5s}", "expected a duration"),
+        (
+            "overrides: {upstream_tls_ca_path: /nonexistent/ca.pem}",
+            "cannot load CA bundle",
+        ),
+        (
+            "overrides: {upstream_connect_timeout: 0s}",
+            "must be more than zero",
+        ),
+        ("version: 1", "unsupported version `1`"),
+        ("a: [1, 2", "invalid YAML"),
+        ("- just\n- a list\n", "expected a mapping, found a list"),
+    ];
+    for (yaml, want) in cases {
+        let got = problem(yaml);
+        assert!(got.contains(want), "{yaml}: got `{got}`, want `{want}`");
+    }
+}
+
+#[test]
+fn booleans_read_as_plano_reads_them() {
+    // PyYAML (Plano) reads yes/no/on/off as booleans but `y`/`n` as strings.
+    let c =
+        load("model_providers: [{model: openai/n, name: y, passthrough_auth: yes, default: on}]");
+    assert!(c.providers[0].passthrough_auth && c.providers[0].default);
+    assert_eq!(
+        (c.providers[0].id.as_str(), c.providers[0].name.as_str()),
+        ("n", "y")
+    );
+}
+
+#[test]
+fn empty_file_is_an_empty_config() {
+    let c = load("");
+    assert!(c.providers.is_empty());
+}

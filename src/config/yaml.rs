@@ -123,7 +123,10 @@ pub fn parse(text: &str) -> Result<Node, Problem> {
             line: 1,
         });
     }
-    serde_saphyr::from_str::<Node>(text).map_err(|e| Problem {
+    // YAML 1.2 booleans (`true`/`false`) while parsing, so a string field may hold `y` or `no`;
+    // [`boolean`] still accepts the YAML 1.1 words that Plano's PyYAML reads as booleans.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| Problem {
         path: String::new(),
         line: e.location().map(|l| l.line()),
         message: format!("invalid YAML: {}", first_line(&e.to_string())),
@@ -294,6 +297,11 @@ pub fn string(report: &mut Report, path: &str, node: &Node) -> Option<String> {
 pub fn boolean(report: &mut Report, path: &str, node: &Node) -> Option<bool> {
     match &node.value {
         Value::Bool(b) => Some(*b),
+        Value::Str(s) => match s.as_str() {
+            "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+            "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+            _ => report.expected(path, node, "true or false"),
+        },
         _ => report.expected(path, node, "true or false"),
     }
 }
