@@ -50,7 +50,11 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
             // `"model": null` counts as absent, but its bytes are still the ones to replace.
             let model: Option<String> = serde_json::from_str(raw.get())
                 .map_err(|_| "`model` must be a string".to_owned())?;
-            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            // `raw` borrows from `body`; its offset is where the value starts.
+            let start = (raw.get().as_ptr() as usize)
+                .checked_sub(body.as_ptr() as usize)
+                .filter(|start| start + raw.get().len() <= body.len())
+                .ok_or("could not locate `model` in the body")?;
             (model, Some(start..start + raw.get().len()))
         }
     };

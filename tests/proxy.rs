@@ -179,19 +179,25 @@ fn completions_and_embeddings_are_forwarded_too() {
     assert_eq!(got[1].path, "/v1/embeddings");
 }
 
-#[test]
-fn sse_arrives_event_by_event() {
-    let mock = Mock::start();
-    let gw = start(&mock, "");
+/// Sends a streaming chat request; the mock answers as `mock_mode` says.
+fn stream_request(gw: &Gateway, mock_mode: &str) -> Conn {
     let mut conn = Conn::open(gw.addr);
     let body = br#"{"model":"gpt-4o","stream":true}"#;
     conn.send_head(
         "POST",
         "/v1/chat/completions",
-        &[("x-mock", "sse=5,gap_ms=300")],
+        &[("x-mock", mock_mode)],
         Some(body.len()),
     );
     conn.stream.write_all(body).unwrap();
+    conn
+}
+
+#[test]
+fn sse_arrives_event_by_event() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    let mut conn = stream_request(&gw, "sse=5,gap_ms=300");
     let (status, headers) = conn.read_head();
     assert_eq!(status, 200);
     assert!(headers
@@ -221,15 +227,7 @@ fn sse_arrives_event_by_event() {
 fn a_stream_cut_mid_way_never_looks_complete() {
     let mock = Mock::start();
     let gw = start(&mock, "");
-    let mut conn = Conn::open(gw.addr);
-    let body = br#"{"model":"gpt-4o","stream":true}"#;
-    conn.send_head(
-        "POST",
-        "/v1/chat/completions",
-        &[("x-mock", "sse=3,gap_ms=50,cut")],
-        Some(body.len()),
-    );
-    conn.stream.write_all(body).unwrap();
+    let mut conn = stream_request(&gw, "sse=3,gap_ms=50,cut");
     assert_eq!(conn.read_head().0, 200);
     let mut got = Vec::new();
     let end = loop {

@@ -124,7 +124,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
             .enumerate()
         {
             if let Some((p, prefs)) = provider(r, &index(&path, i), item, env) {
-                inline_prefs.push((i, p.model.clone(), prefs));
+                inline_prefs.push((p.model.clone(), prefs));
                 providers.push(p);
             }
         }
@@ -287,8 +287,8 @@ fn model_listener(r: &mut Report, mut f: Fields<'_>, name: String) -> Listener {
     listener
 }
 
-/// A provider's v0.3.0 inline routing preferences: (name, description, line).
-type InlinePrefs = Vec<(String, String, u64)>;
+/// A provider's v0.3.0 inline routing preferences: (name, description).
+type InlinePrefs = Vec<(String, String)>;
 
 fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provider, InlinePrefs)> {
     let mut f = Fields::of(r, path, node)?;
@@ -560,7 +560,7 @@ fn inline_preferences(r: &mut Report, path: &str, node: &Node) -> InlinePrefs {
         let description = required_string(r, &mut f, "description", item);
         f.finish(r, &[]);
         if let (Some(name), Some(description)) = (name, description) {
-            out.push((name, description, item.line));
+            out.push((name, description));
         }
     }
     out
@@ -660,10 +660,10 @@ fn routing_preferences(
 /// name merge, their `models` follow declaration order, and the first description wins.
 fn migrate_inline_preferences(
     top: &mut Vec<RoutingPreference>,
-    inline: Vec<(usize, String, InlinePrefs)>,
+    inline: Vec<(String, InlinePrefs)>,
 ) {
-    for (_, model, prefs) in inline {
-        for (name, description, _) in prefs {
+    for (model, prefs) in inline {
+        for (name, description) in prefs {
             match top.iter_mut().find(|p| p.name == name) {
                 Some(existing) => {
                     if !existing.models.contains(&model) {
