@@ -26,53 +26,48 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Addresses {
     host: String,
     port: u16,
-    /// `None` for IP literals, which never change.
-    resolved: Option<ArcSwap<Vec<SocketAddr>>>,
-    fixed: Option<SocketAddr>,
+    /// IP literals never change and are never looked up.
+    literal: bool,
+    current: ArcSwap<Vec<SocketAddr>>,
     next: AtomicUsize,
 }
 
 impl Addresses {
     pub fn new(host: &str, port: u16) -> Self {
-        let fixed = host
+        let fixed: Vec<SocketAddr> = host
             .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, port));
+            .map(|ip| vec![SocketAddr::new(ip, port)])
+            .unwrap_or_default();
         Addresses {
             host: host.to_owned(),
             port,
-            resolved: fixed.is_none().then(|| ArcSwap::from_pointee(Vec::new())),
-            fixed,
+            literal: !fixed.is_empty(),
+            current: ArcSwap::from_pointee(fixed),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// One address to connect to, rotating over all known addresses. Looks the host up only if
-    /// it has never been resolved (the refresher normally has done it already).
-    pub async fn pick(&self) -> io::Result<SocketAddr> {
-        if let Some(addr) = self.fixed {
-            return Ok(addr);
+    /// The known addresses. Looks the host up only if it has never been resolved (the
+    /// refresher normally has done it already).
+    pub async fn current(&self) -> io::Result<Arc<Vec<SocketAddr>>> {
+        let addrs = self.current.load_full();
+        if !addrs.is_empty() {
+            return Ok(addrs);
         }
-        let Some(resolved) = &self.resolved else {
-            return Err(io::Error::other("no address"));
-        };
-        let mut addrs = resolved.load_full();
-        if addrs.is_empty() {
-            self.refresh().await?;
-            addrs = resolved.load_full();
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        addrs
-            .get(i % addrs.len().max(1))
-            .copied()
-            .ok_or_else(|| io::Error::other(format!("{} resolved to no addresses", self.host)))
+        self.refresh().await?;
+        Ok(self.current.load_full())
+    }
+
+    /// Where a new request starts in the address list, so requests rotate over all addresses.
+    pub fn next_start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Looks the host up again; keeps the old addresses if the lookup fails.
     pub async fn refresh(&self) -> io::Result<()> {
-        let Some(resolved) = &self.resolved else {
+        if self.literal {
             return Ok(());
-        };
+        }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await?
             .collect();
@@ -82,15 +77,15 @@ impl Addresses {
                 self.host
             )));
         }
-        if **resolved.load() != addrs {
+        if **self.current.load() != addrs {
             debug!("{}:{} resolves to {addrs:?}", self.host, self.port);
-            resolved.store(Arc::new(addrs));
+            self.current.store(Arc::new(addrs));
         }
         Ok(())
     }
 
     pub fn is_literal(&self) -> bool {
-        self.fixed.is_some()
+        self.literal
     }
 }
 
@@ -132,17 +127,21 @@ mod tests {
     async fn literals_need_no_lookup() {
         let a = Addresses::new("127.0.0.1", 8080);
         assert!(a.is_literal());
-        assert_eq!(a.pick().await.unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            *a.current().await.unwrap(),
+            ["127.0.0.1:8080".parse().unwrap()]
+        );
         let a = Addresses::new("::1", 443);
-        assert_eq!(a.pick().await.unwrap(), "[::1]:443".parse().unwrap());
+        assert_eq!(*a.current().await.unwrap(), ["[::1]:443".parse().unwrap()]);
     }
 
     #[tokio::test]
     async fn localhost_resolves_on_first_use() {
         let a = Addresses::new("localhost", 9);
         assert!(!a.is_literal());
-        let addr = a.pick().await.unwrap();
-        assert!(addr.ip().is_loopback());
-        assert_eq!(addr.port(), 9);
+        let addrs = a.current().await.unwrap();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
+        assert_eq!(a.next_start() + 1, a.next_start());
     }
 }

@@ -54,6 +54,11 @@ pub struct RequestCtx {
     /// The provider chosen (main session).
     provider: Option<String>,
     outcome: Option<Outcome>,
+    /// Subrequest: connect attempts so far, where in the upstream's address list this request
+    /// starts, and how many addresses there are.
+    connect_attempts: usize,
+    first_address: Option<usize>,
+    addresses: usize,
 }
 
 #[async_trait]
@@ -67,6 +72,9 @@ impl ProxyHttp for Gateway {
             model: None,
             provider: None,
             outcome: None,
+            connect_attempts: 0,
+            first_address: None,
+            addresses: 0,
         }
     }
 
@@ -113,9 +121,25 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         let forward = ctx
             .forward
-            .as_ref()
+            .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route for this request"))?;
-        peer(forward).await.map(Box::new)
+        peer(&forward, ctx).await.map(Box::new)
+    }
+
+    /// A host with several addresses (A and AAAA records, say) may refuse on one of them: try
+    /// the next before giving up. Nothing has been sent yet, so the retry is safe.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.connect_attempts += 1;
+        if ctx.connect_attempts < ctx.addresses {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -313,16 +337,24 @@ fn upstream_path(prefix: &str, req: &RequestHeader) -> String {
     }
 }
 
-async fn peer(forward: &Forward) -> Result<HttpPeer> {
+async fn peer(forward: &Forward, ctx: &mut RequestCtx) -> Result<HttpPeer> {
     let config = &forward.snapshot.config;
     let upstream = forward.snapshot.upstream(forward.provider);
-    let addr = upstream.addresses.pick().await.map_err(|e| {
+    let addrs = upstream.addresses.current().await.map_err(|e| {
         Error::because(
             ErrorType::ConnectNoRoute,
             format!("cannot resolve {}", upstream.endpoint.host),
             e,
         )
     })?;
+    let first = *ctx
+        .first_address
+        .get_or_insert_with(|| upstream.addresses.next_start());
+    ctx.addresses = addrs.len();
+    let addr = addrs
+        .get((first + ctx.connect_attempts) % addrs.len().max(1))
+        .copied()
+        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address"))?;
     let mut peer = HttpPeer::new(addr, upstream.endpoint.tls, upstream.endpoint.host.clone());
     peer.options.total_connection_timeout = Some(config.overrides.upstream_connect_timeout);
     peer.options.read_timeout = Some(config.listener.timeout);

@@ -455,3 +455,59 @@ fn h2c_clients_are_served() {
         Some(format!("Bearer {KEY}").as_str())
     );
 }
+
+#[test]
+fn https_upstreams_are_verified_against_the_configured_ca() {
+    let mock = Mock::start_tls();
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let config = |ca: Option<&str>| {
+        let mut c = yaml(&format!(
+            "model_providers: [{{model: openai/gpt-4o, base_url: '{}/v1', access_key: $TEST_KEY}}]",
+            mock.tls_url()
+        ));
+        if let Some(ca) = ca {
+            c["overrides"] = json!({"upstream_tls_ca_path": ca});
+        }
+        c
+    };
+
+    let gw = Gateway::start(&config(Some(&ca)), &[("TEST_KEY", KEY)]);
+    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    assert_eq!(resp.status, 200, "{}", gw.logs());
+    let got = mock.only();
+    assert_eq!(
+        got.header("host"),
+        Some(format!("localhost:{}", mock.addr.port()).as_str())
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    drop(gw);
+
+    // The system roots do not know the test CA: the certificate is refused, nothing is sent.
+    let gw = Gateway::start(&config(None), &[("TEST_KEY", KEY)]);
+    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    assert_gateway_error(&resp, 502, "upstream_unreachable");
+    assert_eq!(mock.received().len(), 1);
+}
+
+#[test]
+fn upstream_host_names_are_resolved() {
+    let mock = Mock::start();
+    let url = format!("http://localhost:{}", mock.addr.port());
+    let gw = Gateway::start(
+        &yaml(&format!(
+            "model_providers: [{{model: custom/m, base_url: '{url}'}}]"
+        )),
+        &[],
+    );
+    for _ in 0..3 {
+        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    }
+    assert_eq!(mock.received().len(), 3);
+    assert_eq!(
+        mock.received()[0].header("host"),
+        Some(format!("localhost:{}", mock.addr.port()).as_str())
+    );
+}

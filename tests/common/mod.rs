@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------------------------
@@ -57,7 +57,37 @@ pub struct Mock {
 }
 
 impl Mock {
+    /// A plain HTTP mock.
     pub fn start() -> Mock {
+        Mock::start_with(None)
+    }
+
+    /// An HTTPS mock with the `localhost` certificate from tests/fixtures/tls (signed by the
+    /// test CA in `ca.pem`).
+    pub fn start_tls() -> Mock {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+            std::fs::File::open(dir.join("server.pem")).unwrap(),
+        ))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+            std::fs::File::open(dir.join("server.key")).unwrap(),
+        ))
+        .unwrap()
+        .unwrap();
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Mock::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Mock {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -73,7 +103,19 @@ impl Mock {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(serve(socket, r.clone(), h.clone()));
+                let (r, h) = (r.clone(), h.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve(socket, r, h));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                serve(stream, r, h).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Mock {
@@ -84,8 +126,14 @@ impl Mock {
         }
     }
 
+    /// `http://127.0.0.1:port`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:port`, the name the test certificate is for.
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -109,8 +157,8 @@ impl Mock {
     }
 }
 
-async fn serve(
-    mut socket: tokio::net::TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
     received: Arc<Mutex<Vec<Received>>>,
     hangups: Arc<Mutex<u32>>,
 ) {
@@ -221,8 +269,8 @@ fn parse_mode(mode: &str) -> Mode {
 
 /// Reads one request (head and body, Content-Length or chunked). Returns it and any bytes read
 /// past it.
-async fn read_request(
-    socket: &mut tokio::net::TcpStream,
+async fn read_request<S: AsyncRead + Unpin>(
+    socket: &mut S,
     mut buf: Vec<u8>,
 ) -> Option<(Received, Vec<u8>)> {
     let mut chunk = [0u8; 65536];
