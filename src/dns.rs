@@ -99,17 +99,22 @@ impl BackgroundService for Refresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             let snapshot = self.state.load_full();
+            // Providers on one host share their addresses: look each host up once.
+            let mut done: Vec<&Arc<Addresses>> = Vec::new();
             for upstream in snapshot.upstreams() {
-                if upstream.addresses.is_literal() {
+                let addresses = &upstream.addresses;
+                if addresses.is_literal() || done.iter().any(|d| Arc::ptr_eq(d, addresses)) {
                     continue;
                 }
-                if let Err(e) = upstream.addresses.refresh().await {
+                done.push(addresses);
+                if let Err(e) = addresses.refresh().await {
                     warn!(
-                        "cannot resolve {} for provider `{}`: {e}",
+                        "cannot resolve {} (provider `{}`): {e}",
                         upstream.endpoint.host, upstream.provider_name
                     );
                 }
             }
+            drop(done);
             drop(snapshot);
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH_INTERVAL) => {}

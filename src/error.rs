@@ -33,6 +33,21 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// What the client is told when the request to `provider` failed with `e`.
+    pub fn upstream(e: &pingora::Error, provider: String) -> GatewayError {
+        use pingora::ErrorType::*;
+        match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                GatewayError::UpstreamTimeout(provider)
+            }
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+            | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError => {
+                GatewayError::UpstreamUnreachable(provider)
+            }
+            _ => GatewayError::UpstreamFailed(provider),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::UnknownEndpoint { .. } => 404,

@@ -148,26 +148,11 @@ pub async fn run(session: &mut Session, forward: Arc<Forward>) -> Result<Outcome
     }
     let provider = forward.snapshot.provider(forward.provider).name.clone();
     let error = match proxy_error.try_recv().ok().or(upstream_failed) {
-        Some(e) => upstream_error(&e, provider),
+        Some(e) => GatewayError::upstream(&e, provider),
         None => GatewayError::UpstreamFailed(provider),
     };
     respond::error(session, &error).await?;
     Ok(Outcome::UpstreamError)
-}
-
-/// Maps the subrequest's final error to what the client is told.
-fn upstream_error(e: &Error, provider: String) -> GatewayError {
-    use ErrorType::*;
-    match e.etype() {
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-            GatewayError::UpstreamTimeout(provider)
-        }
-        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError => {
-            GatewayError::UpstreamUnreachable(provider)
-        }
-        _ => GatewayError::UpstreamFailed(provider),
-    }
 }
 
 /// In the subrequest: the header it parsed is the client's, so its framing describes the

@@ -391,9 +391,8 @@ fn status_for(e: &Error) -> u16 {
         (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
         (ReadTimedout, ErrorSource::Downstream) => 408,
         (_, ErrorSource::Downstream) => 400,
-        (ConnectTimedout | ReadTimedout | WriteTimedout, _) => 504,
-        (_, ErrorSource::Upstream) => 502,
-        _ => 500,
+        (InternalError, _) => 500,
+        _ => GatewayError::upstream(e, String::new()).status(),
     }
 }
 
