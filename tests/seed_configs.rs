@@ -16,6 +16,15 @@ fn example(name: &str) -> serde_json::Value {
     yaml(&std::fs::read_to_string(path).unwrap())
 }
 
+/// Starts a recording mock and the gateway on example `name` with its base_urls pointed at it.
+fn run_example(name: &str, env: &[(&str, &str)]) -> (Mock, Gateway) {
+    let mock = Mock::start();
+    let mut config = example(name);
+    point_providers_at(&mut config, &mock.url());
+    let gw = Gateway::start(&config, env);
+    (mock, gw)
+}
+
 fn body(model: &str) -> serde_json::Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hello"}], "x_vendor_field": {"keep": [1, 2.50]}})
 }
@@ -29,10 +38,7 @@ fn never_leaks(received: &common::Received, secret: &str) {
 
 #[test]
 fn incorrect_managed_key_replaces_the_clients_credential() {
-    let mock = Mock::start();
-    let mut config = example("passthrough-incorrect.yaml");
-    point_providers_at(&mut config, &mock.url());
-    let gw = Gateway::start(&config, &[("SOME_KEY", MANAGED)]);
+    let (mock, gw) = run_example("passthrough-incorrect.yaml", &[("SOME_KEY", MANAGED)]);
 
     let resp = chat(
         gw.addr,
@@ -53,10 +59,7 @@ fn incorrect_managed_key_replaces_the_clients_credential() {
 
 #[test]
 fn correct_client_bearer_reaches_the_proxy_unchanged() {
-    let mock = Mock::start();
-    let mut config = example("passthrough-correct.yaml");
-    point_providers_at(&mut config, &mock.url());
-    let gw = Gateway::start(&config, &[]);
+    let (mock, gw) = run_example("passthrough-correct.yaml", &[]);
 
     let resp = chat(
         gw.addr,
@@ -73,8 +76,7 @@ fn correct_client_bearer_reaches_the_proxy_unchanged() {
         Some(format!("Bearer {CLIENT}").as_str())
     );
     assert_eq!(got.header("x-api-key"), None);
-    let mut expected = body("litellm-proxy").to_string().into_bytes();
-    assert_eq!(got.body, std::mem::take(&mut expected));
+    assert_eq!(got.body, body("litellm-proxy").to_string().into_bytes());
     assert_eq!(
         got.header("content-length"),
         Some(got.body.len().to_string().as_str())
@@ -83,10 +85,7 @@ fn correct_client_bearer_reaches_the_proxy_unchanged() {
 
 #[test]
 fn correct_x_api_key_is_reemitted_as_bearer() {
-    let mock = Mock::start();
-    let mut config = example("passthrough-correct.yaml");
-    point_providers_at(&mut config, &mock.url());
-    let gw = Gateway::start(&config, &[]);
+    let (mock, gw) = run_example("passthrough-correct.yaml", &[]);
 
     // No model: the default provider.
     let resp = chat(gw.addr, &[("x-api-key", CLIENT)], &json!({"messages": []}));
@@ -102,10 +101,7 @@ fn correct_x_api_key_is_reemitted_as_bearer() {
 
 #[test]
 fn passthrough_without_a_credential_forwards_none_and_returns_the_upstreams_401() {
-    let mock = Mock::start();
-    let mut config = example("passthrough-correct.yaml");
-    point_providers_at(&mut config, &mock.url());
-    let gw = Gateway::start(&config, &[]);
+    let (mock, gw) = run_example("passthrough-correct.yaml", &[]);
 
     let resp = chat(
         gw.addr,
@@ -119,10 +115,7 @@ fn passthrough_without_a_credential_forwards_none_and_returns_the_upstreams_401(
 
 #[test]
 fn multi_tenant_each_client_key_reaches_openai() {
-    let mock = Mock::start();
-    let mut config = example("passthrough-multi-tenant.yaml");
-    point_providers_at(&mut config, &mock.url());
-    let gw = Gateway::start(&config, &[]);
+    let (mock, gw) = run_example("passthrough-multi-tenant.yaml", &[]);
 
     for tenant in ["sk-tenant-a", "sk-tenant-b"] {
         let resp = chat(
