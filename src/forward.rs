@@ -14,7 +14,8 @@
 //!
 //! If Pingora ships early body buffering (cloudflare/pingora PR #816), only this module changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, Version};
@@ -25,8 +26,10 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use crate::error::GatewayError;
+use crate::metrics::UpstreamErrorClass;
 use crate::respond;
 use crate::state::Snapshot;
+use crate::usage::ResponseWatch;
 
 /// A routed request, handed from the main session to its subrequest.
 pub struct Forward {
@@ -38,23 +41,53 @@ pub struct Forward {
     pub path: String,
     /// The rewritten body.
     pub body: Bytes,
+    pub request_id: String,
+    /// Set by the subrequest: when it started on the upstream (address pick, connect) and when
+    /// the upstream's last byte arrived. Their difference is the time spent waiting on it.
+    pub upstream_started: OnceLock<Instant>,
+    pub upstream_finished: OnceLock<Instant>,
 }
 
-/// How a forwarded request ended, for the access log.
+impl Forward {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        provider: usize,
+        path: String,
+        body: Bytes,
+        request_id: String,
+    ) -> Forward {
+        Forward {
+            snapshot,
+            provider,
+            path,
+            body,
+            request_id,
+            upstream_started: OnceLock::new(),
+            upstream_finished: OnceLock::new(),
+        }
+    }
+}
+
+/// How a forwarded request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The upstream's response reached the client whole.
     Complete,
     /// The upstream could not be reached or failed before answering; the gateway answered.
-    UpstreamError,
+    UpstreamError(UpstreamErrorClass),
 }
 
 /// Runs `forward` as a subrequest and pipes its response to the client.
 ///
 /// `Ok` means a complete response was written (the upstream's, or the gateway's own error).
-/// `Err` means the client is gone or the response broke off after its header was sent: the
-/// caller must not reuse the connection, so a cut stream never looks complete.
-pub async fn run(session: &mut Session, forward: Arc<Forward>) -> Result<Outcome> {
+/// `Err` means the client is gone (a downstream error) or the response broke off after its
+/// header was sent (an upstream error): the caller must not reuse the connection, so a cut
+/// stream never looks complete. `watch` sees every piece of the piped response.
+pub async fn run(
+    session: &mut Session,
+    forward: Arc<Forward>,
+    watch: &mut ResponseWatch,
+) -> Result<Outcome> {
     // The subrequest re-parses the main request's header as HTTP/1.1 text; an h2 request line
     // would be rejected there.
     if session.req_header().version == Version::HTTP_2 {
@@ -101,6 +134,17 @@ pub async fn run(session: &mut Session, forward: Arc<Forward>) -> Result<Outcome
                     }
                     tasks.truncate(i);
                 }
+                let now = Instant::now();
+                for task in &tasks {
+                    match task {
+                        HttpTask::Header(h, _) => watch.header(
+                            h.status.as_u16(),
+                            h.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                        ),
+                        HttpTask::Body(Some(b), _) => watch.body(b, now),
+                        _ => {}
+                    }
+                }
                 if !tasks.is_empty() {
                     match session.write_response_tasks(tasks).await {
                         Ok(end) => done |= end,
@@ -137,22 +181,32 @@ pub async fn run(session: &mut Session, forward: Arc<Forward>) -> Result<Outcome
         drop(rx);
         let _ = (&mut sub).await;
     }
+    // Normally set by the subrequest at the upstream's last byte; bodiless answers and
+    // failures end here.
+    forward.upstream_finished.get_or_init(Instant::now);
     if done {
+        watch.end();
         return Ok(Outcome::Complete);
     }
     if session.response_written().is_some() {
-        return Error::e_explain(
+        return Err(Error::explain(
             ErrorType::ConnectionClosed,
             "upstream response ended before it was complete",
-        );
+        )
+        .into_up());
     }
     let provider = forward.snapshot.provider(forward.provider).name.clone();
     let error = match proxy_error.try_recv().ok().or(upstream_failed) {
         Some(e) => GatewayError::upstream(&e, provider),
         None => GatewayError::UpstreamFailed(provider),
     };
-    respond::error(session, &error).await?;
-    Ok(Outcome::UpstreamError)
+    respond::error(session, &error, &forward.request_id).await?;
+    let class = match error {
+        GatewayError::UpstreamUnreachable(_) => UpstreamErrorClass::Connect,
+        GatewayError::UpstreamTimeout(_) => UpstreamErrorClass::Timeout,
+        _ => UpstreamErrorClass::Protocol,
+    };
+    Ok(Outcome::UpstreamError(class))
 }
 
 /// In the subrequest: the header it parsed is the client's, so its framing describes the

@@ -5,15 +5,19 @@
 //! `forward` (sending a pre-read body upstream), `proxy` (the `ProxyHttp` callbacks), `state`
 //! (the swappable snapshot), `dns` (upstream addresses), `server` (process wiring).
 
+pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod dns;
 pub mod error;
 pub mod forward;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod request_id;
 pub mod respond;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod usage;

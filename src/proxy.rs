@@ -7,27 +7,31 @@
 //!              errors), or read body → route →       upstream_peer: provider's address
 //!              rewrite → forward::run ─────────────► upstream_request_filter: path, Host, auth
 //!            ◄── response tasks piped back ───────── response from the provider
-//!            logging: one access-log line            logging: nothing (the main logs)
+//!            logging: metrics, one access-log line   logging: nothing (the main records)
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use log::info;
-use pingora::http::{Method, RequestHeader};
+use pingora::http::{Method, RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use serde_json::json;
 
+use crate::access_log::{self, AccessLog};
 use crate::auth::{self, AuthStyle};
 use crate::body;
 use crate::error::GatewayError;
 use crate::forward::{self, Forward, Outcome};
+use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
+use crate::request_id;
 use crate::respond;
 use crate::routing::RouteError;
 use crate::state::{SharedState, Snapshot};
+use crate::usage::ResponseWatch;
 
 /// How long an idle pooled upstream connection is kept.
 const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -35,30 +39,55 @@ const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The gateway: routes each model request to its provider.
 pub struct Gateway {
     state: SharedState,
+    metrics: Arc<Metrics>,
+    access_log: AccessLog,
 }
 
 impl Gateway {
-    pub fn new(state: SharedState) -> Self {
-        Gateway { state }
+    pub fn new(state: SharedState, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+        Gateway {
+            state,
+            metrics,
+            access_log,
+        }
     }
 }
 
-/// Per-request state. In the main session it collects what the access log says; in a
-/// subrequest it holds the forwarding decision.
+/// Per-request state: a main session fills `main`; a subrequest has `sub`.
 pub struct RequestCtx {
-    started: Instant,
-    /// Set in subrequests only.
-    forward: Option<Arc<Forward>>,
-    /// The model the client asked for (main session).
-    model: Option<String>,
-    /// The provider chosen (main session).
-    provider: Option<String>,
-    outcome: Option<Outcome>,
-    /// Subrequest: connect attempts so far, where in the upstream's address list this request
-    /// starts, and how many addresses there are.
+    sub: Option<SubCtx>,
+    main: MainCtx,
+}
+
+/// The subrequest's view: the decision its main session attached, and connect attempts.
+struct SubCtx {
+    forward: Arc<Forward>,
     connect_attempts: usize,
+    /// Where in the upstream's address list this request starts, and how many there are.
     first_address: Option<usize>,
     addresses: usize,
+}
+
+/// What the main session learns on the way, for metrics and the access log.
+struct MainCtx {
+    started: Instant,
+    start_time: SystemTime,
+    request_id: String,
+    /// A model request (counted in metrics), as opposed to /healthz and the like.
+    model_request: bool,
+    /// The model the client asked for.
+    model: Option<String>,
+    route: Option<RouteInfo>,
+    forward: Option<Arc<Forward>>,
+    watch: ResponseWatch,
+    outcome: Option<Outcome>,
+}
+
+/// The provider a request was routed to, as labels.
+struct RouteInfo {
+    prefix: String,
+    name: String,
+    upstream_model: String,
 }
 
 #[async_trait]
@@ -67,14 +96,18 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            started: Instant::now(),
-            forward: None,
-            model: None,
-            provider: None,
-            outcome: None,
-            connect_attempts: 0,
-            first_address: None,
-            addresses: 0,
+            sub: None,
+            main: MainCtx {
+                started: Instant::now(),
+                start_time: SystemTime::now(),
+                request_id: String::new(),
+                model_request: false,
+                model: None,
+                route: None,
+                forward: None,
+                watch: ResponseWatch::default(),
+                outcome: None,
+            },
         }
     }
 
@@ -89,7 +122,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(forward) = forward::decision(session) {
             forward::fix_subrequest_framing(session.req_header_mut(), forward.body.len())?;
-            ctx.forward = Some(forward);
+            ctx.sub = Some(SubCtx {
+                forward,
+                connect_attempts: 0,
+                first_address: None,
+                addresses: 0,
+            });
         }
         Ok(())
     }
@@ -97,19 +135,27 @@ impl ProxyHttp for Gateway {
     /// Main session: answers locally or forwards, and always returns `Ok(true)` (answered).
     /// Subrequest: `Ok(false)`, go upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if ctx.forward.is_some() {
+        if ctx.sub.is_some() {
             return Ok(false);
         }
+        let main = &mut ctx.main;
+        main.request_id = request_id::for_request(session.req_header());
         let snapshot = self.state.load_full();
         match classify(session.req_header()) {
             Ok(Endpoint::Health) => {
-                respond::json(session, 200, Bytes::from_static(b"{\"status\":\"ok\"}")).await?
+                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
+                respond::json(session, 200, body, &main.request_id).await?
             }
             Ok(Endpoint::Models) => {
-                respond::json(session, 200, snapshot.models_body.clone()).await?
+                let body = snapshot.models_body.clone();
+                respond::json(session, 200, body, &main.request_id).await?
             }
-            Ok(Endpoint::Model) => handle_model_request(session, ctx, snapshot).await?,
-            Err(e) => respond::error(session, &e).await?,
+            Ok(Endpoint::Model) => {
+                main.model_request = true;
+                self.metrics.request_started();
+                handle_model_request(session, main, snapshot).await?
+            }
+            Err(e) => respond::error(session, &e, &main.request_id).await?,
         }
         Ok(true)
     }
@@ -119,11 +165,12 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let forward = ctx
-            .forward
-            .clone()
+        let sub = ctx
+            .sub
+            .as_mut()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route for this request"))?;
-        peer(&forward, ctx).await.map(Box::new)
+        sub.forward.upstream_started.get_or_init(Instant::now);
+        peer(sub).await.map(Box::new)
     }
 
     /// A host with several addresses (A and AAAA records, say) may refuse on one of them: try
@@ -135,9 +182,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.connect_attempts += 1;
-        if ctx.connect_attempts < ctx.addresses {
-            e.set_retry(true);
+        if let Some(sub) = ctx.sub.as_mut() {
+            sub.connect_attempts += 1;
+            if sub.connect_attempts < sub.addresses {
+                e.set_retry(true);
+            }
         }
         e
     }
@@ -148,10 +197,36 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        match &ctx.forward {
-            Some(forward) => rewrite_upstream_request(req, forward),
+        match &ctx.sub {
+            Some(sub) => rewrite_upstream_request(req, &sub.forward),
             None => Ok(()),
         }
+    }
+
+    /// The upstream's response header, on its way to the client (through the main session).
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(sub) = &ctx.sub {
+            resp.insert_header(request_id::HEADER, sub.forward.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (true, Some(sub)) = (end_of_stream, &ctx.sub) {
+            sub.forward.upstream_finished.get_or_init(Instant::now);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -161,9 +236,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = status_for(e);
-        // In a subrequest nothing is written: the main session answers (see forward::run).
-        if ctx.forward.is_none() && code != 0 && session.response_written().is_none() {
-            let _ = respond::json(session, code, error_body(code)).await;
+        match &ctx.sub {
+            // In a subrequest nothing is written: the main session answers (see forward::run).
+            Some(sub) => {
+                sub.forward.upstream_finished.get_or_init(Instant::now);
+            }
+            None if code != 0 && session.response_written().is_none() => {
+                let body = error_body(code);
+                let _ = respond::json(session, code, body, &ctx.main.request_id).await;
+            }
+            None => {}
         }
         FailToProxy {
             error_code: code,
@@ -171,35 +253,111 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Runs once per request, also when the client went away: metrics and the access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.forward.is_some() {
+        if ctx.sub.is_some() {
             return;
         }
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        let model: String = ctx
-            .model
-            .as_deref()
-            .unwrap_or("-")
-            .chars()
-            .take(120)
-            .collect();
-        let outcome = match (e, ctx.outcome) {
-            (Some(e), _) => format!(" error=\"{}\"", e.etype().as_str()),
-            (None, Some(Outcome::UpstreamError)) => " error=upstream".to_owned(),
-            _ => String::new(),
-        };
-        info!(
-            "{} {} model={:?} provider={} status={} duration_ms={:.1}{}",
-            req.method,
-            req.uri.path(),
-            model,
-            ctx.provider.as_deref().unwrap_or("-"),
-            status,
-            ctx.started.elapsed().as_secs_f64() * 1000.0,
-            outcome,
-        );
+        let main = &ctx.main;
+        let duration = main.started.elapsed();
+        // Nothing written: the client left first (nginx's 499).
+        let status = session
+            .response_written()
+            .map_or(499, |h| h.status.as_u16());
+        let upstream_error = upstream_error_class(main, e);
+        if main.model_request {
+            let upstream_time = main.forward.as_ref().and_then(|f| {
+                Some(
+                    f.upstream_finished
+                        .get()?
+                        .duration_since(*f.upstream_started.get()?),
+                )
+            });
+            self.metrics.request_finished(&RequestRecord {
+                provider: main
+                    .route
+                    .as_ref()
+                    .map(|r| (r.prefix.as_str(), r.name.as_str())),
+                status,
+                duration,
+                ttft: main
+                    .watch
+                    .first_token
+                    .map(|t| t.duration_since(main.started)),
+                overhead: upstream_time.map(|u| duration.saturating_sub(u)),
+                usage: main.watch.usage,
+                upstream_error,
+            });
+        }
+        if self.access_log.enabled() {
+            self.access_log.write(access_line(
+                session,
+                main,
+                status,
+                duration,
+                e,
+                upstream_error,
+            ));
+        }
     }
+}
+
+/// The upstream failure class of a finished request, if its upstream failed.
+fn upstream_error_class(main: &MainCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
+    match (main.outcome, e) {
+        (Some(Outcome::UpstreamError(class)), _) => Some(class),
+        // A response that broke off after its header was sent.
+        (_, Some(e)) if main.forward.is_some() && e.esource() == &ErrorSource::Upstream => {
+            Some(UpstreamErrorClass::Protocol)
+        }
+        _ => match main.watch.status {
+            Some(400..=499) => Some(UpstreamErrorClass::Status4xx),
+            Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
+            _ => None,
+        },
+    }
+}
+
+/// One JSON access-log line. Never a credential: only ids, names, sizes and timings.
+fn access_line(
+    session: &Session,
+    main: &MainCtx,
+    status: u16,
+    duration: Duration,
+    e: Option<&Error>,
+    upstream_error: Option<UpstreamErrorClass>,
+) -> String {
+    let req = session.req_header();
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let error = match (upstream_error, e) {
+        (Some(class), _) => Some(class.as_str().to_owned()),
+        (None, Some(e)) => Some(e.etype().as_str().to_owned()),
+        (None, None) => None,
+    };
+    let model: Option<String> = main.model.as_ref().map(|m| m.chars().take(256).collect());
+    json!({
+        "time": access_log::rfc3339(main.start_time),
+        "request_id": main.request_id,
+        "client": session.client_addr().map(ToString::to_string),
+        "method": req.method.as_str(),
+        "path": req.uri.path(),
+        "model": model,
+        "provider": main.route.as_ref().map(|r| r.name.as_str()),
+        "upstream_model": main.route.as_ref().map(|r| r.upstream_model.as_str()),
+        "status": status,
+        "duration_ms": ms(duration),
+        "ttft_ms": main.watch.first_token.map(|t| ms(t.duration_since(main.started))),
+        "tokens": main.watch.usage.map(|u| json!({
+            "prompt": u.prompt,
+            "completion": u.completion,
+            "cache_read": u.cache_read,
+            "cache_write": u.cache_write,
+        })),
+        "bytes_in": session.body_bytes_read(),
+        "bytes_out": session.body_bytes_sent(),
+        "error": error,
+    })
+    .to_string()
 }
 
 /// The endpoints the gateway serves.
@@ -239,46 +397,54 @@ fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> 
 /// Reads, routes and forwards one model request; answers errors itself.
 async fn handle_model_request(
     session: &mut Session,
-    ctx: &mut RequestCtx,
+    main: &mut MainCtx,
     snapshot: Arc<Snapshot>,
 ) -> Result<()> {
+    let id = main.request_id.clone();
     let limit = snapshot.config.server.max_request_body;
     let body = match read_body(session, limit).await? {
         Ok(body) => body,
-        Err(e) => return respond::error(session, &e).await,
+        Err(e) => return respond::error(session, &e, &id).await,
     };
     let inspected = match body::inspect(&body) {
         Ok(i) => i,
-        Err(why) => return respond::error(session, &GatewayError::InvalidBody(why)).await,
+        Err(why) => return respond::error(session, &GatewayError::InvalidBody(why), &id).await,
     };
-    ctx.model = inspected.model.clone();
+    main.model = inspected.model.clone();
     let route = match snapshot
         .routes
         .resolve(&snapshot.config.providers, inspected.model.as_deref())
     {
         Ok(route) => route,
         Err(RouteError::MissingModel) => {
-            return respond::error(session, &GatewayError::MissingModel).await
+            return respond::error(session, &GatewayError::MissingModel, &id).await
         }
         Err(RouteError::UnknownModel) => {
             let model = inspected.model.clone().unwrap_or_default();
-            return respond::error(session, &GatewayError::ModelNotFound(model)).await;
+            return respond::error(session, &GatewayError::ModelNotFound(model), &id).await;
         }
     };
     let provider = snapshot.provider(route.provider);
-    ctx.provider = Some(provider.name.clone());
+    main.route = Some(RouteInfo {
+        prefix: provider.prefix.clone(),
+        name: provider.name.clone(),
+        upstream_model: route.upstream_model.to_string(),
+    });
     if !auth::has_credentials(provider) {
-        return respond::error(session, &GatewayError::NoAccessKey(provider.name.clone())).await;
+        let e = GatewayError::NoAccessKey(provider.name.clone());
+        return respond::error(session, &e, &id).await;
     }
     let body = body::with_model(&body, &inspected, &route.upstream_model);
     let path = upstream_path(&provider.endpoint.path_prefix, session.req_header());
-    let forward = Arc::new(Forward {
-        provider: route.provider,
+    let forward = Arc::new(Forward::new(
+        snapshot.clone(),
+        route.provider,
         path,
         body,
-        snapshot: snapshot.clone(),
-    });
-    ctx.outcome = Some(forward::run(session, forward).await?);
+        id,
+    ));
+    main.forward = Some(forward.clone());
+    main.outcome = Some(forward::run(session, forward, &mut main.watch).await?);
     Ok(())
 }
 
@@ -337,7 +503,8 @@ fn upstream_path(prefix: &str, req: &RequestHeader) -> String {
     }
 }
 
-async fn peer(forward: &Forward, ctx: &mut RequestCtx) -> Result<HttpPeer> {
+async fn peer(sub: &mut SubCtx) -> Result<HttpPeer> {
+    let forward = &sub.forward;
     let config = &forward.snapshot.config;
     let upstream = forward.snapshot.upstream(forward.provider);
     let addrs = upstream.addresses.current().await.map_err(|e| {
@@ -347,12 +514,12 @@ async fn peer(forward: &Forward, ctx: &mut RequestCtx) -> Result<HttpPeer> {
             e,
         )
     })?;
-    let first = *ctx
+    let first = *sub
         .first_address
         .get_or_insert_with(|| upstream.addresses.next_start());
-    ctx.addresses = addrs.len();
+    sub.addresses = addrs.len();
     let addr = addrs
-        .get((first + ctx.connect_attempts) % addrs.len().max(1))
+        .get((first + sub.connect_attempts) % addrs.len().max(1))
         .copied()
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address"))?;
     let mut peer = HttpPeer::new(addr, upstream.endpoint.tls, upstream.endpoint.host.clone());
@@ -380,6 +547,7 @@ fn rewrite_upstream_request(req: &mut RequestHeader, forward: &Forward) -> Resul
         .clone()
         .unwrap_or_else(|| provider.endpoint.authority());
     req.insert_header("host", host)?;
+    req.insert_header(request_id::HEADER, forward.request_id.as_str())?;
     auth::apply(req, provider, AuthStyle::Bearer)
 }
 

@@ -6,12 +6,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use crate::error::GatewayError;
+use crate::request_id;
 
 /// Writes a complete JSON response.
-pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut header = ResponseHeader::build(status, Some(3))?;
+pub async fn json(session: &mut Session, status: u16, body: Bytes, request_id: &str) -> Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4))?;
     header.insert_header("content-type", "application/json")?;
     header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header(request_id::HEADER, request_id)?;
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -20,9 +22,9 @@ pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()>
 
 /// Writes `error` in OpenAI's error shape. After a 413 the unread body makes the connection
 /// useless, so it is closed.
-pub async fn error(session: &mut Session, error: &GatewayError) -> Result<()> {
+pub async fn error(session: &mut Session, error: &GatewayError, request_id: &str) -> Result<()> {
     if let GatewayError::BodyTooLarge { .. } = error {
         session.set_keepalive(None);
     }
-    json(session, error.status(), error.body()).await
+    json(session, error.status(), error.body(), request_id).await
 }

@@ -7,8 +7,12 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
+use std::sync::Arc;
+
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::dns::Refresher;
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::state::Snapshot;
 
@@ -50,9 +54,19 @@ pub fn run(config: Config, launch: Launch) -> ! {
     server.bootstrap();
 
     let bind = config.listener.bind_address();
+    let metrics_address = config.server.metrics_address;
+    let (access_log, access_log_writer) = AccessLog::new(config.server.access_log.clone());
+    let metrics = match Metrics::register(pingora_prometheus::prometheus::default_registry()) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            log::error!("cannot register metrics: {e}");
+            std::process::exit(1);
+        }
+    };
     let state = Snapshot::new(config).into_shared();
 
-    let mut proxy = http_proxy_service(&server.configuration, Gateway::new(state.clone()));
+    let gateway = Gateway::new(state.clone(), metrics, access_log);
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
@@ -60,8 +74,15 @@ pub fn run(config: Config, launch: Launch) -> ! {
     }
     proxy.add_tcp(&bind);
 
+    let mut prometheus = pingora_prometheus::prometheus_http_service();
+    prometheus.add_tcp(&metrics_address.to_string());
+
     server.add_service(proxy);
+    server.add_service(prometheus);
     server.add_service(background_service("dns refresher", Refresher { state }));
-    log::info!("switchyard listening on {bind}");
+    if let Some(writer) = access_log_writer {
+        server.add_service(background_service("access log", writer));
+    }
+    log::info!("switchyard listening on {bind}, metrics on {metrics_address}");
     server.run_forever()
 }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::access_log::Sink;
 use crate::providers::Interface;
 pub use values::Secret;
 pub use yaml::Problem;
@@ -175,6 +176,8 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     /// Largest request body accepted; larger ones get 413.
     pub max_request_body: u64,
+    /// Where the JSON access log goes: `stdout` (default), `off`, or a file path.
+    pub access_log: Sink,
 }
 
 impl Default for ServerSettings {
@@ -186,6 +189,7 @@ impl Default for ServerSettings {
             upgrade_sock: PathBuf::from("/tmp/switchyard_upgrade.sock"),
             grace_period: Duration::from_secs(30),
             max_request_body: 32 << 20,
+            access_log: Sink::Stdout,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
     Config, ConfigError, Endpoint, Listener, Overrides, Prefer, Provider, RoutingPreference,
-    ServerSettings,
+    ServerSettings, Sink,
 };
 use crate::providers::{self, Interface};
 
@@ -796,6 +796,19 @@ fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
                 n.line,
                 "expected a size such as `32MiB`, `10MB` or a byte count",
             ),
+        }
+    }
+    if let Some((p, n)) = f.take("access_log") {
+        if let Some(v) = yaml::string(r, &p, n) {
+            s.access_log = match v.as_str() {
+                "stdout" => Sink::Stdout,
+                "off" => Sink::Off,
+                "" => {
+                    r.error(&p, n.line, "expected `stdout`, `off` or a file path");
+                    Sink::Stdout
+                }
+                path => Sink::File(PathBuf::from(path)),
+            };
         }
     }
     f.finish(r, &[]);

@@ -371,7 +371,7 @@ fn cross_checks() {
 #[test]
 fn listener_and_server_values() {
     let c = load(
-        "listeners: [{name: l, type: model, address: '::', port: 8080, timeout: 90}]\nserver:\n  threads: 4\n  metrics_address: 127.0.0.1:9100\n  pid_file: /run/sy.pid\n  upgrade_sock: /run/sy.sock\n  grace_period: 10s\n  max_request_body: 10MiB\n",
+        "listeners: [{name: l, type: model, address: '::', port: 8080, timeout: 90}]\nserver:\n  threads: 4\n  metrics_address: 127.0.0.1:9100\n  pid_file: /run/sy.pid\n  upgrade_sock: /run/sy.sock\n  grace_period: 10s\n  max_request_body: 10MiB\n  access_log: /var/log/switchyard.jsonl\n",
     );
     assert_eq!(c.listener.bind_address(), "[::]:8080");
     assert_eq!(c.listener.timeout, Duration::from_secs(90));
@@ -379,6 +379,10 @@ fn listener_and_server_values() {
     assert_eq!(c.server.metrics_address, "127.0.0.1:9100".parse().unwrap());
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.max_request_body, 10 << 20);
+    assert_eq!(
+        c.server.access_log,
+        Sink::File("/var/log/switchyard.jsonl".into())
+    );
 
     let cases = [
         (

@@ -1,0 +1,183 @@
+//! The access log: one JSON line per request, written off the request path.
+//!
+//! Requests hand their line to a bounded channel; a background service writes it to stdout or a
+//! file. A full channel drops the line (and says so) rather than slow a request down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use log::{error, warn};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+/// Where access-log lines go (`server.access_log`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Sink {
+    #[default]
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+/// Lines waiting to be written before new ones are dropped.
+const QUEUE: usize = 16 * 1024;
+
+/// The request side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<mpsc::Sender<String>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The background service that writes the lines.
+pub struct Writer {
+    rx: Mutex<Option<mpsc::Receiver<String>>>,
+    sink: Sink,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// The log and, unless it is off, the service that writes it.
+    pub fn new(sink: Sink) -> (AccessLog, Option<Writer>) {
+        let dropped = Arc::new(AtomicU64::new(0));
+        if sink == Sink::Off {
+            return (AccessLog { tx: None, dropped }, None);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            rx: Mutex::new(Some(rx)),
+            sink,
+            dropped: dropped.clone(),
+        };
+        (
+            AccessLog {
+                tx: Some(tx),
+                dropped,
+            },
+            Some(writer),
+        )
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues one line (without its newline).
+    pub fn write(&self, line: String) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(line).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn open(&self) -> Option<Box<dyn Write + Send>> {
+        match &self.sink {
+            Sink::Stdout => Some(Box::new(std::io::stdout())),
+            Sink::File(path) => match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => Some(Box::new(file)),
+                Err(e) => {
+                    error!(
+                        "cannot open access log {}: {e}; access log disabled",
+                        path.display()
+                    );
+                    None
+                }
+            },
+            Sink::Off => None,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Writer {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(mut rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+            return;
+        };
+        let Some(out) = self.open() else { return };
+        let mut out = std::io::BufWriter::new(out);
+        loop {
+            let line = tokio::select! {
+                line = rx.recv() => line,
+                _ = shutdown.changed() => None,
+            };
+            let Some(line) = line else { break };
+            let mut ok = writeln!(out, "{line}").is_ok();
+            while let Ok(line) = rx.try_recv() {
+                ok &= writeln!(out, "{line}").is_ok();
+            }
+            ok &= out.flush().is_ok();
+            if !ok {
+                warn!("cannot write the access log");
+            }
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                warn!("{dropped} access-log lines dropped: the log could not keep up");
+            }
+        }
+        // Whatever is queued at shutdown still gets written.
+        while let Ok(line) = rx.try_recv() {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+}
+
+/// `2026-11-24T14:11:00.123Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s: u64, ms: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)
+        };
+        assert_eq!(rfc3339(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(at(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(at(1_795_529_460, 123)), "2026-11-24T14:11:00.123Z");
+    }
+
+    #[test]
+    fn off_means_no_writer() {
+        let (log, writer) = AccessLog::new(Sink::Off);
+        assert!(!log.enabled() && writer.is_none());
+        log.write("x".into());
+    }
+}

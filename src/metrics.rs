@@ -1,0 +1,299 @@
+//! Prometheus metrics, served on `server.metrics_address` by `pingora-prometheus` from the default
+//! registry (its re-exported `prometheus` crate, so there is one registry and one version).
+//!
+//! Labels stay low-cardinality: `provider` is the configured provider prefix (`openai`), `model` the
+//! configured provider name (`openai/gpt-4o`, or `openai/*` for a wildcard). A request that matched
+//! no provider is labelled `none`; a raw client string is never a label value.
+
+use std::time::Duration;
+
+use pingora_prometheus::prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::usage::Usage;
+
+/// Label value for requests that matched no provider.
+pub const NONE: &str = "none";
+
+/// Upstream failure classes for `switchyard_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorClass {
+    Connect,
+    Timeout,
+    Status4xx,
+    Status5xx,
+    Protocol,
+}
+
+impl UpstreamErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorClass::Connect => "connect",
+            UpstreamErrorClass::Timeout => "timeout",
+            UpstreamErrorClass::Status4xx => "status_4xx",
+            UpstreamErrorClass::Status5xx => "status_5xx",
+            UpstreamErrorClass::Protocol => "protocol",
+        }
+    }
+}
+
+/// Every metric switchyard exports.
+pub struct Metrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ttft: HistogramVec,
+    overhead: HistogramVec,
+    tokens: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    in_flight: IntGauge,
+    reloads: IntCounterVec,
+    last_reload_success: Gauge,
+}
+
+/// What one finished request contributes.
+#[derive(Debug, Default)]
+pub struct RequestRecord<'a> {
+    /// `None` when the request matched no provider.
+    pub provider: Option<(&'a str, &'a str)>,
+    pub status: u16,
+    pub duration: Duration,
+    pub ttft: Option<Duration>,
+    /// Time spent in the gateway (duration minus time waiting on the upstream); forwarded
+    /// requests only.
+    pub overhead: Option<Duration>,
+    pub usage: Option<Usage>,
+    pub upstream_error: Option<UpstreamErrorClass>,
+}
+
+/// Whole-request latency: LLM calls run from milliseconds to many minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+/// Time to first token: tens of milliseconds to a few minutes for reasoning models.
+const TTFT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0,
+    120.0,
+];
+/// Gateway overhead: tens of microseconds to tens of milliseconds.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+impl Metrics {
+    /// Creates the metrics and registers them (and `switchyard_build_info`) in `registry`.
+    pub fn register(registry: &Registry) -> Result<Metrics, pingora_prometheus::prometheus::Error> {
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new("switchyard_requests_total", "Model requests, by outcome"),
+                &["provider", "model", "status_class"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchyard_request_duration_seconds",
+                    "Whole-request latency as the client sees it",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["provider", "model"],
+            )?,
+            ttft: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchyard_time_to_first_token_seconds",
+                    "Time to the first SSE data event (streaming) or first body byte",
+                )
+                .buckets(TTFT_BUCKETS.to_vec()),
+                &["provider", "model"],
+            )?,
+            overhead: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchyard_overhead_seconds",
+                    "Time spent in the gateway, excluding time waiting on the upstream",
+                )
+                .buckets(OVERHEAD_BUCKETS.to_vec()),
+                &["provider"],
+            )?,
+            tokens: IntCounterVec::new(
+                Opts::new("switchyard_tokens_total", "Tokens reported by upstreams"),
+                &["provider", "model", "kind"],
+            )?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_upstream_errors_total",
+                    "Failed upstream requests",
+                ),
+                &["provider", "class"],
+            )?,
+            in_flight: IntGauge::new(
+                "switchyard_in_flight_requests",
+                "Model requests being served",
+            )?,
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_config_reloads_total",
+                    "Config reloads, by result",
+                ),
+                &["result"],
+            )?,
+            last_reload_success: Gauge::new(
+                "switchyard_config_last_reload_success_timestamp_seconds",
+                "Unix time the running config was loaded",
+            )?,
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new("switchyard_build_info", "Build information"),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.ttft.clone()))?;
+        registry.register(Box::new(m.overhead.clone()))?;
+        registry.register(Box::new(m.tokens.clone()))?;
+        registry.register(Box::new(m.upstream_errors.clone()))?;
+        registry.register(Box::new(m.in_flight.clone()))?;
+        registry.register(Box::new(m.reloads.clone()))?;
+        registry.register(Box::new(m.last_reload_success.clone()))?;
+        registry.register(Box::new(build_info))?;
+        // Both results exist from the start, so a dashboard shows 0 rather than no data.
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        m.last_reload_success.set(unix_now());
+        Ok(m)
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// Records a finished model request (exactly once, from the access-log callback).
+    pub fn request_finished(&self, r: &RequestRecord<'_>) {
+        self.in_flight.dec();
+        let (provider, model) = r.provider.unwrap_or((NONE, NONE));
+        let labels = [provider, model];
+        self.requests
+            .with_label_values(&[provider, model, status_class(r.status)])
+            .inc();
+        self.duration
+            .with_label_values(&labels)
+            .observe(r.duration.as_secs_f64());
+        if let Some(ttft) = r.ttft {
+            self.ttft
+                .with_label_values(&labels)
+                .observe(ttft.as_secs_f64());
+        }
+        if let Some(overhead) = r.overhead {
+            self.overhead
+                .with_label_values(&[provider])
+                .observe(overhead.as_secs_f64());
+        }
+        if let Some(u) = r.usage {
+            for (kind, n) in [
+                ("prompt", u.prompt),
+                ("completion", u.completion),
+                ("cache_read", u.cache_read),
+                ("cache_write", u.cache_write),
+            ] {
+                self.tokens
+                    .with_label_values(&[provider, model, kind])
+                    .inc_by(n);
+            }
+        }
+        if let Some(class) = r.upstream_error {
+            self.upstream_errors
+                .with_label_values(&[provider, class.as_str()])
+                .inc();
+        }
+    }
+
+    /// Counts a config reload (driven by SIGHUP reload).
+    pub fn reloaded(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+        if success {
+            self.last_reload_success.set(unix_now());
+        }
+    }
+}
+
+/// `2xx`, `4xx`, `5xx`; a client that left before any response counts as 499 (`4xx`).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        500..=599 => "5xx",
+        _ => "4xx",
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_prometheus::prometheus::{Encoder, TextEncoder};
+
+    fn scrape(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_request_is_recorded_with_its_labels() {
+        let registry = Registry::new();
+        let m = Metrics::register(&registry).unwrap();
+        m.request_started();
+        m.request_finished(&RequestRecord {
+            provider: Some(("openai", "openai/gpt-4o")),
+            status: 200,
+            duration: Duration::from_millis(120),
+            ttft: Some(Duration::from_millis(40)),
+            overhead: Some(Duration::from_micros(300)),
+            usage: Some(Usage {
+                prompt: 12,
+                completion: 3,
+                cache_read: 8,
+                cache_write: 0,
+            }),
+            upstream_error: None,
+        });
+        m.request_started();
+        m.request_finished(&RequestRecord {
+            status: 404,
+            ..RequestRecord::default()
+        });
+        let text = scrape(&registry);
+        for line in [
+            r#"switchyard_requests_total{model="openai/gpt-4o",provider="openai",status_class="2xx"} 1"#,
+            r#"switchyard_requests_total{model="none",provider="none",status_class="4xx"} 1"#,
+            r#"switchyard_tokens_total{kind="prompt",model="openai/gpt-4o",provider="openai"} 12"#,
+            r#"switchyard_tokens_total{kind="cache_read",model="openai/gpt-4o",provider="openai"} 8"#,
+            r#"switchyard_overhead_seconds_bucket{provider="openai",le="0.0005"} 1"#,
+            r#"switchyard_time_to_first_token_seconds_count{model="openai/gpt-4o",provider="openai"} 1"#,
+            r#"switchyard_in_flight_requests 0"#,
+            r#"switchyard_config_reloads_total{result="failure"} 0"#,
+            r#"switchyard_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(499), "4xx");
+        assert_eq!(status_class(0), "4xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}
