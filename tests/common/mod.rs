@@ -53,7 +53,10 @@ impl Received {
 /// - `status=429`: that status with an OpenAI-shaped error body;
 /// - `sse=N,gap_ms=M`: N SSE events M ms apart, then `data: [DONE]`;
 /// - `sse=N,gap_ms=M,cut`: like sse, then the connection is cut without the final chunk;
-/// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile).
+/// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile);
+/// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
+///   [`ANTHROPIC_USAGE`];
+/// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`].
 pub struct Mock {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -194,10 +197,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if socket.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
-            for i in 0..n {
-                let event = format!(
-                    "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{i}\"}}}}]}}\n\n"
-                );
+            let (content, tail) = sse_events(n, &opts);
+            for event in content {
                 let chunk = format!("{:x}\r\n{event}\r\n", event.len());
                 if socket.write_all(chunk.as_bytes()).await.is_err() {
                     return;
@@ -207,8 +208,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if opts.cut {
                 return;
             }
-            let done = "data: [DONE]\n\n";
-            let tail = format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+            let tail = tail.concat();
+            let tail = format!("{:x}\r\n{tail}\r\n0\r\n\r\n", tail.len());
             if socket.write_all(tail.as_bytes()).await.is_err() {
                 return;
             }
@@ -219,6 +220,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 code,
                 serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
             ),
+            None if opts.anthropic => {
+                let model = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v.get("model").cloned())
+                    .unwrap_or(Value::Null);
+                (
+                    200,
+                    serde_json::json!({
+                        "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                        "usage": ANTHROPIC_USAGE.clone()
+                    }),
+                )
+            }
             None => {
                 let model = serde_json::from_slice::<Value>(&req.body)
                     .ok()
@@ -254,6 +269,59 @@ struct Mode {
     gap_ms: u64,
     cut: bool,
     delay_ms: Option<u64>,
+    /// Answer in Anthropic's Messages shape (JSON body or SSE events).
+    anthropic: bool,
+    /// OpenAI SSE: end with a usage chunk, as with `stream_options.include_usage`.
+    usage: bool,
+}
+
+/// The usage every Anthropic-shaped answer reports.
+pub static ANTHROPIC_USAGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2, "cache_creation_input_tokens": 1}),
+);
+
+/// The usage the OpenAI SSE usage chunk reports.
+pub const OPENAI_STREAM_USAGE: (u64, u64, u64) = (7, 3, 4);
+
+/// SSE events: the `n` content events (sent `gap_ms` apart) and the closing ones.
+fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
+    let data = |v: Value| format!("data: {v}\n\n");
+    let named = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    if opts.anthropic {
+        let mut content = vec![
+            named(
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
+            ),
+            named(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+        ];
+        content.extend((0..n).map(|i| named("content_block_delta", serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("t{i}")}}))));
+        let tail = vec![
+            named(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 0}),
+            ),
+            named(
+                "message_delta",
+                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
+            ),
+            named("message_stop", serde_json::json!({"type": "message_stop"})),
+        ];
+        return (content, tail);
+    }
+    let content = (0..n)
+        .map(|i| data(serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": format!("t{i}")}}]})))
+        .collect();
+    let mut tail = Vec::new();
+    if opts.usage {
+        let (p, c, cached) = OPENAI_STREAM_USAGE;
+        tail.push(data(serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": {"cached_tokens": cached}}})));
+    }
+    tail.push("data: [DONE]\n\n".to_owned());
+    (content, tail)
 }
 
 fn parse_mode(mode: &str) -> Mode {
@@ -266,6 +334,8 @@ fn parse_mode(mode: &str) -> Mode {
             "gap_ms" => m.gap_ms = v.parse().unwrap_or(0),
             "cut" => m.cut = true,
             "delay_ms" => m.delay_ms = v.parse().ok(),
+            "anthropic" => m.anthropic = true,
+            "usage" => m.usage = true,
             _ => panic!("unknown mock mode {part}"),
         }
     }
@@ -372,6 +442,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// The real `switchyard` binary, running on a free port with a temporary config.
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     child: Child,
     pub dir: PathBuf,
     log: PathBuf,
@@ -416,7 +487,8 @@ impl Gateway {
             .entry("server")
             .or_insert(serde_json::json!({}));
         server["threads"] = 1.into();
-        server["metrics_address"] = format!("127.0.0.1:{}", free_port()).into();
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        server["metrics_address"] = metrics_addr.to_string().into();
         server["pid_file"] = dir
             .join("switchyard.pid")
             .to_string_lossy()
@@ -442,6 +514,7 @@ impl Gateway {
             .unwrap();
         let gw = Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            metrics_addr,
             child,
             dir,
             log,
@@ -453,21 +526,37 @@ impl Gateway {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(resp) =
-                std::panic::catch_unwind(|| request(self.addr, "GET", "/healthz", &[], b""))
+            if TcpStream::connect(self.addr).is_ok()
+                && TcpStream::connect(self.metrics_addr).is_ok()
+                && request(self.addr, "GET", "/healthz", &[], b"").status == 200
             {
-                if resp.status == 200 {
-                    return;
-                }
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not become ready: {}", self.logs());
     }
 
-    /// What the gateway printed (stderr, where `log` goes).
+    /// What the gateway printed on stderr (its log).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// What the gateway printed on stdout (the access log).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A scrape of the metrics endpoint.
+    pub fn metrics(&self) -> String {
+        let resp = request(self.metrics_addr, "GET", "/metrics", &[], b"");
+        assert_eq!(resp.status, 200);
+        String::from_utf8(resp.body).unwrap()
+    }
+
+    /// The value of one sample (`name{labels}` exactly as exposed, labels sorted), or 0.
+    pub fn metric(&self, sample: &str) -> f64 {
+        sample_value(&self.metrics(), sample)
     }
 }
 
@@ -479,6 +568,14 @@ impl Drop for Gateway {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The value of `sample` (e.g. `x_total{a="b"}`) in a Prometheus text scrape, or 0 if absent.
+pub fn sample_value(scrape: &str, sample: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 /// Parses config text (YAML) into JSON, which is also valid YAML, so tests can edit it.
