@@ -1,0 +1,263 @@
+//! The Grafana dashboard, proven against a real Prometheus: a running switchyard serves traffic,
+//! Prometheus (Debian's package, installed by `scripts/setup --for-tests`) scrapes it, and every
+//! PromQL expression of grafana/dashboards/switchyard.json must be valid and return data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{chat, request, yaml, Gateway, Mock};
+use serde_json::{json, Value};
+
+struct Prometheus {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_binary() -> String {
+    let bin = std::env::var("SWITCHYARD_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    let found = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{bin}` not found: run scripts/setup --for-tests (Debian package prometheus)"
+    );
+    bin
+}
+
+fn start_prometheus(target: SocketAddr) -> Prometheus {
+    let dir = common::temp_dir("prometheus");
+    let config = dir.join("prometheus.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: switchyard\n    static_configs: [{{targets: ['{target}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let child = Command::new(prometheus_binary())
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let prometheus = Prometheus { addr, child };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && request(addr, "GET", "/-/ready", &[], b"").status == 200
+        {
+            return prometheus;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not start: {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs one instant query; returns the API's JSON answer.
+fn query(prometheus: SocketAddr, promql: &str) -> Value {
+    let body = format!("query={}", urlencode(promql));
+    let resp = request(
+        prometheus,
+        "POST",
+        "/api/v1/query",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    serde_json::from_slice(&resp.body).unwrap()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Grafana's variables, as "All" renders them, and a rate window that covers the test's samples.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$provider", ".*")
+        .replace("$model", ".*")
+}
+
+/// Every panel, rows' nested panels included.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        out.push(p);
+        if let Some(nested) = p["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+/// Sends every kind of traffic the dashboard shows: OpenAI and Anthropic, streamed and not,
+/// an upstream 5xx, a refused connection, an unknown model.
+fn traffic(gw: &Gateway) {
+    let openai = json!({"model": "openai/gpt-4o", "messages": []});
+    let claude = json!({"model": "anthropic/claude-sonnet-4-5", "messages": [], "stream": true});
+    for _ in 0..3 {
+        assert_eq!(chat(gw.addr, &[], &openai).status, 200);
+        assert_eq!(
+            chat(
+                gw.addr,
+                &[("x-mock", "anthropic")],
+                &json!({"model": "claude-sonnet-4-5"})
+            )
+            .status,
+            200
+        );
+        let mut stream = openai.clone();
+        stream["stream"] = true.into();
+        assert_eq!(
+            chat(gw.addr, &[("x-mock", "sse=2,usage")], &stream).status,
+            200
+        );
+        assert_eq!(
+            chat(gw.addr, &[("x-mock", "anthropic,sse=2")], &claude).status,
+            200
+        );
+        assert_eq!(
+            chat(gw.addr, &[("x-mock", "status=503")], &openai).status,
+            503
+        );
+        assert_eq!(
+            chat(gw.addr, &[], &json!({"model": "dead/model"})).status,
+            502
+        );
+        assert_eq!(chat(gw.addr, &[], &json!({"model": "nope"})).status, 404);
+    }
+}
+
+#[test]
+fn every_dashboard_query_is_valid_and_returns_data() {
+    let path = format!(
+        "{}/grafana/dashboards/switchyard.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+
+    let mock = Mock::start();
+    let dead = common::free_port();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: k}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{url}', access_key: k}}\n  - {{model: dead/model, base_url: 'http://127.0.0.1:{dead}'}}\n",
+        url = mock.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let prometheus = start_prometheus(gw.metrics_addr);
+
+    // Two rounds of traffic a few scrapes apart, so every rate() sees an increase.
+    let up = || {
+        query(prometheus.addr, "up{job=\"switchyard\"} == 1")["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !up() {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped switchyard"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    traffic(&gw);
+    std::thread::sleep(Duration::from_secs(3));
+    traffic(&gw);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let mut exprs = Vec::new();
+    for panel in panels(&dashboard) {
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "panel {} pins a data source",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = substitute(target["expr"].as_str().unwrap());
+            exprs.push(expr.clone());
+            let answer = query(prometheus.addr, &expr);
+            checked += 1;
+            let empty = answer["data"]["result"]
+                .as_array()
+                .is_none_or(|r| r.is_empty());
+            if answer["status"] != "success" || empty {
+                failures.push(format!("{}: {expr}\n  -> {answer}", panel["title"]));
+            }
+        }
+    }
+    // Template variables: label_values(<selector>, <label>) must find values.
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        let Some(q) = var["query"]["query"].as_str() else {
+            continue;
+        };
+        let inner = q.trim_start_matches("label_values(").trim_end_matches(')');
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let expr = substitute(&format!("count by ({}) ({selector})", label.trim()));
+        let answer = query(prometheus.addr, &expr);
+        checked += 1;
+        if answer["data"]["result"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
+        {
+            failures.push(format!("variable {}: {expr}\n  -> {answer}", var["name"]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Every metric switchyard exports has a panel.
+    for metric in [
+        "switchyard_requests_total",
+        "switchyard_request_duration_seconds",
+        "switchyard_time_to_first_token_seconds",
+        "switchyard_overhead_seconds",
+        "switchyard_tokens_total",
+        "switchyard_upstream_errors_total",
+        "switchyard_in_flight_requests",
+        "switchyard_config_reloads_total",
+        "switchyard_config_last_reload_success_timestamp_seconds",
+        "switchyard_build_info",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel shows {metric}"
+        );
+    }
+}
