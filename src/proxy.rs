@@ -19,7 +19,6 @@ use pingora::http::{Method, RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use serde_json::json;
 
 use crate::access_log::{self, AccessLog};
 use crate::auth::{self, AuthStyle};
@@ -290,7 +289,7 @@ impl ProxyHttp for Gateway {
             });
         }
         if self.access_log.enabled() {
-            self.access_log.write(access_line(
+            self.access_log.write(&access_entry(
                 session,
                 main,
                 status,
@@ -318,46 +317,39 @@ fn upstream_error_class(main: &MainCtx, e: Option<&Error>) -> Option<UpstreamErr
     }
 }
 
-/// One JSON access-log line. Never a credential: only ids, names, sizes and timings.
-fn access_line(
-    session: &Session,
-    main: &MainCtx,
+/// The access-log entry of a finished request.
+fn access_entry<'a>(
+    session: &'a Session,
+    main: &'a MainCtx,
     status: u16,
     duration: Duration,
     e: Option<&Error>,
     upstream_error: Option<UpstreamErrorClass>,
-) -> String {
+) -> access_log::Entry<'a> {
     let req = session.req_header();
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let error = match (upstream_error, e) {
-        (Some(class), _) => Some(class.as_str().to_owned()),
-        (None, Some(e)) => Some(e.etype().as_str().to_owned()),
-        (None, None) => None,
-    };
-    let model: Option<String> = main.model.as_ref().map(|m| m.chars().take(256).collect());
-    json!({
-        "time": access_log::rfc3339(main.start_time),
-        "request_id": main.request_id,
-        "client": session.client_addr().map(ToString::to_string),
-        "method": req.method.as_str(),
-        "path": req.uri.path(),
-        "model": model,
-        "provider": main.route.as_ref().map(|r| r.name.as_str()),
-        "upstream_model": main.route.as_ref().map(|r| r.upstream_model.as_str()),
-        "status": status,
-        "duration_ms": ms(duration),
-        "ttft_ms": main.watch.first_token.map(|t| ms(t.duration_since(main.started))),
-        "tokens": main.watch.usage.map(|u| json!({
-            "prompt": u.prompt,
-            "completion": u.completion,
-            "cache_read": u.cache_read,
-            "cache_write": u.cache_write,
-        })),
-        "bytes_in": session.body_bytes_read(),
-        "bytes_out": session.body_bytes_sent(),
-        "error": error,
-    })
-    .to_string()
+    access_log::Entry {
+        time: access_log::rfc3339(main.start_time),
+        request_id: &main.request_id,
+        client: session.client_addr().map(ToString::to_string),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        model: main.model.as_deref().map(|m| access_log::truncate(m, 256)),
+        provider: main.route.as_ref().map(|r| r.name.as_str()),
+        upstream_model: main.route.as_ref().map(|r| r.upstream_model.as_str()),
+        status,
+        duration_ms: ms(duration),
+        ttft_ms: main
+            .watch
+            .first_token
+            .map(|t| ms(t.duration_since(main.started))),
+        tokens: main.watch.usage,
+        bytes_in: session.body_bytes_read(),
+        bytes_out: session.body_bytes_sent(),
+        error: upstream_error
+            .map(UpstreamErrorClass::as_str)
+            .or(e.map(|e| e.etype().as_str())),
+    }
 }
 
 /// The endpoints the gateway serves.
