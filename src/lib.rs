@@ -15,6 +15,7 @@ pub mod forward;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod respond;
 pub mod routing;

@@ -14,8 +14,9 @@ use switchyard::server::{self, Launch};
 /// upgrade_sock, grace_period, max_request_body). `$VAR` and `${VAR}` in access_key, base_url,
 /// http_host and headers are read from the environment.
 ///
-/// Signals: SIGTERM stops gracefully (in-flight requests get `server.grace_period`), SIGINT stops
-/// at once, SIGQUIT hands the listeners to a process started with `-u`.
+/// Signals: SIGHUP reloads the config file (and the `.env` beside it) without dropping anything;
+/// SIGTERM stops gracefully (in-flight requests get `server.grace_period`); SIGINT stops at once;
+/// SIGQUIT hands the listeners to a process started with `-u`.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, verbatim_doc_comment)]
 struct Cli {
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
     }
     server::run(
         config,
+        cli.conf,
         Launch {
             upgrade: cli.upgrade,
             daemon: cli.daemon,

@@ -7,6 +7,7 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::access_log::AccessLog;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::dns::Refresher;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::Reloader;
 use crate::state::Snapshot;
 
 /// How the process was started.
@@ -43,8 +45,9 @@ pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
     }
 }
 
-/// Runs the gateway until it is told to stop; does not return.
-pub fn run(config: Config, launch: Launch) -> ! {
+/// Runs the gateway on `config` (loaded from `path`, which SIGHUP reloads) until it is told to
+/// stop; does not return.
+pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     let opt = Opt {
         upgrade: launch.upgrade,
         daemon: launch.daemon,
@@ -63,9 +66,10 @@ pub fn run(config: Config, launch: Launch) -> ! {
             std::process::exit(1);
         }
     };
+    let startup = config.clone();
     let state = Snapshot::new(config).into_shared();
 
-    let gateway = Gateway::new(state.clone(), metrics, access_log);
+    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
@@ -79,6 +83,15 @@ pub fn run(config: Config, launch: Launch) -> ! {
 
     server.add_service(proxy);
     server.add_service(prometheus);
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            path,
+            state: state.clone(),
+            metrics,
+            startup,
+        },
+    ));
     server.add_service(background_service("dns refresher", Refresher { state }));
     if let Some(writer) = access_log_writer {
         server.add_service(background_service("access log", writer));

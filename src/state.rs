@@ -38,7 +38,19 @@ pub struct Upstream {
 impl Snapshot {
     /// Builds the snapshot. Cannot fail: the config was validated when it was loaded.
     pub fn new(config: Config) -> Snapshot {
+        Snapshot::after(config, None)
+    }
+
+    /// Builds the snapshot that replaces `previous`: hosts it already knew keep their resolved
+    /// addresses (and so their pooled connections, which Pingora keys by address).
+    pub fn after(config: Config, previous: Option<&Snapshot>) -> Snapshot {
         let mut by_host: HashMap<(String, u16), Arc<Addresses>> = HashMap::new();
+        for upstream in previous.map_or(&[][..], |p| p.upstreams()) {
+            let key = (upstream.endpoint.host.clone(), upstream.endpoint.port);
+            by_host
+                .entry(key)
+                .or_insert_with(|| upstream.addresses.clone());
+        }
         let upstreams = config
             .providers
             .iter()
@@ -127,5 +139,25 @@ mod tests {
             .collect();
         assert_eq!(ids, ["openai/gpt-4o", "openai/gpt-4o-mini"]);
         assert_eq!(v["data"][0]["owned_by"], "openai");
+    }
+
+    #[test]
+    fn a_new_snapshot_keeps_known_hosts_addresses() {
+        let load = |yaml: &str| Config::from_yaml(yaml, &|_| Some("k".into())).unwrap();
+        let old = Snapshot::new(load(
+            "model_providers: [{model: openai/a, access_key: $K}, {model: groq/b, access_key: $K}]",
+        ));
+        let new = Snapshot::after(
+            load("model_providers: [{model: openai/c, access_key: $K}, {model: mistral/d, access_key: $K}]"),
+            Some(&old),
+        );
+        assert!(Arc::ptr_eq(
+            &old.upstream(0).addresses,
+            &new.upstream(0).addresses
+        ));
+        assert!(!Arc::ptr_eq(
+            &old.upstream(1).addresses,
+            &new.upstream(1).addresses
+        ));
     }
 }

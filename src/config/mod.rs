@@ -217,17 +217,39 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
-    /// Reads and decodes a config file, taking `$VAR`s from the process environment.
+    /// Reads and decodes a config file. `$VAR`s come from the process environment, else from a
+    /// `.env` file next to the config (as Plano's CLI reads it), which is read on every load so
+    /// that keys can be rotated with a reload.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_owned()),
+        let fail = |file: &Path, line: Option<u64>, message: String| ConfigError {
+            file: Some(file.to_owned()),
             problems: vec![Problem {
                 path: String::new(),
-                line: None,
-                message: format!("cannot read the file: {e}"),
+                line,
+                message,
             }],
-        })?;
-        Config::from_yaml(&text, &|name| std::env::var(name).ok()).map_err(|mut e| {
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(path, None, format!("cannot read the file: {e}")))?;
+        let dotenv_path = path.with_file_name(".env");
+        let dotenv = match std::fs::read_to_string(&dotenv_path) {
+            Ok(text) => values::parse_dotenv(&text)
+                .map_err(|(line, message)| fail(&dotenv_path, Some(line), message))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => {
+                return Err(fail(
+                    &dotenv_path,
+                    None,
+                    format!("cannot read the file: {e}"),
+                ))
+            }
+        };
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        };
+        Config::from_yaml(&text, &env).map_err(|mut e| {
             e.file = Some(path.to_owned());
             e
         })

@@ -1,5 +1,6 @@
 //! Scalar value types of the config file: secrets, `$VAR` expansion, durations and sizes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -99,6 +100,39 @@ impl fmt::Display for ExpandError {
     }
 }
 
+/// Parses a `.env` file: `NAME=value` lines, optionally prefixed with `export`, values optionally
+/// in single or double quotes; blank lines and `#` comments are skipped. An error names its
+/// (1-based) line.
+pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, (u64, String)> {
+    let mut vars = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err((line_no, "expected NAME=value".into()));
+        };
+        let name = name.trim();
+        if !is_var_name(name) {
+            return Err((line_no, format!("`{name}` is not a valid variable name")));
+        }
+        let value = value.trim();
+        let value = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => match value[1..].find(q) {
+                Some(end) => &value[1..=end],
+                None => return Err((line_no, "unterminated quote".into())),
+            },
+            // An unquoted value ends at a ` #` comment.
+            _ => value.split(" #").next().unwrap_or("").trim_end(),
+        };
+        vars.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(vars)
+}
+
 /// Parses `300s`, `1.5s`, `250ms`, `5m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -174,6 +208,24 @@ mod tests {
             Err(ExpandError::Missing("NOPE".into()))
         );
         assert_eq!(expand_env("${KEY", &env), Err(ExpandError::Unterminated));
+    }
+
+    #[test]
+    fn dotenv_files() {
+        let vars = parse_dotenv(
+            "# keys\nOPENAI_API_KEY=sk-1\nexport ANTHROPIC_API_KEY = \"sk-2 x\"\n\nQ='a#b' \nC=v # note\n",
+        )
+        .unwrap();
+        assert_eq!(vars["OPENAI_API_KEY"], "sk-1");
+        assert_eq!(vars["ANTHROPIC_API_KEY"], "sk-2 x");
+        assert_eq!(vars["Q"], "a#b");
+        assert_eq!(vars["C"], "v");
+        assert_eq!(
+            parse_dotenv("A=1\nnot a pair\n"),
+            Err((2, "expected NAME=value".into()))
+        );
+        assert!(parse_dotenv("1X=2").is_err());
+        assert!(parse_dotenv("X=\"open").is_err());
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Mock {
         let received = Arc::new(Mutex::new(Vec::new()));
         let hangups = Arc::new(Mutex::new(0));
         let (r, h) = (received.clone(), hangups.clone());
+        let port = addr.port();
         runtime.spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -114,12 +115,12 @@ impl Mock {
                 let (r, h) = (r.clone(), h.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve(socket, r, h));
+                        tokio::spawn(serve(socket, port, r, h));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             if let Ok(stream) = acceptor.accept(socket).await {
-                                serve(stream, r, h).await;
+                                serve(stream, port, r, h).await;
                             }
                         });
                     }
@@ -167,6 +168,7 @@ impl Mock {
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
+    port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     hangups: Arc<Mutex<u32>>,
 ) {
@@ -193,7 +195,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if let Some(n) = opts.sse {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ntransfer-encoding: chunked\r\n\r\n");
             if socket.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
@@ -251,7 +253,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let body = body.to_string();
         let head = format!(
-            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         if socket.write_all(head.as_bytes()).await.is_err()
@@ -443,8 +445,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    child: Child,
+    pub child: Child,
     pub dir: PathBuf,
+    /// The config file and what was written to it.
+    pub conf: PathBuf,
+    pub config: Value,
     log: PathBuf,
 }
 
@@ -470,7 +475,19 @@ impl Gateway {
     /// Starts the gateway on `config` with `env` as extra environment variables. The model
     /// listener is moved to a free port and the `server` block gets private pid/socket paths.
     pub fn start(config: &Value, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with_files(config, env, &[])
+    }
+
+    /// Like `start`, with extra files (such as `.env`) written next to the config first.
+    pub fn start_with_files(
+        config: &Value,
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> Gateway {
         let dir = temp_dir("gw");
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
         let port = free_port();
         let mut config = config.clone();
         // The model listener the test gave (if any), moved to 127.0.0.1 on a free port.
@@ -517,6 +534,8 @@ impl Gateway {
             metrics_addr,
             child,
             dir,
+            conf,
+            config,
             log,
         };
         gw.wait_ready();
@@ -535,6 +554,19 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not become ready: {}", self.logs());
+    }
+
+    /// Rewrites the config file (not yet reloaded: see `signal`).
+    pub fn rewrite(&mut self, edit: impl FnOnce(&mut Value)) {
+        edit(&mut self.config);
+        let tmp = self.dir.join("config.yaml.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&self.config).unwrap()).unwrap();
+        std::fs::rename(&tmp, &self.conf).unwrap();
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, `QUIT`) to the gateway process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
     }
 
     /// What the gateway printed on stderr (its log).
@@ -568,6 +600,15 @@ impl Drop for Gateway {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Sends signal `sig` (`HUP`, `TERM`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -s {sig} {pid} failed");
 }
 
 /// The value of `sample` (e.g. `x_total{a="b"}`) in a Prometheus text scrape, or 0 if absent.
