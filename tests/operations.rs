@@ -107,11 +107,14 @@ fn sighup_reloads_under_continuous_load_without_failing_a_request() {
         wait_for(&format!("flip {flip}"), Duration::from_secs(5), || {
             served_by(gw.addr) == target.addr.port()
         });
+        // Let the clients run on this config for a moment before the next reload.
+        std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(200));
     let (ok, failed) = load.finish();
+    eprintln!("20 reloads under load: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
-    assert!(ok > 100, "too little load to prove anything: {ok}");
+    assert!(ok > 200, "too little load to prove anything: {ok}");
     assert!(!a.received().is_empty() && !b.received().is_empty());
     assert_eq!(
         gw.metric(r#"switchyard_config_reloads_total{result="success"}"#),
@@ -266,6 +269,7 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
     let after = chat(old.addr, &[], &json!({"model": "m"}));
     let _ = new.kill();
     let _ = new.wait();
+    eprintln!("upgrade under load: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
     assert!(ok > 50, "too little load to prove anything: {ok}");
     assert_eq!(
