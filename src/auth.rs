@@ -7,6 +7,8 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 
 use crate::config::Provider;
+use crate::providers::Interface;
+use crate::translate::Api;
 
 /// How an upstream expects its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,19 @@ pub enum AuthStyle {
     Bearer,
     /// `x-api-key: <key>` plus `anthropic-version` (Anthropic Messages upstreams).
     XApiKey,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+}
+
+impl AuthStyle {
+    /// The form an upstream of `interface`, spoken to in `api`, expects.
+    pub fn for_upstream(interface: Interface, api: Api) -> AuthStyle {
+        match (interface, api) {
+            (Interface::AzureOpenAi, _) => AuthStyle::ApiKey,
+            (_, Api::Messages) => AuthStyle::XApiKey,
+            _ => AuthStyle::Bearer,
+        }
+    }
 }
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -53,6 +68,14 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
         (Some(Credential::Token(token) | Credential::Raw(token)), AuthStyle::XApiKey) => {
             req.insert_header("x-api-key", token)?;
         }
+        (Some(Credential::Token(token) | Credential::Raw(token)), AuthStyle::ApiKey) => {
+            req.insert_header("api-key", token)?;
+        }
+    }
+    // Anthropic's headers mean nothing to other upstreams.
+    if style != AuthStyle::XApiKey {
+        req.remove_header("anthropic-version");
+        req.remove_header("anthropic-beta");
     }
     if style == AuthStyle::XApiKey && req.headers.get("anthropic-version").is_none() {
         req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
@@ -70,7 +93,8 @@ enum Credential {
     Raw(String),
 }
 
-/// The client's credential: `Authorization` (a `Bearer ` prefix is stripped), else `x-api-key`.
+/// The client's credential: `Authorization` (a `Bearer ` prefix is stripped), else `x-api-key`,
+/// else Azure's `api-key`.
 fn client_credential(req: &RequestHeader) -> Option<Credential> {
     if let Some(value) = req
         .headers
@@ -83,10 +107,12 @@ fn client_credential(req: &RequestHeader) -> Option<Credential> {
             None => Credential::Raw(value.to_owned()),
         });
     }
-    req.headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| Credential::Token(v.trim().to_owned()))
+    ["x-api-key", "api-key"].into_iter().find_map(|name| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Credential::Token(v.trim().to_owned()))
+    })
 }
 
 fn strip_bearer(value: &str) -> Option<&str> {
@@ -185,6 +211,42 @@ mod tests {
         apply(&mut req, &p, AuthStyle::Bearer).unwrap();
         assert_eq!(header(&req, "x-team"), Some("blue"));
         assert_eq!(header(&req, "authorization"), Some("Bearer override"));
+    }
+
+    #[test]
+    fn azure_gets_an_api_key_header_and_no_anthropic_headers() {
+        let p = provider("model_providers: [{model: azure_openai/gpt-4o, base_url: 'https://r.openai.azure.com', access_key: $K}]");
+        let mut req = request(&[
+            ("authorization", "Bearer sk-client"),
+            ("anthropic-version", "2023-06-01"),
+        ]);
+        apply(
+            &mut req,
+            &p,
+            AuthStyle::for_upstream(p.interface, Api::Chat),
+        )
+        .unwrap();
+        assert_eq!(header(&req, "api-key"), Some("sk-managed"));
+        assert_eq!(header(&req, "authorization"), None);
+        assert_eq!(header(&req, "anthropic-version"), None);
+    }
+
+    #[test]
+    fn the_clients_anthropic_headers_reach_an_anthropic_upstream() {
+        let p = provider("model_providers: [{model: anthropic/claude, access_key: $K}]");
+        let mut req = request(&[
+            ("anthropic-version", "2024-01-01"),
+            ("anthropic-beta", "tools-1"),
+        ]);
+        apply(
+            &mut req,
+            &p,
+            AuthStyle::for_upstream(p.interface, Api::Messages),
+        )
+        .unwrap();
+        assert_eq!(header(&req, "x-api-key"), Some("sk-managed"));
+        assert_eq!(header(&req, "anthropic-version"), Some("2024-01-01"));
+        assert_eq!(header(&req, "anthropic-beta"), Some("tools-1"));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::translate::Api;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("Unknown endpoint: {method} {path}")]
@@ -30,6 +32,8 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     #[error("The request to provider `{0}` failed")]
     UpstreamFailed(String),
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl GatewayError {
@@ -60,6 +64,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::UpstreamFailed(_) => 502,
+            GatewayError::NotSupported(_) => 400,
         }
     }
 
@@ -84,10 +89,21 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamFailed(_) => "upstream_error",
+            GatewayError::NotSupported(_) => "unsupported_for_provider",
         }
     }
 
-    /// The JSON body sent to the client.
+    /// The JSON body sent to a client of `api` (Anthropic's shape for Messages clients).
+    pub fn body_for(&self, api: Option<Api>) -> Bytes {
+        if api.is_some_and(Api::anthropic) {
+            return Bytes::from(
+                crate::translate::anthropic_error(self.status(), &self.to_string()).to_string(),
+            );
+        }
+        self.body()
+    }
+
+    /// The JSON body sent to an OpenAI client.
     pub fn body(&self) -> Bytes {
         let param = match self {
             GatewayError::MissingModel | GatewayError::ModelNotFound(_) => Some("model"),

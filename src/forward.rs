@@ -25,10 +25,12 @@ use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
+use crate::auth::AuthStyle;
 use crate::error::GatewayError;
 use crate::metrics::UpstreamErrorClass;
 use crate::respond;
 use crate::state::Snapshot;
+use crate::translate::{Api, ResponseTranslator};
 use crate::usage::ResponseWatch;
 
 /// A routed request, handed from the main session to its subrequest.
@@ -42,6 +44,8 @@ pub struct Forward {
     /// The rewritten body.
     pub body: Bytes,
     pub request_id: String,
+    /// How the upstream wants its credential.
+    pub auth: AuthStyle,
     /// Set by the subrequest: when it started on the upstream (address pick, connect) and when
     /// the upstream's last byte arrived. Their difference is the time spent waiting on it.
     pub upstream_started: OnceLock<Instant>,
@@ -55,6 +59,7 @@ impl Forward {
         path: String,
         body: Bytes,
         request_id: String,
+        auth: AuthStyle,
     ) -> Forward {
         Forward {
             snapshot,
@@ -62,6 +67,7 @@ impl Forward {
             path,
             body,
             request_id,
+            auth,
             upstream_started: OnceLock::new(),
             upstream_finished: OnceLock::new(),
         }
@@ -82,11 +88,13 @@ pub enum Outcome {
 /// `Ok` means a complete response was written (the upstream's, or the gateway's own error).
 /// `Err` means the client is gone (a downstream error) or the response broke off after its
 /// header was sent (an upstream error): the caller must not reuse the connection, so a cut
-/// stream never looks complete. `watch` sees every piece of the piped response.
+/// stream never looks complete. `watch` sees every piece of the upstream's response; a
+/// `translator` rewrites it into the client's API before it is written.
 pub async fn run(
     session: &mut Session,
     forward: Arc<Forward>,
     watch: &mut ResponseWatch,
+    mut translator: Option<ResponseTranslator>,
 ) -> Result<Outcome> {
     // The subrequest re-parses the main request's header as HTTP/1.1 text; an h2 request line
     // would be rejected there.
@@ -145,6 +153,9 @@ pub async fn run(
                         _ => {}
                     }
                 }
+                if let Some(t) = translator.as_mut() {
+                    tasks = t.tasks(tasks);
+                }
                 if !tasks.is_empty() {
                     match session.write_response_tasks(tasks).await {
                         Ok(end) => done |= end,
@@ -200,7 +211,8 @@ pub async fn run(
         Some(e) => GatewayError::upstream(&e, provider),
         None => GatewayError::UpstreamFailed(provider),
     };
-    respond::error(session, &error, &forward.request_id).await?;
+    let api = Api::from_path(session.req_header().uri.path());
+    respond::error(session, &error, api, &forward.request_id).await?;
     let class = match error {
         GatewayError::UpstreamUnreachable(_) => UpstreamErrorClass::Connect,
         GatewayError::UpstreamTimeout(_) => UpstreamErrorClass::Timeout,

@@ -21,4 +21,5 @@ pub mod respond;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod translate;
 pub mod usage;

@@ -8,6 +8,9 @@ pub enum Interface {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Azure OpenAI: OpenAI chat completions under `/openai/deployments/<model>/…?api-version=`,
+    /// authenticated with an `api-key` header.
+    AzureOpenAi,
 }
 
 impl Interface {
@@ -15,6 +18,7 @@ impl Interface {
         match self {
             Interface::OpenAi => "openai",
             Interface::Anthropic => "anthropic",
+            Interface::AzureOpenAi => "azure_openai",
         }
     }
 }
@@ -78,16 +82,20 @@ pub const CATALOG: &[BuiltIn] = &[
     openai("vercel", Some("ai-gateway.vercel.sh"), "/v1"),
     openai("qwen", None, "/compatible-mode/v1"),
     openai("ollama", None, "/v1"),
+    BuiltIn {
+        prefix: "azure_openai",
+        aliases: &[],
+        interface: Interface::AzureOpenAi,
+        host: None,
+        path_prefix: "/openai/deployments",
+    },
 ];
 
+/// The `api-version` sent to Azure OpenAI unless the client gives one (Plano's default).
+pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
+
 /// Prefixes in Plano's schema whose wire format switchyard does not speak yet.
-pub const NOT_YET_SUPPORTED: &[&str] = &[
-    "azure_openai",
-    "amazon_bedrock",
-    "amazon",
-    "chatgpt",
-    "plano",
-];
+pub const NOT_YET_SUPPORTED: &[&str] = &["amazon_bedrock", "amazon", "chatgpt", "plano"];
 
 /// Looks a prefix (or one of its aliases) up in the catalog.
 pub fn built_in(prefix: &str) -> Option<&'static BuiltIn> {
@@ -211,6 +219,12 @@ mod tests {
         ),
         ("qwen", Interface::OpenAi, None, "/compatible-mode/v1"),
         ("ollama", Interface::OpenAi, None, "/v1"),
+        (
+            "azure_openai",
+            Interface::AzureOpenAi,
+            None,
+            "/openai/deployments",
+        ),
     ];
 
     #[test]

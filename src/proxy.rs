@@ -23,13 +23,16 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::access_log::{self, AccessLog};
 use crate::auth::{self, AuthStyle};
 use crate::body;
+use crate::config::Provider;
 use crate::error::GatewayError;
 use crate::forward::{self, Forward, Outcome};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
+use crate::providers::{Interface, AZURE_API_VERSION};
 use crate::request_id;
 use crate::respond;
 use crate::routing::RouteError;
 use crate::state::{SharedState, Snapshot};
+use crate::translate::{Api, Direction, ResponseTranslator};
 use crate::usage::ResponseWatch;
 
 /// How long an idle pooled upstream connection is kept.
@@ -149,12 +152,15 @@ impl ProxyHttp for Gateway {
                 let body = snapshot.models_body.clone();
                 respond::json(session, 200, body, &main.request_id).await?
             }
-            Ok(Endpoint::Model) => {
+            Ok(Endpoint::Model(api)) => {
                 main.model_request = true;
                 self.metrics.request_started();
-                handle_model_request(session, main, snapshot).await?
+                handle_model_request(session, main, snapshot, api).await?
             }
-            Err(e) => respond::error(session, &e, &main.request_id).await?,
+            Err(e) => {
+                let api = Api::from_path(session.req_header().uri.path());
+                respond::error(session, &e, api, &main.request_id).await?
+            }
         }
         Ok(true)
     }
@@ -356,24 +362,24 @@ fn access_entry<'a>(
 enum Endpoint {
     Health,
     Models,
-    /// A model request forwarded to a provider.
-    Model,
+    /// A model request forwarded to a provider, in the client's API.
+    Model(Api),
 }
-
-const MODEL_PATHS: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> {
     let path = req.uri.path();
     let (endpoint, allowed, allowed_name) = match path {
         "/healthz" => (Endpoint::Health, Method::GET, "GET"),
         "/v1/models" => (Endpoint::Models, Method::GET, "GET"),
-        p if MODEL_PATHS.contains(&p) => (Endpoint::Model, Method::POST, "POST"),
-        _ => {
-            return Err(GatewayError::UnknownEndpoint {
-                method: req.method.to_string(),
-                path: path.to_owned(),
-            })
-        }
+        p => match Api::from_path(p) {
+            Some(api) => (Endpoint::Model(api), Method::POST, "POST"),
+            None => {
+                return Err(GatewayError::UnknownEndpoint {
+                    method: req.method.to_string(),
+                    path: path.to_owned(),
+                })
+            }
+        },
     };
     let head_ok = allowed == Method::GET && req.method == Method::HEAD;
     if req.method != allowed && !head_ok {
@@ -386,36 +392,50 @@ fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> 
     Ok(endpoint)
 }
 
-/// Reads, routes and forwards one model request; answers errors itself.
+/// Reads, routes, translates if needed and forwards one model request; answers errors itself,
+/// in the client's API.
 async fn handle_model_request(
     session: &mut Session,
     main: &mut MainCtx,
     snapshot: Arc<Snapshot>,
+    api: Api,
 ) -> Result<()> {
     let id = main.request_id.clone();
     let limit = snapshot.config.server.max_request_body;
-    let body = match read_body(session, limit).await? {
-        Ok(body) => body,
-        Err(e) => return respond::error(session, &e, &id).await,
+    let prepared = match read_body(session, limit).await? {
+        Ok(body) => prepare(main, &snapshot, api, body, session.req_header()),
+        Err(e) => Err(e),
     };
-    let inspected = match body::inspect(&body) {
-        Ok(i) => i,
-        Err(why) => return respond::error(session, &GatewayError::InvalidBody(why), &id).await,
+    let (forward, translator) = match prepared {
+        Ok(p) => p,
+        Err(e) => return respond::error(session, &e, Some(api), &id).await,
     };
+    let forward = Arc::new(forward);
+    main.forward = Some(forward.clone());
+    main.outcome = Some(forward::run(session, forward, &mut main.watch, translator).await?);
+    Ok(())
+}
+
+/// Inspects, routes and rewrites (or translates) the body: everything the upstream request
+/// needs, or the error the client gets.
+fn prepare(
+    main: &mut MainCtx,
+    snapshot: &Arc<Snapshot>,
+    api: Api,
+    body: Bytes,
+    req: &RequestHeader,
+) -> std::result::Result<(Forward, Option<ResponseTranslator>), GatewayError> {
+    let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
     main.model = inspected.model.clone();
-    let route = match snapshot
+    let route = snapshot
         .routes
         .resolve(&snapshot.config.providers, inspected.model.as_deref())
-    {
-        Ok(route) => route,
-        Err(RouteError::MissingModel) => {
-            return respond::error(session, &GatewayError::MissingModel, &id).await
-        }
-        Err(RouteError::UnknownModel) => {
-            let model = inspected.model.clone().unwrap_or_default();
-            return respond::error(session, &GatewayError::ModelNotFound(model), &id).await;
-        }
-    };
+        .map_err(|e| match e {
+            RouteError::MissingModel => GatewayError::MissingModel,
+            RouteError::UnknownModel => {
+                GatewayError::ModelNotFound(inspected.model.clone().unwrap_or_default())
+            }
+        })?;
     let provider = snapshot.provider(route.provider);
     main.route = Some(RouteInfo {
         prefix: provider.prefix.clone(),
@@ -423,21 +443,27 @@ async fn handle_model_request(
         upstream_model: route.upstream_model.to_string(),
     });
     if !auth::has_credentials(provider) {
-        let e = GatewayError::NoAccessKey(provider.name.clone());
-        return respond::error(session, &e, &id).await;
+        return Err(GatewayError::NoAccessKey(provider.name.clone()));
     }
-    let body = body::with_model(&body, &inspected, &route.upstream_model);
-    let path = upstream_path(&provider.endpoint.path_prefix, session.req_header());
-    let forward = Arc::new(Forward::new(
-        snapshot.clone(),
-        route.provider,
-        path,
-        body,
-        id,
-    ));
-    main.forward = Some(forward.clone());
-    main.outcome = Some(forward::run(session, forward, &mut main.watch).await?);
-    Ok(())
+    let direction =
+        Direction::between(api, provider.interface).map_err(GatewayError::NotSupported)?;
+    let model = &route.upstream_model;
+    let (body, translator) = match direction {
+        Direction::PassThrough => (body::with_model(&body, &inspected, model), None),
+        _ => {
+            let (body, include_usage) = direction
+                .request(&body, model)
+                .map_err(GatewayError::InvalidBody)?;
+            let translator = ResponseTranslator::new(direction, model, include_usage);
+            (body, Some(translator))
+        }
+    };
+    let upstream_api = direction.upstream_api(api);
+    let path = upstream_path(provider, upstream_api, model, req);
+    let auth = AuthStyle::for_upstream(provider.interface, upstream_api);
+    let id = main.request_id.clone();
+    let forward = Forward::new(snapshot.clone(), route.provider, path, body, id, auth);
+    Ok((forward, translator))
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes. The outer `Result` is an I/O
@@ -485,13 +511,22 @@ async fn read_body(
     Ok(Ok(single.unwrap_or_else(|| joined.freeze())))
 }
 
-/// The provider's path prefix plus what follows the client's `/v1`, and the query.
-fn upstream_path(prefix: &str, req: &RequestHeader) -> String {
-    let path = req.uri.path();
-    let rest = path.strip_prefix("/v1").unwrap_or(path);
-    match req.uri.query() {
-        Some(q) => format!("{prefix}{rest}?{q}"),
-        None => format!("{prefix}{rest}"),
+/// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
+/// deployment path and an `api-version`), with the client's query kept.
+fn upstream_path(provider: &Provider, api: Api, model: &str, req: &RequestHeader) -> String {
+    let prefix = &provider.endpoint.path_prefix;
+    let query = req.uri.query();
+    if provider.interface == Interface::AzureOpenAi {
+        let version = match query {
+            Some(q) if q.split('&').any(|p| p.starts_with("api-version=")) => q.to_owned(),
+            Some(q) => format!("{q}&api-version={AZURE_API_VERSION}"),
+            None => format!("api-version={AZURE_API_VERSION}"),
+        };
+        return format!("{prefix}/{model}{}?{version}", api.suffix());
+    }
+    match query {
+        Some(q) => format!("{prefix}{}?{q}", api.suffix()),
+        None => format!("{prefix}{}", api.suffix()),
     }
 }
 
@@ -540,7 +575,7 @@ fn rewrite_upstream_request(req: &mut RequestHeader, forward: &Forward) -> Resul
         .unwrap_or_else(|| provider.endpoint.authority());
     req.insert_header("host", host)?;
     req.insert_header(request_id::HEADER, forward.request_id.as_str())?;
-    auth::apply(req, provider, AuthStyle::Bearer)
+    auth::apply(req, provider, forward.auth)
 }
 
 /// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.
@@ -581,19 +616,63 @@ mod tests {
         RequestHeader::build(method, path.as_bytes(), None).unwrap()
     }
 
+    fn provider(yaml: &str) -> Provider {
+        let c = crate::config::Config::from_yaml(yaml, &|_| Some("k".into())).unwrap();
+        c.providers.into_iter().next().unwrap()
+    }
+
     #[test]
     fn upstream_paths_replace_v1_and_keep_the_query() {
+        let openai = provider("model_providers: [{model: openai/gpt-4o, access_key: $K}]");
+        let groq = provider("model_providers: [{model: groq/llama, access_key: $K}]");
+        let bare = provider("model_providers: [{model: custom/m, base_url: 'http://h/'}]");
+        let post = |p: &str| req("POST", p);
         assert_eq!(
-            upstream_path("/v1", &req("POST", "/v1/chat/completions")),
+            upstream_path(&openai, Api::Chat, "gpt-4o", &post("/v1/chat/completions")),
             "/v1/chat/completions"
         );
         assert_eq!(
-            upstream_path("/openai/v1", &req("POST", "/v1/chat/completions?x=1")),
+            upstream_path(&groq, Api::Chat, "llama", &post("/v1/chat/completions?x=1")),
             "/openai/v1/chat/completions?x=1"
         );
         assert_eq!(
-            upstream_path("", &req("POST", "/v1/embeddings")),
-            "/embeddings"
+            upstream_path(&bare, Api::Embeddings, "m", &post("/v1/embeddings")),
+            "/v1/embeddings"
+        );
+        // Translated traffic goes to the upstream's endpoint.
+        assert_eq!(
+            upstream_path(
+                &openai,
+                Api::Chat,
+                "gpt-4o",
+                &post("/v1/messages?beta=true")
+            ),
+            "/v1/chat/completions?beta=true"
+        );
+    }
+
+    #[test]
+    fn azure_paths_name_the_deployment_and_an_api_version() {
+        let azure = provider(
+            "model_providers: [{model: azure_openai/gpt-4o, base_url: 'https://r.openai.azure.com', access_key: $K}]",
+        );
+        assert_eq!(
+            upstream_path(
+                &azure,
+                Api::Chat,
+                "gpt-4o",
+                &req("POST", "/v1/chat/completions")
+            ),
+            format!("/openai/deployments/gpt-4o/chat/completions?api-version={AZURE_API_VERSION}")
+        );
+        assert_eq!(
+            upstream_path(
+                &azure,
+                Api::Chat,
+                "gpt-4o",
+                &req("POST", "/v1/chat/completions?api-version=2024-10-21")
+            ),
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
         );
     }
 
@@ -601,7 +680,11 @@ mod tests {
     fn endpoints_and_methods() {
         assert!(matches!(
             classify(&req("POST", "/v1/chat/completions")),
-            Ok(Endpoint::Model)
+            Ok(Endpoint::Model(Api::Chat))
+        ));
+        assert!(matches!(
+            classify(&req("POST", "/v1/messages")),
+            Ok(Endpoint::Model(Api::Messages))
         ));
         assert!(matches!(
             classify(&req("GET", "/v1/models")),

@@ -7,6 +7,7 @@ use pingora::Result;
 
 use crate::error::GatewayError;
 use crate::request_id;
+use crate::translate::Api;
 
 /// Writes a complete JSON response.
 pub async fn json(session: &mut Session, status: u16, body: Bytes, request_id: &str) -> Result<()> {
@@ -20,11 +21,16 @@ pub async fn json(session: &mut Session, status: u16, body: Bytes, request_id: &
     session.write_response_body(Some(body), true).await
 }
 
-/// Writes `error` in OpenAI's error shape. After a 413 the unread body makes the connection
-/// useless, so it is closed.
-pub async fn error(session: &mut Session, error: &GatewayError, request_id: &str) -> Result<()> {
+/// After a 413 the unread body makes the connection useless, so it is closed.
+/// Writes `error` in the shape of the client's API (OpenAI's unless `api` is Messages).
+pub async fn error(
+    session: &mut Session,
+    error: &GatewayError,
+    api: Option<Api>,
+    request_id: &str,
+) -> Result<()> {
     if let GatewayError::BodyTooLarge { .. } = error {
         session.set_keepalive(None);
     }
-    json(session, error.status(), error.body(), request_id).await
+    json(session, error.status(), error.body_for(api), request_id).await
 }

@@ -131,7 +131,7 @@ fn traffic(gw: &Gateway) {
             chat(
                 gw.addr,
                 &[("x-mock", "anthropic")],
-                &json!({"model": "claude-sonnet-4-5"})
+                &json!({"model": "claude-sonnet-4-5", "messages": []})
             )
             .status,
             200

@@ -1,0 +1,375 @@
+//! An OpenAI chat-completions client in front of an Anthropic Messages upstream: the request
+//! goes out as Messages, the answer (JSON or SSE) comes back as chat completions.
+
+use serde_json::{json, Map, Value};
+
+use super::sse::{self, Event};
+
+/// Anthropic requires `max_tokens`; OpenAI clients may omit it. This is the value sent then.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Translates a chat-completions request body into a Messages request for `model`.
+pub fn request(chat: &Value, model: &str) -> Result<Value, String> {
+    let obj = chat
+        .as_object()
+        .ok_or("the request body must be a JSON object")?;
+    let mut system: Vec<Value> = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    let list = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("`messages` must be a list")?;
+    for m in list {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        match role {
+            "system" | "developer" => system.extend(text_blocks(m.get("content"))),
+            "user" => push(&mut messages, "user", user_blocks(m.get("content"))?),
+            "assistant" => push(&mut messages, "assistant", assistant_blocks(m)?),
+            "tool" => {
+                let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+                let content: Vec<Value> = text_blocks(m.get("content"));
+                push(
+                    &mut messages,
+                    "user",
+                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
+                );
+            }
+            other => return Err(format!("unsupported message role `{other}`")),
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), model.into());
+    out.insert("messages".into(), messages.into());
+    if !system.is_empty() {
+        out.insert("system".into(), system.into());
+    }
+    let max_tokens = obj
+        .get("max_completion_tokens")
+        .or_else(|| obj.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    out.insert("max_tokens".into(), max_tokens.into());
+    for key in ["temperature", "top_p", "stream"] {
+        if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    match obj.get("stop") {
+        Some(Value::String(s)) => {
+            out.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            out.insert("stop_sequences".into(), a.clone().into());
+        }
+        _ => {}
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let tools: Vec<Value> = tools
+            .iter()
+            .filter_map(|t| t.get("function"))
+            .map(|f| {
+                let mut tool = json!({
+                    "name": f.get("name").cloned().unwrap_or(Value::Null),
+                    "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
+                });
+                if let Some(d) = f.get("description") {
+                    tool["description"] = d.clone();
+                }
+                tool
+            })
+            .collect();
+        if !tools.is_empty() {
+            out.insert("tools".into(), tools.into());
+        }
+    }
+    let mut tool_choice = match obj.get("tool_choice") {
+        Some(Value::String(s)) if s == "auto" => Some(json!({"type": "auto"})),
+        Some(Value::String(s)) if s == "required" => Some(json!({"type": "any"})),
+        Some(Value::String(s)) if s == "none" => Some(json!({"type": "none"})),
+        Some(Value::Object(o)) => o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .map(|name| json!({"type": "tool", "name": name})),
+        _ => None,
+    };
+    if obj.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+        let choice = tool_choice.get_or_insert_with(|| json!({"type": "auto"}));
+        choice["disable_parallel_tool_use"] = true.into();
+    }
+    if let Some(choice) = tool_choice {
+        out.insert("tool_choice".into(), choice);
+    }
+    if let Some(user) = obj.get("user").and_then(Value::as_str) {
+        out.insert("metadata".into(), json!({"user_id": user}));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Appends blocks to the conversation, merging into the last message when the role repeats
+/// (Anthropic wants user and assistant turns to alternate).
+fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = messages.last_mut().filter(|m| m["role"] == role) {
+        if let Some(content) = last["content"].as_array_mut() {
+            content.extend(blocks);
+            return;
+        }
+    }
+    messages.push(json!({"role": role, "content": blocks}));
+}
+
+/// Text content (a string or text parts) as text blocks.
+fn text_blocks(content: Option<&Value>) -> Vec<Value> {
+    match content {
+        Some(Value::String(s)) if !s.is_empty() => vec![json!({"type": "text", "text": s})],
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .map(|t| json!({"type": "text", "text": t}))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
+    let Some(Value::Array(parts)) = content else {
+        return Ok(text_blocks(content));
+    };
+    let mut blocks = Vec::new();
+    for part in parts {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => blocks.push(json!({"type": "text", "text": part["text"]})),
+            Some("image_url") => {
+                let url = part
+                    .get("image_url")
+                    .and_then(|i| i.get("url").or(Some(i)))
+                    .and_then(Value::as_str)
+                    .ok_or("an image_url part needs a url")?;
+                blocks.push(image_block(url)?);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unsupported content part `{other}` for this provider"
+                ))
+            }
+            None => return Err("a content part has no type".into()),
+        }
+    }
+    Ok(blocks)
+}
+
+/// `data:<media>;base64,<data>` becomes a base64 source; anything else a URL source.
+fn image_block(url: &str) -> Result<Value, String> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',').ok_or("a data URL has no data")?;
+        let media = meta
+            .strip_suffix(";base64")
+            .ok_or("only base64 data URLs are supported")?;
+        return Ok(
+            json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}),
+        );
+    }
+    Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
+}
+
+fn assistant_blocks(m: &Value) -> Result<Vec<Value>, String> {
+    let mut blocks = text_blocks(m.get("content"));
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let f = &call["function"];
+        let args = f["arguments"].as_str().unwrap_or("{}");
+        let input: Value = if args.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(args).map_err(|_| "tool call arguments are not valid JSON")?
+        };
+        blocks
+            .push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
+    }
+    Ok(blocks)
+}
+
+/// Anthropic `stop_reason` → OpenAI `finish_reason`.
+pub fn finish_reason(stop: Option<&str>) -> Value {
+    match stop {
+        Some("end_turn" | "stop_sequence" | "pause_turn") => "stop".into(),
+        Some("max_tokens") => "length".into(),
+        Some("tool_use") => "tool_calls".into(),
+        Some("refusal") => "content_filter".into(),
+        _ => Value::Null,
+    }
+}
+
+/// Anthropic usage → OpenAI usage (OpenAI's prompt count includes cached tokens).
+pub fn usage(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let cache_read = n("cache_read_input_tokens");
+    let prompt = n("input_tokens") + cache_read + n("cache_creation_input_tokens");
+    let completion = n("output_tokens");
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cache_read},
+    })
+}
+
+/// Translates a Messages response into a chat completion.
+pub fn response(msg: &Value) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in msg["content"].as_array().into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("tool_use") => calls.push(json!({
+                "id": block["id"],
+                "type": "function",
+                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+            })),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { text.into() }});
+    if !calls.is_empty() {
+        message["tool_calls"] = calls.into();
+    }
+    json!({
+        "id": msg["id"],
+        "object": "chat.completion",
+        "created": now(),
+        "model": msg["model"],
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "finish_reason": finish_reason(msg["stop_reason"].as_str()),
+        }],
+        "usage": usage(&msg["usage"]),
+    })
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Anthropic Messages events → OpenAI chat-completion chunks, one event at a time.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    id: Value,
+    model: Value,
+    created: u64,
+    /// Content-block index → tool-call index, for tool_use blocks.
+    tools: Vec<(u64, usize)>,
+    usage: Value,
+    /// Whether the client asked for a usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    done: bool,
+}
+
+impl StreamState {
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        sse::data(&json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }))
+    }
+
+    /// The chat chunks for one Messages event.
+    pub fn event(&mut self, event: &Event) -> String {
+        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+            return String::new();
+        };
+        match v["type"].as_str() {
+            Some("message_start") => {
+                let m = &v["message"];
+                self.id = m["id"].clone();
+                self.model = m["model"].clone();
+                self.created = now();
+                self.usage = m["usage"].clone();
+                self.chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+            }
+            Some("content_block_start") if v["content_block"]["type"] == "tool_use" => {
+                let index = self.tools.len();
+                self.tools.push((v["index"].as_u64().unwrap_or(0), index));
+                let b = &v["content_block"];
+                self.chunk(
+                    json!({"tool_calls": [{"index": index, "id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": ""}}]}),
+                    Value::Null,
+                )
+            }
+            Some("content_block_delta") => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => self.chunk(json!({"content": d["text"]}), Value::Null),
+                    Some("input_json_delta") => {
+                        let block = v["index"].as_u64().unwrap_or(0);
+                        let index = self
+                            .tools
+                            .iter()
+                            .find(|(b, _)| *b == block)
+                            .map_or(0, |(_, i)| *i);
+                        self.chunk(
+                            json!({"tool_calls": [{"index": index, "function": {"arguments": d["partial_json"]}}]}),
+                            Value::Null,
+                        )
+                    }
+                    Some("thinking_delta") => {
+                        self.chunk(json!({"reasoning_content": d["thinking"]}), Value::Null)
+                    }
+                    _ => String::new(),
+                }
+            }
+            Some("message_delta") => {
+                if let (Some(u), Some(target)) =
+                    (v["usage"].as_object(), self.usage.as_object_mut())
+                {
+                    for (k, n) in u {
+                        target.insert(k.clone(), n.clone());
+                    }
+                }
+                self.chunk(json!({}), finish_reason(v["delta"]["stop_reason"].as_str()))
+            }
+            Some("message_stop") => self.end(),
+            Some("error") => {
+                self.done = true;
+                let e = &v["error"];
+                sse::data(
+                    &json!({"error": {"message": e["message"], "type": e["type"], "param": null, "code": null}}),
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The closing chunks (usage if asked for, then `[DONE]`), once.
+    pub fn end(&mut self) -> String {
+        if self.done {
+            return String::new();
+        }
+        self.done = true;
+        let mut out = String::new();
+        if self.include_usage {
+            out.push_str(&sse::data(&json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage(&self.usage),
+            })));
+        }
+        out.push_str("data: [DONE]\n\n");
+        out
+    }
+}

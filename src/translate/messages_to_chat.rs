@@ -1,0 +1,417 @@
+//! An Anthropic Messages client in front of an OpenAI-interface upstream: the request goes out
+//! as chat completions, the answer (JSON or SSE) comes back as Messages.
+
+use serde_json::{json, Map, Value};
+
+use super::sse::{self, Event};
+
+/// Translates a Messages request body into a chat-completions request for `model`.
+pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
+    let obj = msg
+        .as_object()
+        .ok_or("the request body must be a JSON object")?;
+    let mut messages: Vec<Value> = Vec::new();
+    match obj.get("system") {
+        Some(Value::String(s)) if !s.is_empty() => {
+            messages.push(json!({"role": "system", "content": s}));
+        }
+        Some(Value::Array(blocks)) => {
+            let text = join_text(blocks);
+            if !text.is_empty() {
+                messages.push(json!({"role": "system", "content": text}));
+            }
+        }
+        _ => {}
+    }
+    let list = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("`messages` must be a list")?;
+    for m in list {
+        match m.get("role").and_then(Value::as_str) {
+            Some("user") => user(&mut messages, m.get("content"))?,
+            Some("assistant") => messages.push(assistant(m.get("content"))),
+            other => {
+                return Err(format!(
+                    "unsupported message role `{}`",
+                    other.unwrap_or("none")
+                ))
+            }
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), model.into());
+    out.insert("messages".into(), messages.into());
+    for key in ["max_tokens", "temperature", "top_p"] {
+        if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(stops) = obj.get("stop_sequences").and_then(Value::as_array) {
+        if !stops.is_empty() {
+            out.insert("stop".into(), stops.clone().into());
+        }
+    }
+    if obj.get("stream") == Some(&Value::Bool(true)) {
+        out.insert("stream".into(), true.into());
+        // The Messages client expects usage at the end of a stream.
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let tools: Vec<Value> = tools
+            .iter()
+            .filter(|t| t.get("input_schema").is_some())
+            .map(|t| {
+                let mut f = json!({"name": t["name"], "parameters": t["input_schema"]});
+                if let Some(d) = t.get("description") {
+                    f["description"] = d.clone();
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        if !tools.is_empty() {
+            out.insert("tools".into(), tools.into());
+        }
+    }
+    if let Some(choice) = obj.get("tool_choice") {
+        let mapped = match choice["type"].as_str() {
+            Some("auto") => Some(json!("auto")),
+            Some("any") => Some(json!("required")),
+            Some("none") => Some(json!("none")),
+            Some("tool") => Some(json!({"type": "function", "function": {"name": choice["name"]}})),
+            _ => None,
+        };
+        if let Some(mapped) = mapped {
+            out.insert("tool_choice".into(), mapped);
+        }
+        if choice["disable_parallel_tool_use"] == true {
+            out.insert("parallel_tool_calls".into(), false.into());
+        }
+    }
+    if let Some(user) = obj.get("metadata").and_then(|m| m.get("user_id")) {
+        out.insert("user".into(), user.clone());
+    }
+    Ok(Value::Object(out))
+}
+
+fn join_text(blocks: &[Value]) -> String {
+    blocks
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A user turn: tool results become `tool` messages (first, as OpenAI expects them right after
+/// the assistant's calls), the rest one user message.
+fn user(messages: &mut Vec<Value>, content: Option<&Value>) -> Result<(), String> {
+    let blocks = match content {
+        Some(Value::String(s)) => {
+            messages.push(json!({"role": "user", "content": s}));
+            return Ok(());
+        }
+        Some(Value::Array(blocks)) => blocks,
+        _ => return Err("a message needs `content`".into()),
+    };
+    let mut parts = Vec::new();
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
+            Some("image") => {
+                let src = &b["source"];
+                let url = match src["type"].as_str() {
+                    Some("base64") => format!(
+                        "data:{};base64,{}",
+                        src["media_type"].as_str().unwrap_or("image/png"),
+                        src["data"].as_str().unwrap_or("")
+                    ),
+                    Some("url") => src["url"].as_str().unwrap_or("").to_owned(),
+                    _ => return Err("unsupported image source".into()),
+                };
+                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            Some("tool_result") => {
+                let content = match &b["content"] {
+                    Value::String(s) => s.clone(),
+                    Value::Array(inner) => join_text(inner),
+                    _ => String::new(),
+                };
+                messages.push(
+                    json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}),
+                );
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unsupported content block `{other}` for this provider"
+                ))
+            }
+            None => return Err("a content block has no type".into()),
+        }
+    }
+    if !parts.is_empty() {
+        let only_text = parts.iter().all(|p| p["type"] == "text");
+        let content = if only_text {
+            Value::String(
+                parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        } else {
+            parts.into()
+        };
+        messages.push(json!({"role": "user", "content": content}));
+    }
+    Ok(())
+}
+
+fn assistant(content: Option<&Value>) -> Value {
+    let blocks = match content {
+        Some(Value::String(s)) => return json!({"role": "assistant", "content": s}),
+        Some(Value::Array(blocks)) => blocks.as_slice(),
+        _ => &[],
+    };
+    let text = join_text(
+        &blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let calls: Vec<Value> = blocks
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .map(|b| json!({"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": b["input"].to_string()}}))
+        .collect();
+    let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { text.into() }});
+    if !calls.is_empty() {
+        m["tool_calls"] = calls.into();
+    }
+    m
+}
+
+/// OpenAI `finish_reason` → Anthropic `stop_reason`.
+pub fn stop_reason(finish: Option<&str>) -> Value {
+    match finish {
+        Some("stop") => "end_turn".into(),
+        Some("length") => "max_tokens".into(),
+        Some("tool_calls" | "function_call") => "tool_use".into(),
+        Some("content_filter") => "refusal".into(),
+        Some(_) => "end_turn".into(),
+        None => Value::Null,
+    }
+}
+
+/// OpenAI usage → Anthropic usage (Anthropic's input count excludes cached tokens).
+pub fn usage(u: &Value) -> Value {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let cached = n(&u["prompt_tokens_details"]["cached_tokens"]);
+    json!({
+        "input_tokens": n(&u["prompt_tokens"]).saturating_sub(cached),
+        "output_tokens": n(&u["completion_tokens"]),
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    })
+}
+
+/// Translates a chat completion into a Messages response.
+pub fn response(chat: &Value, model: &str) -> Value {
+    let choice = &chat["choices"][0];
+    let msg = &choice["message"];
+    let mut content = Vec::new();
+    if let Some(text) = msg["content"].as_str().filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in msg["tool_calls"].as_array().into_iter().flatten() {
+        let args = call["function"]["arguments"].as_str().unwrap_or("{}");
+        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+        content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+    }
+    json!({
+        "id": chat["id"],
+        "type": "message",
+        "role": "assistant",
+        "model": chat.get("model").cloned().unwrap_or_else(|| model.into()),
+        "content": content,
+        "stop_reason": stop_reason(choice["finish_reason"].as_str()),
+        "stop_sequence": null,
+        "usage": usage(&chat["usage"]),
+    })
+}
+
+/// Which block is open in the Messages stream being written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Block {
+    Text,
+    Thinking,
+    /// A tool call, by its OpenAI tool-call index.
+    Tool(u64),
+}
+
+/// OpenAI chat-completion chunks → Anthropic Messages events, one chunk at a time.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    model: String,
+    started: bool,
+    open: Option<Block>,
+    next_index: u64,
+    stop_reason: Option<Value>,
+    usage: Option<Value>,
+    done: bool,
+}
+
+impl StreamState {
+    pub fn new(model: &str) -> StreamState {
+        StreamState {
+            model: model.to_owned(),
+            ..StreamState::default()
+        }
+    }
+
+    fn start(&mut self, out: &mut String, chunk: &Value) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let model = chunk
+            .get("model")
+            .cloned()
+            .unwrap_or_else(|| self.model.clone().into());
+        out.push_str(&sse::named(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": chunk["id"], "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }}),
+        ));
+    }
+
+    fn close(&mut self, out: &mut String) {
+        if self.open.take().is_some() {
+            out.push_str(&sse::named(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": self.next_index - 1}),
+            ));
+        }
+    }
+
+    /// Opens `block` (closing another) and returns its index.
+    fn open(&mut self, out: &mut String, block: Block, start: Value) -> u64 {
+        if self.open == Some(block) {
+            return self.next_index - 1;
+        }
+        self.close(out);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some(block);
+        out.push_str(&sse::named(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
+        index
+    }
+
+    /// The Messages events for one chat-completions SSE event.
+    pub fn event(&mut self, event: &Event) -> String {
+        let mut out = String::new();
+        if event.data.trim() == "[DONE]" {
+            out.push_str(&self.end());
+            return out;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(&event.data) else {
+            return out;
+        };
+        if let Some(e) = chunk.get("error") {
+            self.done = true;
+            out.push_str(&sse::named(
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error", "message": e.get("message").cloned().unwrap_or_else(|| e.clone())}}),
+            ));
+            return out;
+        }
+        self.start(&mut out, &chunk);
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage(u));
+        }
+        let Some(choice) = chunk["choices"].get(0) else {
+            return out;
+        };
+        let delta = &choice["delta"];
+        if let Some(thinking) = delta["reasoning_content"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+        {
+            let i = self.open(
+                &mut out,
+                Block::Thinking,
+                json!({"type": "thinking", "thinking": ""}),
+            );
+            out.push_str(&sse::named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": thinking}}),
+            ));
+        }
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            let i = self.open(&mut out, Block::Text, json!({"type": "text", "text": ""}));
+            out.push_str(&sse::named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}),
+            ));
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let tool = call["index"].as_u64().unwrap_or(0);
+            let f = &call["function"];
+            let i = if self.open == Some(Block::Tool(tool)) {
+                self.next_index - 1
+            } else {
+                self.open(
+                    &mut out,
+                    Block::Tool(tool),
+                    json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": {}}),
+                )
+            };
+            if let Some(args) = f["arguments"].as_str().filter(|a| !a.is_empty()) {
+                out.push_str(&sse::named(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                ));
+            }
+        }
+        if let Some(finish) = choice["finish_reason"].as_str() {
+            self.close(&mut out);
+            self.stop_reason = Some(stop_reason(Some(finish)));
+        }
+        out
+    }
+
+    /// `message_delta` and `message_stop`, once, at the end of a complete stream.
+    pub fn end(&mut self) -> String {
+        if self.done {
+            return String::new();
+        }
+        self.done = true;
+        let mut out = String::new();
+        if !self.started {
+            self.start(&mut out, &json!({}));
+        }
+        self.close(&mut out);
+        let usage = self
+            .usage
+            .clone()
+            .unwrap_or_else(|| json!({"output_tokens": 0}));
+        out.push_str(&sse::named(
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": self.stop_reason.clone().unwrap_or_else(|| "end_turn".into()), "stop_sequence": null},
+                "usage": usage}),
+        ));
+        out.push_str(&sse::named(
+            "message_stop",
+            &json!({"type": "message_stop"}),
+        ));
+        out
+    }
+}

@@ -1,0 +1,310 @@
+//! Translation between the client's API and the upstream's: OpenAI chat completions ↔ Anthropic
+//! Messages, requests, JSON responses, SSE streams and errors.
+//!
+//! | client ↓ / upstream → | OpenAI interface          | Anthropic interface       |
+//! |-----------------------|---------------------------|---------------------------|
+//! | `/v1/chat/completions`| pass through              | `chat_to_messages`        |
+//! | `/v1/messages`        | `messages_to_chat`        | pass through              |
+//! | `/v1/completions`, `/v1/embeddings` | pass through | not expressible: 400     |
+//!
+//! Pass-through traffic keeps every byte but `model`. Translated traffic keeps every field the
+//! other side can express; the rest (e.g. OpenAI's `n`, `logprobs`; Anthropic's `top_k`) is
+//! dropped.
+
+pub mod chat_to_messages;
+pub mod messages_to_chat;
+pub mod sse;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
+use serde_json::{json, Value};
+
+use crate::providers::Interface;
+
+/// The client-facing APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Completions,
+    Embeddings,
+    Messages,
+}
+
+impl Api {
+    /// The API of a client path, if the gateway forwards it.
+    pub fn from_path(path: &str) -> Option<Api> {
+        match path {
+            "/v1/chat/completions" => Some(Api::Chat),
+            "/v1/completions" => Some(Api::Completions),
+            "/v1/embeddings" => Some(Api::Embeddings),
+            "/v1/messages" => Some(Api::Messages),
+            _ => None,
+        }
+    }
+
+    /// The path after the provider's prefix (`/v1` replaced).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Api::Chat => "/chat/completions",
+            Api::Completions => "/completions",
+            Api::Embeddings => "/embeddings",
+            Api::Messages => "/messages",
+        }
+    }
+
+    /// Whether errors for this client take Anthropic's shape.
+    pub fn anthropic(self) -> bool {
+        self == Api::Messages
+    }
+}
+
+/// What happens between a client API and an upstream interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Same API: the body passes with only `model` rewritten.
+    PassThrough,
+    /// OpenAI chat client, Anthropic Messages upstream.
+    ChatToMessages,
+    /// Anthropic Messages client, OpenAI chat upstream.
+    MessagesToChat,
+}
+
+impl Direction {
+    pub fn between(client: Api, upstream: Interface) -> Result<Direction, String> {
+        match (client, upstream) {
+            (Api::Messages, Interface::AzureOpenAi) => Ok(Direction::MessagesToChat),
+            (Api::Chat, Interface::Anthropic) => Ok(Direction::ChatToMessages),
+            (Api::Messages, Interface::OpenAi) => Ok(Direction::MessagesToChat),
+            (Api::Completions | Api::Embeddings, Interface::Anthropic) => Err(format!(
+                "{} is not available for Anthropic-interface providers",
+                client.suffix()
+            )),
+            _ => Ok(Direction::PassThrough),
+        }
+    }
+
+    /// The API the upstream is spoken to in.
+    pub fn upstream_api(self, client: Api) -> Api {
+        match self {
+            Direction::PassThrough => client,
+            Direction::ChatToMessages => Api::Messages,
+            Direction::MessagesToChat => Api::Chat,
+        }
+    }
+
+    /// Translates a request body for the upstream, with `model` set. Also says whether the
+    /// client asked for stream usage (`stream_options.include_usage`).
+    pub fn request(self, body: &[u8], model: &str) -> Result<(Bytes, bool), String> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
+        let include_usage = value["stream_options"]["include_usage"] == true;
+        let out = match self {
+            Direction::PassThrough => return Err("nothing to translate".into()),
+            Direction::ChatToMessages => chat_to_messages::request(&value, model)?,
+            Direction::MessagesToChat => messages_to_chat::request(&value, model)?,
+        };
+        Ok((Bytes::from(out.to_string()), include_usage))
+    }
+}
+
+/// Anthropic's error `type` for an HTTP status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ if status >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// An error body in Anthropic's shape.
+pub fn anthropic_error(status: u16, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": message}})
+}
+
+/// An upstream error body, re-shaped for the client.
+fn error_body(direction: Direction, status: u16, body: &[u8]) -> Value {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let raw = || String::from_utf8_lossy(body).trim().to_owned();
+    match direction {
+        Direction::MessagesToChat => {
+            let message = parsed
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(raw);
+            anthropic_error(status, &message)
+        }
+        _ => {
+            let e = parsed.as_ref().map(|v| &v["error"]);
+            let message = e
+                .and_then(|e| e["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(raw);
+            let kind = e
+                .and_then(|e| e["type"].as_str())
+                .unwrap_or(if status >= 500 {
+                    "server_error"
+                } else {
+                    "invalid_request_error"
+                });
+            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+        }
+    }
+}
+
+/// Rewrites the upstream's response, task by task, into the client's API.
+pub struct ResponseTranslator {
+    direction: Direction,
+    model: String,
+    mode: Mode,
+    chat_stream: chat_to_messages::StreamState,
+    messages_stream: messages_to_chat::StreamState,
+}
+
+enum Mode {
+    /// Before the header.
+    Start,
+    /// A JSON body (or an error): header held until the body is complete.
+    Whole {
+        header: Box<ResponseHeader>,
+        body: Vec<u8>,
+        error: bool,
+    },
+    Stream(sse::Framer),
+    /// Neither JSON nor SSE: passed on as is.
+    Other,
+}
+
+impl ResponseTranslator {
+    /// `include_usage`: an OpenAI client's `stream_options.include_usage`.
+    pub fn new(direction: Direction, model: &str, include_usage: bool) -> ResponseTranslator {
+        let mut chat_stream = chat_to_messages::StreamState::default();
+        chat_stream.include_usage = include_usage;
+        ResponseTranslator {
+            direction,
+            model: model.to_owned(),
+            mode: Mode::Start,
+            chat_stream,
+            messages_stream: messages_to_chat::StreamState::new(model),
+        }
+    }
+
+    /// Translates a batch of response tasks.
+    pub fn tasks(&mut self, tasks: Vec<HttpTask>) -> Vec<HttpTask> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            match task {
+                HttpTask::Header(header, end) => self.header(header, end, &mut out),
+                HttpTask::Body(body, end) => {
+                    self.body(body.as_deref().unwrap_or(&[]), end, &mut out)
+                }
+                HttpTask::Done => {
+                    self.finish(&mut out);
+                    out.push(HttpTask::Done);
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    fn header(&mut self, mut header: Box<ResponseHeader>, end: bool, out: &mut Vec<HttpTask>) {
+        let status = header.status.as_u16();
+        let content_type = header
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if end {
+            self.mode = Mode::Other;
+            out.push(HttpTask::Header(header, true));
+        } else if status >= 400 || content_type.contains("json") {
+            self.mode = Mode::Whole {
+                header,
+                body: Vec::new(),
+                error: status >= 400,
+            };
+        } else if content_type.starts_with("text/event-stream") {
+            // The translated stream has another length.
+            header.remove_header("content-length");
+            self.mode = Mode::Stream(sse::Framer::default());
+            out.push(HttpTask::Header(header, false));
+        } else {
+            self.mode = Mode::Other;
+            out.push(HttpTask::Header(header, false));
+        }
+    }
+
+    fn body(&mut self, chunk: &[u8], end: bool, out: &mut Vec<HttpTask>) {
+        match &mut self.mode {
+            Mode::Whole { body, .. } => {
+                body.extend_from_slice(chunk);
+                if end {
+                    self.finish(out);
+                }
+            }
+            Mode::Stream(framer) => {
+                let events = framer.push(chunk);
+                let mut text = String::new();
+                for event in &events {
+                    text.push_str(&match self.direction {
+                        Direction::ChatToMessages => self.chat_stream.event(event),
+                        Direction::MessagesToChat => self.messages_stream.event(event),
+                        Direction::PassThrough => String::new(),
+                    });
+                }
+                if !text.is_empty() || end {
+                    out.push(HttpTask::Body(Some(Bytes::from(text)), end));
+                }
+            }
+            Mode::Start | Mode::Other => {
+                out.push(HttpTask::Body(Some(Bytes::copy_from_slice(chunk)), end));
+            }
+        }
+    }
+
+    /// Emits a held JSON response, translated, with its exact length.
+    fn finish(&mut self, out: &mut Vec<HttpTask>) {
+        let Mode::Whole {
+            mut header,
+            body,
+            error,
+        } = std::mem::replace(&mut self.mode, Mode::Other)
+        else {
+            return;
+        };
+        let status = header.status.as_u16();
+        let translated = if error {
+            Some(error_body(self.direction, status, &body))
+        } else {
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .map(|v| match self.direction {
+                    Direction::ChatToMessages => chat_to_messages::response(&v),
+                    Direction::MessagesToChat => messages_to_chat::response(&v, &self.model),
+                    Direction::PassThrough => v,
+                })
+        };
+        let body = match translated {
+            Some(v) => {
+                let _ = header.insert_header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            // Not JSON after all: passed on unchanged.
+            None => Bytes::from(body),
+        };
+        let _ = header.insert_header("content-length", body.len().to_string());
+        header.remove_header("transfer-encoding");
+        out.push(HttpTask::Header(header, false));
+        out.push(HttpTask::Body(Some(body), true));
+    }
+}
+
+#[cfg(test)]
+mod tests;
