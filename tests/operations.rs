@@ -248,7 +248,7 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
     let text = read_stream(&mut stream);
     assert_eq!(
         text.matches("data: ").count(),
-        31,
+        32, // 30 deltas, the finish chunk, [DONE]
         "the stream was cut: {text}"
     );
     assert!(text.ends_with("data: [DONE]\n\n"));
@@ -290,7 +290,7 @@ fn sigterm_lets_a_stream_in_flight_finish_within_the_grace_period() {
     let text = read_stream(&mut stream);
     assert_eq!(
         text.matches("data: ").count(),
-        16,
+        17, // 15 deltas, the finish chunk, [DONE]
         "the stream was cut: {text}"
     );
     // grace_period is 3 s; Pingora then allows its runtimes 5 s more to stop.

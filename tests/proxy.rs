@@ -212,7 +212,11 @@ fn sse_arrives_event_by_event() {
         events.push(String::from_utf8(chunk).unwrap());
     }
     let text = events.concat();
-    assert_eq!(text.matches("data: ").count(), 6, "{text}");
+    assert_eq!(
+        text.matches("data: ").count(),
+        7, // 5 deltas, the finish chunk, [DONE]
+        "{text}"
+    );
     assert!(text.ends_with("data: [DONE]\n\n"));
     // Progressive: the first event was in the client's hands long before the last one.
     assert!(events.len() >= 5, "events were coalesced: {events:?}");

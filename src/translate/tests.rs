@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/translate").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/translate")
+        .join(name)
 }
 
 fn read(name: &str) -> String {
@@ -26,7 +28,11 @@ fn golden(name: &str, actual: &str, normalize: fn(&str) -> Value) {
         std::fs::write(&path, actual).unwrap();
     }
     let expected = read(name);
-    assert_eq!(normalize(actual), normalize(&expected), "{name}\nactual:\n{actual}");
+    assert_eq!(
+        normalize(actual),
+        normalize(&expected),
+        "{name}\nactual:\n{actual}"
+    );
 }
 
 fn json_doc(s: &str) -> Value {
@@ -56,7 +62,10 @@ fn sse_doc(s: &str) -> Value {
             serde_json::json!([e.name, data])
         })
         .collect();
-    assert!(framer.finish().is_none(), "trailing bytes after the last event");
+    assert!(
+        framer.finish().is_none(),
+        "trailing bytes after the last event"
+    );
     Value::Array(events)
 }
 
@@ -100,7 +109,10 @@ fn max_tokens_default_and_tool_choice_words() {
     assert_eq!(v["stream"], true);
     assert!(usage);
     let (body, _) = Direction::ChatToMessages
-        .request(br#"{"messages":[],"max_completion_tokens":7,"stop":"X"}"#, "m")
+        .request(
+            br#"{"messages":[],"max_completion_tokens":7,"stop":"X"}"#,
+            "m",
+        )
         .unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["max_tokens"], 7);
@@ -117,7 +129,10 @@ fn untranslatable_requests_are_refused() {
         assert!(Direction::ChatToMessages.request(body, "m").is_err());
     }
     assert!(Direction::MessagesToChat
-        .request(br#"{"messages":[{"role":"user","content":[{"type":"document"}]}]}"#, "m")
+        .request(
+            br#"{"messages":[{"role":"user","content":[{"type":"document"}]}]}"#,
+            "m"
+        )
         .is_err());
 }
 
@@ -132,12 +147,17 @@ fn translate_response(
     let mut t = ResponseTranslator::new(direction, "model-x", true);
     let mut header = ResponseHeader::build(status, None).unwrap();
     header.insert_header("content-type", content_type).unwrap();
-    header.insert_header("content-length", body.len().to_string()).unwrap();
+    header
+        .insert_header("content-length", body.len().to_string())
+        .unwrap();
     let mut out = t.tasks(vec![HttpTask::Header(Box::new(header), false)]);
     let pieces: Vec<&[u8]> = body.as_bytes().chunks(chunk.max(1)).collect();
     for (i, piece) in pieces.iter().enumerate() {
         let end = i + 1 == pieces.len();
-        out.extend(t.tasks(vec![HttpTask::Body(Some(Bytes::copy_from_slice(piece)), end)]));
+        out.extend(t.tasks(vec![HttpTask::Body(
+            Some(Bytes::copy_from_slice(piece)),
+            end,
+        )]));
     }
     out.extend(t.tasks(vec![HttpTask::Done]));
     let mut status_out = 0;
@@ -163,8 +183,13 @@ fn translate_response(
 #[test]
 fn anthropic_json_response_to_chat() {
     let input = read("anthropic_response_tools.json");
-    let (status, headers, body) =
-        translate_response(Direction::ChatToMessages, 200, "application/json", &input, 7);
+    let (status, headers, body) = translate_response(
+        Direction::ChatToMessages,
+        200,
+        "application/json",
+        &input,
+        7,
+    );
     assert_eq!(status, 200);
     let cl = headers.iter().find(|(k, _)| k == "content-length").unwrap();
     assert_eq!(cl.1, body.len().to_string(), "content-length is exact");
@@ -174,35 +199,68 @@ fn anthropic_json_response_to_chat() {
 #[test]
 fn openai_json_response_to_messages() {
     let input = read("openai_response_tools.json");
-    let (_, _, body) =
-        translate_response(Direction::MessagesToChat, 200, "application/json", &input, 5);
+    let (_, _, body) = translate_response(
+        Direction::MessagesToChat,
+        200,
+        "application/json",
+        &input,
+        5,
+    );
     golden("openai_response_tools.expected.json", &body, json_doc);
 }
 
 #[test]
 fn anthropic_stream_to_chat_chunks_across_every_split() {
     let input = read("anthropic_stream_tools.sse");
-    let (_, headers, whole) =
-        translate_response(Direction::ChatToMessages, 200, "text/event-stream", &input, input.len());
+    let (_, headers, whole) = translate_response(
+        Direction::ChatToMessages,
+        200,
+        "text/event-stream",
+        &input,
+        input.len(),
+    );
     assert!(headers.iter().all(|(k, _)| k != "content-length"));
     golden("anthropic_stream_tools.expected.sse", &whole, sse_doc);
     for chunk in 1..input.len() {
-        let (_, _, split) =
-            translate_response(Direction::ChatToMessages, 200, "text/event-stream", &input, chunk);
-        assert_eq!(sse_doc(&split), sse_doc(&whole), "split every {chunk} bytes");
+        let (_, _, split) = translate_response(
+            Direction::ChatToMessages,
+            200,
+            "text/event-stream",
+            &input,
+            chunk,
+        );
+        assert_eq!(
+            sse_doc(&split),
+            sse_doc(&whole),
+            "split every {chunk} bytes"
+        );
     }
 }
 
 #[test]
 fn openai_stream_to_messages_events_across_every_split() {
     let input = read("openai_stream_tools.sse");
-    let (_, _, whole) =
-        translate_response(Direction::MessagesToChat, 200, "text/event-stream", &input, input.len());
+    let (_, _, whole) = translate_response(
+        Direction::MessagesToChat,
+        200,
+        "text/event-stream",
+        &input,
+        input.len(),
+    );
     golden("openai_stream_tools.expected.sse", &whole, sse_doc);
     for chunk in 1..input.len() {
-        let (_, _, split) =
-            translate_response(Direction::MessagesToChat, 200, "text/event-stream", &input, chunk);
-        assert_eq!(sse_doc(&split), sse_doc(&whole), "split every {chunk} bytes");
+        let (_, _, split) = translate_response(
+            Direction::MessagesToChat,
+            200,
+            "text/event-stream",
+            &input,
+            chunk,
+        );
+        assert_eq!(
+            sse_doc(&split),
+            sse_doc(&whole),
+            "split every {chunk} bytes"
+        );
     }
 }
 
@@ -210,34 +268,53 @@ fn openai_stream_to_messages_events_across_every_split() {
 fn a_cut_stream_gets_no_synthetic_end() {
     let input = read("anthropic_stream_tools.sse");
     let cut = &input[..input.find("event: message_delta").unwrap()];
-    let (_, _, out) = translate_response(Direction::ChatToMessages, 200, "text/event-stream", cut, 64);
+    let (_, _, out) =
+        translate_response(Direction::ChatToMessages, 200, "text/event-stream", cut, 64);
     assert!(!out.contains("[DONE]"), "{out}");
     let input = read("openai_stream_tools.sse");
     let cut = &input[..input.find("data: [DONE]").unwrap()];
-    let (_, _, out) = translate_response(Direction::MessagesToChat, 200, "text/event-stream", cut, 64);
+    let (_, _, out) =
+        translate_response(Direction::MessagesToChat, 200, "text/event-stream", cut, 64);
     assert!(!out.contains("message_stop"), "{out}");
 }
 
 #[test]
 fn upstream_errors_take_the_clients_shape() {
     let openai_err = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
-    let (status, _, body) =
-        translate_response(Direction::MessagesToChat, 429, "application/json", openai_err, 10);
+    let (status, _, body) = translate_response(
+        Direction::MessagesToChat,
+        429,
+        "application/json",
+        openai_err,
+        10,
+    );
     assert_eq!(status, 429);
     assert_eq!(
         json_doc(&body),
         serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}})
     );
-    let anthropic_err = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-    let (status, _, body) =
-        translate_response(Direction::ChatToMessages, 529, "application/json", anthropic_err, 10);
+    let anthropic_err =
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    let (status, _, body) = translate_response(
+        Direction::ChatToMessages,
+        529,
+        "application/json",
+        anthropic_err,
+        10,
+    );
     assert_eq!(status, 529);
     assert_eq!(
         json_doc(&body),
         serde_json::json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null}})
     );
     // Not JSON at all (a proxy's HTML page): the text becomes the message.
-    let (_, _, body) = translate_response(Direction::MessagesToChat, 502, "text/html", "Bad Gateway", 4);
+    let (_, _, body) = translate_response(
+        Direction::MessagesToChat,
+        502,
+        "text/html",
+        "Bad Gateway",
+        4,
+    );
     assert_eq!(json_doc(&body)["error"]["message"], "Bad Gateway");
     assert_eq!(json_doc(&body)["error"]["type"], "api_error");
 }

@@ -56,7 +56,9 @@ impl Received {
 /// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile);
 /// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
 ///   [`ANTHROPIC_USAGE`];
-/// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`].
+/// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
+/// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
+/// - `split` (with `sse=N`): events written in 5-byte pieces.
 pub struct Mock {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -201,9 +203,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             let (content, tail) = sse_events(n, &opts);
             for event in content {
-                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
-                if socket.write_all(chunk.as_bytes()).await.is_err() {
-                    return;
+                let pieces: Vec<&[u8]> = if opts.split {
+                    event.as_bytes().chunks(5).collect()
+                } else {
+                    vec![event.as_bytes()]
+                };
+                for piece in pieces {
+                    let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                    chunk.extend_from_slice(piece);
+                    chunk.extend_from_slice(b"\r\n");
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    if opts.split {
+                        let _ = socket.flush().await;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(opts.gap_ms)).await;
             }
@@ -222,33 +237,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 code,
                 serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
             ),
-            None if opts.anthropic => {
-                let model = serde_json::from_slice::<Value>(&req.body)
-                    .ok()
-                    .and_then(|v| v.get("model").cloned())
-                    .unwrap_or(Value::Null);
-                (
-                    200,
-                    serde_json::json!({
-                        "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-                        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-                        "usage": ANTHROPIC_USAGE.clone()
-                    }),
-                )
-            }
             None => {
                 let model = serde_json::from_slice::<Value>(&req.body)
                     .ok()
                     .and_then(|v| v.get("model").cloned())
                     .unwrap_or(Value::Null);
-                (
-                    200,
-                    serde_json::json!({
-                        "id": "chatcmpl-1", "object": "chat.completion", "model": model,
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
-                    }),
-                )
+                (200, json_answer(&opts, model))
             }
         };
         let body = body.to_string();
@@ -275,6 +269,39 @@ struct Mode {
     anthropic: bool,
     /// OpenAI SSE: end with a usage chunk, as with `stream_options.include_usage`.
     usage: bool,
+    /// Answer with a `get_weather` tool call (arguments streamed in fragments).
+    tools: bool,
+    /// Write SSE in 5-byte pieces, so events are split across TCP reads.
+    split: bool,
+}
+
+/// A non-streamed answer in the shape and with the content `opts` ask for.
+fn json_answer(opts: &Mode, model: Value) -> Value {
+    use serde_json::json;
+    match (opts.anthropic, opts.tools) {
+        (true, false) => json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+        }),
+        (true, true) => json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+        }),
+        (false, tools) => {
+            let message = if tools {
+                json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+            } else {
+                json!({"role": "assistant", "content": "hi"})
+            };
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": if tools { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+            })
+        }
+    }
 }
 
 /// The usage every Anthropic-shaped answer reports.
@@ -287,40 +314,71 @@ pub const OPENAI_STREAM_USAGE: (u64, u64, u64) = (7, 3, 4);
 
 /// SSE events: the `n` content events (sent `gap_ms` apart) and the closing ones.
 fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
+    use serde_json::json;
     let data = |v: Value| format!("data: {v}\n\n");
     let named = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let args = ["{\"city\":", " \"Par", "is\"}"];
     if opts.anthropic {
-        let mut content = vec![
+        let mut content = vec![named(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
+        )];
+        let delta = |d: Value| {
             named(
-                "message_start",
-                serde_json::json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
-            ),
-            named(
-                "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ),
-        ];
-        content.extend((0..n).map(|i| named("content_block_delta", serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("t{i}")}}))));
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": d}),
+            )
+        };
+        let stop = if opts.tools {
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})));
+            content.extend(
+                args.iter()
+                    .map(|a| delta(json!({"type": "input_json_delta", "partial_json": a}))),
+            );
+            "tool_use"
+        } else {
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            content.extend(
+                (0..n).map(|i| delta(json!({"type": "text_delta", "text": format!("t{i}")}))),
+            );
+            "end_turn"
+        };
         let tail = vec![
             named(
                 "content_block_stop",
-                serde_json::json!({"type": "content_block_stop", "index": 0}),
+                json!({"type": "content_block_stop", "index": 0}),
             ),
             named(
                 "message_delta",
-                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 5}}),
             ),
-            named("message_stop", serde_json::json!({"type": "message_stop"})),
+            named("message_stop", json!({"type": "message_stop"})),
         ];
         return (content, tail);
     }
-    let content = (0..n)
-        .map(|i| data(serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": format!("t{i}")}}]})))
-        .collect();
-    let mut tail = Vec::new();
+    let chunk = |delta: Value, finish: Value| {
+        data(
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut content = Vec::new();
+    let finish = if opts.tools {
+        content.push(chunk(json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null));
+        content.extend(args.iter().map(|a| {
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}),
+                Value::Null,
+            )
+        }));
+        "tool_calls"
+    } else {
+        content.extend((0..n).map(|i| chunk(json!({"content": format!("t{i}")}), Value::Null)));
+        "stop"
+    };
+    let mut tail = vec![chunk(json!({}), finish.into())];
     if opts.usage {
         let (p, c, cached) = OPENAI_STREAM_USAGE;
-        tail.push(data(serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": {"cached_tokens": cached}}})));
+        tail.push(data(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock", "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": {"cached_tokens": cached}}})));
     }
     tail.push("data: [DONE]\n\n".to_owned());
     (content, tail)
@@ -338,6 +396,8 @@ fn parse_mode(mode: &str) -> Mode {
             "delay_ms" => m.delay_ms = v.parse().ok(),
             "anthropic" => m.anthropic = true,
             "usage" => m.usage = true,
+            "tools" => m.tools = true,
+            "split" => m.split = true,
             _ => panic!("unknown mock mode {part}"),
         }
     }
