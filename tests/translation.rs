@@ -9,7 +9,7 @@ use std::io::Write;
 
 use common::{request, yaml, Conn, Gateway, Mock};
 use serde_json::{json, Value};
-use switchyard::providers::{CATALOG, AZURE_API_VERSION};
+use switchyard::providers::{AZURE_API_VERSION, CATALOG};
 
 const OPENAI_KEY: &str = "sk-openai-managed";
 const ANTHROPIC_KEY: &str = "sk-ant-managed";
@@ -24,7 +24,10 @@ model_providers:
         openai.url(),
         anthropic.url()
     ));
-    Gateway::start(&config, &[("OPENAI_KEY", OPENAI_KEY), ("ANTHROPIC_KEY", ANTHROPIC_KEY)])
+    Gateway::start(
+        &config,
+        &[("OPENAI_KEY", OPENAI_KEY), ("ANTHROPIC_KEY", ANTHROPIC_KEY)],
+    )
 }
 
 fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> common::Response {
@@ -34,14 +37,21 @@ fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> com
 }
 
 /// Sends a streaming request and returns the SSE events: (event name, data JSON or text).
-fn stream(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> Vec<(Option<String>, Value)> {
+fn stream(
+    gw: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Vec<(Option<String>, Value)> {
     let body = body.to_string();
     let mut conn = Conn::open(gw.addr);
     conn.send_head("POST", path, headers, Some(body.len()));
     conn.stream.write_all(body.as_bytes()).unwrap();
     let (status, headers) = conn.read_head();
     assert_eq!(status, 200);
-    assert!(headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
     let mut text = Vec::new();
     while let Some(chunk) = conn.read_chunk() {
         text.extend(chunk);
@@ -81,7 +91,12 @@ fn messages_to_an_anthropic_upstream_pass_through() {
     let resp = post(
         &gw,
         "/v1/messages?beta=true",
-        &[("x-api-key", "sk-client"), ("anthropic-version", "2023-06-01"), ("anthropic-beta", "prompt-caching-2024-07-31"), ("x-mock", "anthropic")],
+        &[
+            ("x-api-key", "sk-client"),
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "prompt-caching-2024-07-31"),
+            ("x-mock", "anthropic"),
+        ],
         &body,
     );
     assert_eq!(resp.status, 200);
@@ -91,10 +106,17 @@ fn messages_to_an_anthropic_upstream_pass_through() {
     assert_eq!(got.header("x-api-key"), Some(ANTHROPIC_KEY));
     assert_eq!(got.header("authorization"), None);
     assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(got.header("anthropic-beta"), Some("prompt-caching-2024-07-31"));
+    assert_eq!(
+        got.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
     let mut expected = body.clone();
     expected["model"] = "claude-sonnet-4-5".into();
-    assert_eq!(got.body, expected.to_string().into_bytes(), "same-API traffic keeps every byte but model");
+    assert_eq!(
+        got.body,
+        expected.to_string().into_bytes(),
+        "same-API traffic keeps every byte but model"
+    );
 }
 
 #[test]
@@ -104,7 +126,11 @@ fn messages_client_to_an_openai_upstream_with_tools() {
     let resp = post(
         &gw,
         "/v1/messages",
-        &[("x-api-key", "sk-client"), ("anthropic-version", "2023-06-01"), ("x-mock", "tools")],
+        &[
+            ("x-api-key", "sk-client"),
+            ("anthropic-version", "2023-06-01"),
+            ("x-mock", "tools"),
+        ],
         &json!({"model": "gpt-4o", "max_tokens": 100, "system": "Be brief.", "tools": tools_anthropic(),
                 "messages": [{"role": "user", "content": "Weather in Paris?"}]}),
     );
@@ -112,18 +138,30 @@ fn messages_client_to_an_openai_upstream_with_tools() {
     let msg = resp.json();
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["stop_reason"], "tool_use");
-    assert_eq!(msg["content"][0], json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}));
+    assert_eq!(
+        msg["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
     assert_eq!(msg["usage"]["input_tokens"], 3);
-    assert_eq!(resp.header("content-length"), Some(resp.body.len().to_string().as_str()));
+    assert_eq!(
+        resp.header("content-length"),
+        Some(resp.body.len().to_string().as_str())
+    );
 
     let got = openai.only();
     assert_eq!(got.path, "/v1/chat/completions");
-    assert_eq!(got.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
     assert_eq!(got.header("x-api-key"), None);
     assert_eq!(got.header("anthropic-version"), None);
     let sent = got.json();
     assert_eq!(sent["model"], "gpt-4o");
-    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
     assert_eq!(sent["tools"], tools_openai());
     assert_eq!(sent["max_tokens"], 100);
 }
@@ -139,21 +177,42 @@ fn messages_stream_from_an_openai_upstream_split_across_reads() {
         &json!({"model": "openai/gpt-4o", "max_tokens": 100, "stream": true, "tools": tools_anthropic(),
                 "messages": [{"role": "user", "content": "Weather?"}]}),
     );
-    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap_or("")).collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|(n, _)| n.as_deref().unwrap_or(""))
+        .collect();
     assert_eq!(
         names,
-        ["message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
     );
     assert_eq!(events[1].1["content_block"]["type"], "tool_use");
     let args: String = events
         .iter()
         .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
         .collect();
-    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "Paris"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "Paris"})
+    );
     assert_eq!(events[6].1["delta"]["stop_reason"], "tool_use");
-    assert_eq!(events[6].1["usage"]["output_tokens"], common::OPENAI_STREAM_USAGE.1);
+    assert_eq!(
+        events[6].1["usage"]["output_tokens"],
+        common::OPENAI_STREAM_USAGE.1
+    );
     // The upstream was asked for usage, which the Messages client expects.
-    assert_eq!(openai.only().json()["stream_options"], json!({"include_usage": true}));
+    assert_eq!(
+        openai.only().json()["stream_options"],
+        json!({"include_usage": true})
+    );
 }
 
 #[test]
@@ -163,7 +222,10 @@ fn chat_client_to_an_anthropic_upstream() {
     let resp = post(
         &gw,
         "/v1/chat/completions",
-        &[("authorization", "Bearer sk-client"), ("x-mock", "anthropic,tools")],
+        &[
+            ("authorization", "Bearer sk-client"),
+            ("x-mock", "anthropic,tools"),
+        ],
         &json!({"model": "claude-sonnet-4-5", "tools": tools_openai(),
                 "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}]}),
     );
@@ -174,17 +236,26 @@ fn chat_client_to_an_anthropic_upstream() {
     assert_eq!(chat["choices"][0]["message"]["content"], "Checking.");
     let call = &chat["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"city": "Paris"})
+    );
     assert_eq!(chat["usage"]["prompt_tokens"], 13); // 10 input + 2 cache read + 1 cache write
     assert_eq!(chat["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
 
     let got = anthropic.only();
-    assert_eq!(got.path, "/v1/messages", "the native Messages API, not the OpenAI-compatible one");
+    assert_eq!(
+        got.path, "/v1/messages",
+        "the native Messages API, not the OpenAI-compatible one"
+    );
     assert_eq!(got.header("x-api-key"), Some(ANTHROPIC_KEY));
     assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(got.header("authorization"), None);
     let sent = got.json();
-    assert_eq!(sent["system"], json!([{"type": "text", "text": "Be brief."}]));
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "Be brief."}])
+    );
     assert_eq!(sent["max_tokens"], 4096);
     assert_eq!(sent["tools"], tools_anthropic());
 }
@@ -200,13 +271,20 @@ fn chat_stream_from_an_anthropic_upstream_split_across_reads() {
         &json!({"model": "claude-sonnet-4-5", "stream": true, "stream_options": {"include_usage": true},
                 "messages": [{"role": "user", "content": "Count"}]}),
     );
-    assert!(events.iter().all(|(name, _)| name.is_none()), "OpenAI streams have no event names");
+    assert!(
+        events.iter().all(|(name, _)| name.is_none()),
+        "OpenAI streams have no event names"
+    );
     let text: String = events
         .iter()
         .filter_map(|(_, d)| d["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(text, "t0t1t2");
-    let finish: Vec<&Value> = events.iter().map(|(_, d)| &d["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let finish: Vec<&Value> = events
+        .iter()
+        .map(|(_, d)| &d["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finish, [&json!("stop")]);
     let usage = &events[events.len() - 2].1["usage"];
     assert_eq!(usage["completion_tokens"], 5);
@@ -223,22 +301,56 @@ fn errors_take_the_clients_shape() {
         let v = resp.json();
         assert_eq!(v["type"], "error", "{v}");
         assert_eq!(v["error"]["type"], kind, "{v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     };
     // Gateway-made, for a Messages client.
-    anthropic_shape(&post(&gw, "/v1/messages", &[], &json!({"model": "nope", "messages": []})), 404, "not_found_error");
-    anthropic_shape(&request(gw.addr, "POST", "/v1/messages", &[], b"{not json"), 400, "invalid_request_error");
-    anthropic_shape(&request(gw.addr, "GET", "/v1/messages", &[], b""), 405, "invalid_request_error");
+    anthropic_shape(
+        &post(
+            &gw,
+            "/v1/messages",
+            &[],
+            &json!({"model": "nope", "messages": []}),
+        ),
+        404,
+        "not_found_error",
+    );
+    anthropic_shape(
+        &request(gw.addr, "POST", "/v1/messages", &[], b"{not json"),
+        400,
+        "invalid_request_error",
+    );
+    anthropic_shape(
+        &request(gw.addr, "GET", "/v1/messages", &[], b""),
+        405,
+        "invalid_request_error",
+    );
     // An OpenAI upstream's 429, translated for a Messages client.
-    let resp = post(&gw, "/v1/messages", &[("x-mock", "status=429")], &json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}));
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &[("x-mock", "status=429")],
+        &json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}),
+    );
     anthropic_shape(&resp, 429, "rate_limit_error");
     assert_eq!(resp.json()["error"]["message"], "mock error");
     // An Anthropic upstream's 500, translated for an OpenAI client.
-    let resp = post(&gw, "/v1/chat/completions", &[("x-mock", "status=500")], &json!({"model": "claude-sonnet-4-5", "messages": []}));
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-mock", "status=500")],
+        &json!({"model": "claude-sonnet-4-5", "messages": []}),
+    );
     assert_eq!(resp.status, 500);
     assert_eq!(resp.json()["error"]["message"], "mock error");
     // Not expressible for an Anthropic provider: refused, nothing sent.
-    let resp = post(&gw, "/v1/embeddings", &[], &json!({"model": "claude-sonnet-4-5", "input": "x"}));
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        &[],
+        &json!({"model": "claude-sonnet-4-5", "input": "x"}),
+    );
     assert_eq!(resp.status, 400);
     assert_eq!(resp.json()["error"]["code"], "unsupported_for_provider");
     assert_eq!(anthropic.received().len(), 1);
@@ -258,22 +370,43 @@ fn the_provider_table() {
     for b in CATALOG {
         let model = format!("{}/m-{}", b.prefix, b.prefix);
         let (path, body) = match b.interface {
-            switchyard::providers::Interface::Anthropic => ("/v1/messages", json!({"model": model, "max_tokens": 5, "messages": []})),
-            _ => ("/v1/chat/completions", json!({"model": model, "messages": []})),
+            switchyard::providers::Interface::Anthropic => (
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 5, "messages": []}),
+            ),
+            _ => (
+                "/v1/chat/completions",
+                json!({"model": model, "messages": []}),
+            ),
         };
-        let mode = if b.interface == switchyard::providers::Interface::Anthropic { "anthropic" } else { "" };
+        let mode = if b.interface == switchyard::providers::Interface::Anthropic {
+            "anthropic"
+        } else {
+            ""
+        };
         let resp = post(&gw, path, &[("x-mock", mode)], &body);
         assert_eq!(resp.status, 200, "{}", b.prefix);
         let got = mock.received().pop().unwrap();
         let id = format!("m-{}", b.prefix);
         let (want_path, header, value) = match b.interface {
-            switchyard::providers::Interface::Anthropic => (format!("{}/messages", b.path_prefix), "x-api-key", "sk-table".to_owned()),
+            switchyard::providers::Interface::Anthropic => (
+                format!("{}/messages", b.path_prefix),
+                "x-api-key",
+                "sk-table".to_owned(),
+            ),
             switchyard::providers::Interface::AzureOpenAi => (
-                format!("{}/{id}/chat/completions?api-version={AZURE_API_VERSION}", b.path_prefix),
+                format!(
+                    "{}/{id}/chat/completions?api-version={AZURE_API_VERSION}",
+                    b.path_prefix
+                ),
                 "api-key",
                 "sk-table".to_owned(),
             ),
-            switchyard::providers::Interface::OpenAi => (format!("{}/chat/completions", b.path_prefix), "authorization", "Bearer sk-table".to_owned()),
+            switchyard::providers::Interface::OpenAi => (
+                format!("{}/chat/completions", b.path_prefix),
+                "authorization",
+                "Bearer sk-table".to_owned(),
+            ),
         };
         assert_eq!(got.path, want_path, "{}", b.prefix);
         assert_eq!(got.header(header), Some(value.as_str()), "{}", b.prefix);

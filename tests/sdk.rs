@@ -1,0 +1,188 @@
+//! The official OpenAI and Anthropic Python SDKs against the real binary, with mock upstreams of
+//! both interfaces: what the SDK hands the user, and what the upstreams received. The SDKs are
+//! installed by `scripts/setup --for-tests` from tests/sdk/requirements.txt; the tests fail, not
+//! skip, when they cannot run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{yaml, Gateway, Mock};
+use serde_json::{json, Value};
+
+/// The Python that has the SDKs: `SWITCHYARD_PYTHON`, else the venv `scripts/setup` makes.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SWITCHYARD_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the SDKs are not installed: run scripts/setup --for-tests (or set SWITCHYARD_PYTHON)"
+    );
+    venv
+}
+
+/// Runs one SDK script; returns what it printed as JSON.
+fn run_script(script: &str, args: &[String], gw: &Gateway) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let out = Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.logs()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An OpenAI-interface provider (passthrough auth, default) and an Anthropic one (managed key).
+fn start(openai: &Mock, anthropic: &Mock) -> Gateway {
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{}', passthrough_auth: true, default: true}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{}', access_key: sk-ant-managed}}\n",
+        openai.url(),
+        anthropic.url()
+    ));
+    Gateway::start(&config, &[])
+}
+
+#[test]
+fn the_openai_python_sdk_works_through_the_gateway() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let seen = run_script(
+        "openai_client.py",
+        &[
+            format!("http://{}/v1", gw.addr),
+            "sk-tenant-from-sdk".into(),
+            "claude-sonnet-4-5".into(),
+        ],
+        &gw,
+    );
+
+    assert_eq!(
+        seen["chat"],
+        json!({"content": "hi", "model": "gpt-4o", "total_tokens": 4})
+    );
+    let mut stream: Vec<Value> = seen["stream"].as_array().unwrap().clone();
+    stream.retain(|c| !c.is_null());
+    assert_eq!(stream, [json!("t0"), json!("t1"), json!("t2"), json!("t3")]);
+    assert_eq!(
+        seen["models"],
+        json!(["openai/gpt-4o", "anthropic/claude-sonnet-4-5"])
+    );
+    assert_eq!(
+        seen["unknown_model"],
+        json!({"status": 404, "code": "model_not_found"})
+    );
+    assert_eq!(seen["rate_limited"], json!({"status": 429}));
+    // Through an Anthropic provider, translated both ways.
+    assert_eq!(
+        seen["claude_tools"],
+        json!({"finish_reason": "tool_calls", "content": "Checking.", "name": "get_weather", "arguments": {"city": "Paris"}, "prompt_tokens": 13})
+    );
+    assert_eq!(
+        seen["claude_stream"],
+        json!({"text": "t0t1t2", "completion_tokens": 5})
+    );
+    assert_eq!(
+        seen["claude_stream_tools"],
+        json!({"name": "get_weather", "arguments": {"city": "Paris"}, "finish_reason": "tool_calls"})
+    );
+
+    // What the OpenAI provider received (the unknown model never left the gateway).
+    let got = openai.received();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for r in &got {
+        assert_eq!(r.header("authorization"), Some("Bearer sk-tenant-from-sdk"));
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(r.json()["model"], "gpt-4o");
+    }
+    assert_eq!(got[0].json()["x_vendor_field"], json!({"keep": true}));
+    assert_eq!(got[1].json()["stream"], json!(true));
+    // What the Anthropic provider received: native Messages with the managed key.
+    let got = anthropic.received();
+    assert_eq!(got.len(), 3);
+    for r in &got {
+        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.header("x-api-key"), Some("sk-ant-managed"));
+        assert_eq!(r.header("authorization"), None);
+        assert_eq!(r.json()["model"], "claude-sonnet-4-5");
+    }
+    assert_eq!(got[0].json()["tools"][0]["name"], "get_weather");
+}
+
+#[test]
+fn the_anthropic_python_sdk_works_through_the_gateway() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let seen = run_script(
+        "anthropic_client.py",
+        &[
+            format!("http://{}", gw.addr),
+            "sk-ant-client".into(),
+            "anthropic/claude-sonnet-4-5".into(),
+            "gpt-4o".into(),
+        ],
+        &gw,
+    );
+
+    assert_eq!(
+        seen["claude"],
+        json!({"text": "hi", "input_tokens": 10, "cache_read": 2, "stop_reason": "end_turn"})
+    );
+    assert_eq!(
+        seen["claude_stream"],
+        json!({"text": "t0t1", "output_tokens": 5})
+    );
+    assert_eq!(
+        seen["gpt_tools"],
+        json!({"type": "tool_use", "name": "get_weather", "input": {"city": "Paris"}, "stop_reason": "tool_use"})
+    );
+    assert_eq!(
+        seen["gpt_stream"],
+        json!({"text": "t0t1t2", "stop_reason": "end_turn", "output_tokens": common::OPENAI_STREAM_USAGE.1})
+    );
+    assert_eq!(
+        seen["gpt_stream_tools"],
+        json!({"type": "tool_use", "name": "get_weather", "input": {"city": "Paris"}, "stop_reason": "tool_use"})
+    );
+    assert_eq!(
+        seen["unknown_model"],
+        json!({"status": 404, "type": "not_found_error"})
+    );
+    assert_eq!(
+        seen["rate_limited"],
+        json!({"status": 429, "type": "rate_limit_error"})
+    );
+
+    // The Anthropic provider got the SDK's requests as sent, with the managed key.
+    let got = anthropic.received();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.header("x-api-key"), Some("sk-ant-managed"));
+        assert!(r.header("anthropic-version").is_some());
+    }
+    // The OpenAI provider got chat completions with the client's key re-sent as Bearer.
+    let got = openai.received();
+    assert_eq!(got.len(), 4);
+    for r in &got {
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(r.header("authorization"), Some("Bearer sk-ant-client"));
+        assert_eq!(r.header("x-api-key"), None);
+    }
+    assert_eq!(
+        got[0].json()["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(got[0].json()["tools"][0]["function"]["name"], "get_weather");
+}
