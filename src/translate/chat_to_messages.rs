@@ -224,10 +224,12 @@ pub fn usage(u: &Value) -> Value {
 /// Translates a Messages response into a chat completion.
 pub fn response(msg: &Value) -> Value {
     let mut text = String::new();
+    let mut thinking = String::new();
     let mut calls = Vec::new();
     for block in msg["content"].as_array().into_iter().flatten() {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("thinking") => thinking.push_str(block["thinking"].as_str().unwrap_or("")),
             Some("tool_use") => calls.push(json!({
                 "id": block["id"],
                 "type": "function",
@@ -239,6 +241,10 @@ pub fn response(msg: &Value) -> Value {
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { text.into() }});
     if !calls.is_empty() {
         message["tool_calls"] = calls.into();
+    }
+    // Thinking has no OpenAI field; `reasoning_content` is the common extension (DeepSeek, vLLM).
+    if !thinking.is_empty() {
+        message["reasoning_content"] = thinking.into();
     }
     json!({
         "id": msg["id"],

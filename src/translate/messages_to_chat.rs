@@ -221,6 +221,9 @@ pub fn response(chat: &Value, model: &str) -> Value {
     let choice = &chat["choices"][0];
     let msg = &choice["message"];
     let mut content = Vec::new();
+    if let Some(thinking) = msg["reasoning_content"].as_str().filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
+    }
     if let Some(text) = msg["content"].as_str().filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }

@@ -318,3 +318,23 @@ fn upstream_errors_take_the_clients_shape() {
     assert_eq!(json_doc(&body)["error"]["message"], "Bad Gateway");
     assert_eq!(json_doc(&body)["error"]["type"], "api_error");
 }
+
+#[test]
+fn reasoning_becomes_thinking_and_back() {
+    let openai = r#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"42","reasoning_content":"6 times 7"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+    let (_, _, body) = translate_response(
+        Direction::MessagesToChat,
+        200,
+        "application/json",
+        openai,
+        9,
+    );
+    let msg = json_doc(&body);
+    assert_eq!(msg["content"][0]["type"], "thinking");
+    assert_eq!(msg["content"][0]["thinking"], "6 times 7");
+    assert_eq!(
+        msg["content"][1],
+        serde_json::json!({"type": "text", "text": "42"})
+    );
+    assert_eq!(msg["stop_reason"], "end_turn");
+}
