@@ -44,6 +44,10 @@ pub struct Listener {
     pub port: u16,
     /// Longest wait for the next byte from an upstream (Plano's listener `timeout`).
     pub timeout: Duration,
+    /// Default retry policy (Plano's `max_retries`, or switchyard's `retry`).
+    pub retry: Option<Retry>,
+    /// Default timeouts (switchyard's `timeouts`).
+    pub timeouts: Timeouts,
 }
 
 impl Listener {
@@ -64,6 +68,8 @@ impl Default for Listener {
             address: "0.0.0.0".into(),
             port: 12000,
             timeout: Duration::from_secs(300),
+            retry: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -90,8 +96,90 @@ pub struct Provider {
     pub http_host: Option<String>,
     /// Extra upstream headers, applied after auth. Values may hold secrets.
     pub headers: Vec<(String, Secret)>,
+    /// switchyard: share of this endpoint among the entries serving the same model.
+    pub weight: u32,
+    /// switchyard: models to try, in order, when every endpoint of this model failed.
+    pub fallbacks: Vec<String>,
+    /// switchyard: retry policy (else the listener's).
+    pub retry: Option<Retry>,
+    /// switchyard: timeouts (unset ones come from the listener's, then the defaults).
+    pub timeouts: Timeouts,
+    /// switchyard: passive health (outlier ejection).
+    pub outlier: Outlier,
     /// The line of the entry, for messages about it.
     pub line: u64,
+}
+
+/// When and how a failed upstream attempt is tried again (switchyard extension).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Attempts per model, the first included (Plano's `max_retries` + 1).
+    pub attempts: u32,
+    pub on_connect: bool,
+    pub on_timeout: bool,
+    pub on_429: bool,
+    pub on_5xx: bool,
+    /// Backoff before attempt n is `base × 2^(n-1)`, capped at `max`, with full jitter; a
+    /// `retry-after` up to `max` is honoured.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 1,
+            on_connect: true,
+            on_timeout: true,
+            on_429: true,
+            on_5xx: true,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Upstream timeouts (switchyard extension); `None` means "not set here".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    /// From sending the request to the first response byte.
+    pub first_byte: Option<Duration>,
+    /// Longest gap between two reads of the response.
+    pub idle: Option<Duration>,
+    /// Whole request, first attempt to last byte.
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// These settings, with unset ones taken from `fallback`.
+    pub fn or(self, fallback: Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.or(fallback.connect),
+            first_byte: self.first_byte.or(fallback.first_byte),
+            idle: self.idle.or(fallback.idle),
+            total: self.total.or(fallback.total),
+        }
+    }
+}
+
+/// Passive health: after `consecutive_failures` failures in a row an endpoint is ejected for
+/// `ejection`, doubling on each repeat up to `max_ejection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub ejection: Duration,
+    pub max_ejection: Duration,
+}
+
+impl Default for Outlier {
+    fn default() -> Self {
+        Outlier {
+            consecutive_failures: 5,
+            ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Provider {

@@ -11,8 +11,8 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Config, ConfigError, Endpoint, Listener, Overrides, Prefer, Provider, RoutingPreference,
-    ServerSettings, Sink,
+    Config, ConfigError, Endpoint, Listener, Outlier, Overrides, Prefer, Provider, Retry,
+    RoutingPreference, ServerSettings, Sink, Timeouts,
 };
 use crate::providers::{self, Interface};
 
@@ -50,7 +50,7 @@ const PLANNED_OVERRIDES: &[&str] = &[
 ];
 
 /// Model-listener keys of Plano's schema that switchyard does not implement yet.
-const PLANNED_LISTENER: &[&str] = &["max_retries", "input_filters", "output_filters"];
+const PLANNED_LISTENER: &[&str] = &["input_filters", "output_filters"];
 
 pub(super) fn decode(text: &str, env: Env) -> Result<Config, ConfigError> {
     let doc = yaml::parse(text).map_err(|p| ConfigError {
@@ -153,6 +153,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
 
     f.finish(r, PLANNED_TOP_LEVEL);
 
+    name_endpoints(&mut providers);
     let config = Config {
         version,
         listener,
@@ -283,8 +284,112 @@ fn model_listener(r: &mut Report, mut f: Fields<'_>, name: String) -> Listener {
             listener.timeout = t;
         }
     }
+    // Plano's `max_retries` (Envoy retries on the same provider) or switchyard's `retry`.
+    match (f.take("max_retries"), f.take("retry")) {
+        (Some((p, n)), None) => {
+            if let Some(retries) = yaml::integer(r, &p, n, 0, 9) {
+                listener.retry = Some(Retry {
+                    attempts: retries as u32 + 1,
+                    ..Retry::default()
+                });
+            }
+        }
+        (None, Some((p, n))) => listener.retry = retry(r, &p, n),
+        (Some(_), Some((p, n))) => r.error(&p, n.line, "give `max_retries` or `retry`, not both"),
+        (None, None) => {}
+    }
+    if let Some((p, n)) = f.take("timeouts") {
+        listener.timeouts = timeouts(r, &p, n);
+    }
     f.finish(r, PLANNED_LISTENER);
     listener
+}
+
+/// `retry: {attempts, on: [connect, timeout, 429, 5xx], backoff: {base, max}}`
+fn retry(r: &mut Report, path: &str, node: &Node) -> Option<Retry> {
+    let mut f = Fields::of(r, path, node)?;
+    let mut policy = Retry::default();
+    if let Some((p, n)) = f.take("attempts") {
+        policy.attempts = yaml::integer(r, &p, n, 1, 10)? as u32;
+    }
+    if let Some((p, n)) = f.take("on") {
+        policy.on_connect = false;
+        policy.on_timeout = false;
+        policy.on_429 = false;
+        policy.on_5xx = false;
+        for (i, item) in yaml::list(r, &p, n).unwrap_or_default().iter().enumerate() {
+            let ip = index(&p, i);
+            match yaml::string(r, &ip, item).as_deref() {
+                Some("connect") => policy.on_connect = true,
+                Some("timeout") => policy.on_timeout = true,
+                Some("429") => policy.on_429 = true,
+                Some("5xx") => policy.on_5xx = true,
+                Some(other) => r.error(
+                    &ip,
+                    item.line,
+                    format!("unknown `{other}`; expected connect, timeout, 429 or 5xx"),
+                ),
+                None => {}
+            }
+        }
+    }
+    if let Some((p, n)) = f.take("backoff") {
+        if let Some(mut bf) = Fields::of(r, &p, n) {
+            if let Some((bp, bn)) = bf.take("base") {
+                policy.backoff_base = duration(r, &bp, bn).unwrap_or(policy.backoff_base);
+            }
+            if let Some((bp, bn)) = bf.take("max") {
+                policy.backoff_max = duration(r, &bp, bn).unwrap_or(policy.backoff_max);
+            }
+            bf.finish(r, &[]);
+        }
+    }
+    f.finish(r, &[]);
+    Some(policy)
+}
+
+/// `timeouts: {connect, first_byte, idle, total}`
+fn timeouts(r: &mut Report, path: &str, node: &Node) -> Timeouts {
+    let mut t = Timeouts::default();
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return t;
+    };
+    for (key, slot) in [
+        ("connect", &mut t.connect),
+        ("first_byte", &mut t.first_byte),
+        ("idle", &mut t.idle),
+        ("total", &mut t.total),
+    ] {
+        if let Some((p, n)) = f.take(key) {
+            match duration(r, &p, n) {
+                Some(d) if d.is_zero() => r.error(&p, n.line, "must be more than zero"),
+                d => *slot = d,
+            }
+        }
+    }
+    f.finish(r, &[]);
+    t
+}
+
+/// `outlier_detection: {consecutive_failures, ejection, max_ejection}`
+fn outlier(r: &mut Report, path: &str, node: &Node) -> Outlier {
+    let mut o = Outlier::default();
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return o;
+    };
+    if let Some((p, n)) = f.take("consecutive_failures") {
+        if let Some(v) = yaml::integer(r, &p, n, 1, 1000) {
+            o.consecutive_failures = v as u32;
+        }
+    }
+    if let Some((p, n)) = f.take("ejection") {
+        o.ejection = duration(r, &p, n).unwrap_or(o.ejection);
+    }
+    if let Some((p, n)) = f.take("max_ejection") {
+        o.max_ejection = duration(r, &p, n).unwrap_or(o.max_ejection);
+    }
+    f.finish(r, &[]);
+    o
 }
 
 /// A provider's v0.3.0 inline routing preferences: (name, description).
@@ -392,6 +497,30 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         .take("headers")
         .map(|(p, n)| extra_headers(r, &p, n, env))
         .unwrap_or_default();
+    let weight = f
+        .take("weight")
+        .and_then(|(p, n)| yaml::integer(r, &p, n, 1, 1000))
+        .map_or(1, |w| w as u32);
+    let fallbacks: Vec<String> = f
+        .take("fallbacks")
+        .map(|(p, n)| {
+            yaml::list(r, &p, n)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| yaml::string(r, &index(&p, i), m))
+                .collect()
+        })
+        .unwrap_or_default();
+    let retry_policy = f.take("retry").and_then(|(p, n)| retry(r, &p, n));
+    let provider_timeouts = f
+        .take("timeouts")
+        .map(|(p, n)| timeouts(r, &p, n))
+        .unwrap_or_default();
+    let outlier_policy = f
+        .take("outlier_detection")
+        .map(|(p, n)| outlier(r, &p, n))
+        .unwrap_or_default();
     let inline_prefs = f
         .take("routing_preferences")
         .map(|(p, n)| {
@@ -479,6 +608,11 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         default,
         http_host,
         headers,
+        weight,
+        fallbacks,
+        retry: retry_policy,
+        timeouts: provider_timeouts,
+        outlier: outlier_policy,
         line: node.line,
     };
     Some((provider, inline_prefs))
@@ -815,10 +949,23 @@ fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
     s
 }
 
+/// Entries repeating a `model` are endpoints of that model (switchyard extension); the later
+/// ones, when not named, are named `<model>#<n>` so every endpoint has its own name.
+fn name_endpoints(providers: &mut [Provider]) {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for p in providers.iter_mut() {
+        let n = seen.entry(p.model.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 && p.name == p.model {
+            p.name = format!("{}#{n}", p.model);
+        }
+    }
+}
+
 fn cross_check(r: &mut Report, c: &Config) {
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut models: HashMap<&str, u64> = HashMap::new();
-    let mut bare: HashMap<&str, u64> = HashMap::new();
+    let mut bare: HashMap<&str, (&str, u64)> = HashMap::new();
     let mut default: Option<u64> = None;
     for (i, p) in c.providers.iter().enumerate() {
         let path = format!("model_providers[{i}]");
@@ -829,26 +976,21 @@ fn cross_check(r: &mut Report, c: &Config) {
                 format!("name `{}` is already used on line {first}", p.name),
             );
         }
-        let duplicate_model = models.insert(&p.model, p.line);
-        if let Some(first) = duplicate_model {
-            r.error(
-                &path,
-                p.line,
-                format!("model `{}` is already configured on line {first}", p.model),
-            );
-        }
+        models.entry(&p.model).or_insert(p.line);
         if p.is_wildcard() {
             if p.default {
                 r.error(&path, p.line, "a wildcard provider cannot be the default");
             }
-        } else if duplicate_model.is_some() {
-            // Same model twice: the bare id repeats too; one error says it.
-        } else if let Some(first) = bare.insert(&p.id, p.line) {
-            r.error(
-                &path,
-                p.line,
-                format!("model id `{}` is also served by the provider on line {first}; bare ids must be unique", p.id),
-            );
+        } else if let Some((model, first)) = bare.get(p.id.as_str()) {
+            if *model != p.model {
+                r.error(
+                    &path,
+                    p.line,
+                    format!("model id `{}` is also served by the provider on line {first}; bare ids must be unique", p.id),
+                );
+            }
+        } else {
+            bare.insert(&p.id, (&p.model, p.line));
         }
         if p.default {
             if let Some(first) = default {
@@ -859,6 +1001,25 @@ fn cross_check(r: &mut Report, c: &Config) {
                 );
             }
             default = Some(p.line);
+        }
+        for fallback in &p.fallbacks {
+            let target = c.providers.iter().find(|q| {
+                !q.is_wildcard()
+                    && (q.model == *fallback || q.name == *fallback || q.id == *fallback)
+            });
+            match target {
+                None => r.error(
+                    &format!("{path}.fallbacks"),
+                    p.line,
+                    format!("`{fallback}` is not a configured (non-wildcard) model"),
+                ),
+                Some(q) if q.model == p.model => r.error(
+                    &format!("{path}.fallbacks"),
+                    p.line,
+                    format!("`{fallback}` is this model itself"),
+                ),
+                Some(_) => {}
+            }
         }
         if p.passthrough_auth && p.access_key.is_some() {
             r.warn(&path, p.line, "both passthrough_auth and access_key are set; access_key is ignored and the client's credential is forwarded");

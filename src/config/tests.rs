@@ -328,8 +328,8 @@ fn provider_rejections() {
 fn cross_checks() {
     let cases = [
         (
-            "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: openai/gpt-4o, access_key: k, name: two}\n",
-            "model_providers[1] (line 3): model `openai/gpt-4o` is already configured on line 2",
+            "model_providers:\n  - {model: openai/a, access_key: k, fallbacks: [openai/zz]}\n",
+            "model_providers[0].fallbacks (line 2): `openai/zz` is not a configured (non-wildcard) model",
         ),
         (
             "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: custom/gpt-4o, base_url: 'http://h'}\n",
@@ -434,6 +434,26 @@ fn booleans_read_as_plano_reads_them() {
         (c.providers[0].id.as_str(), c.providers[0].name.as_str()),
         ("n", "y")
     );
+}
+
+#[test]
+fn repeated_models_are_endpoints_of_one_model() {
+    let c = load(
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: k, weight: 3, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h', weight: 1}\n  - {model: openai/gpt-4o, base_url: 'http://i', name: third}\n  - {model: anthropic/claude, access_key: k}\nlisteners: [{name: l, type: model, max_retries: 2}]\n",
+    );
+    let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "openai/gpt-4o",
+            "openai/gpt-4o#2",
+            "third",
+            "anthropic/claude"
+        ]
+    );
+    assert_eq!(c.providers[0].weight, 3);
+    assert_eq!(c.providers[0].fallbacks, ["claude"]);
+    assert_eq!(c.listener.retry.as_ref().map(|r| r.attempts), Some(3));
 }
 
 #[test]
