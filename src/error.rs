@@ -34,6 +34,8 @@ pub enum GatewayError {
     UpstreamFailed(String),
     #[error("{0}")]
     NotSupported(String),
+    #[error("No endpoint of `{0}` is available right now")]
+    NoEndpoint(String),
 }
 
 impl GatewayError {
@@ -65,6 +67,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::UpstreamFailed(_) => 502,
             GatewayError::NotSupported(_) => 400,
+            GatewayError::NoEndpoint(_) => 503,
         }
     }
 
@@ -90,6 +93,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamFailed(_) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
+            GatewayError::NoEndpoint(_) => "no_endpoint_available",
         }
     }
 

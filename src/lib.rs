@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod dns;

@@ -49,6 +49,9 @@ pub struct Metrics {
     in_flight: IntGauge,
     reloads: IntCounterVec,
     last_reload_success: Gauge,
+    attempts: IntCounterVec,
+    failovers: IntCounterVec,
+    endpoint_healthy: IntGaugeVec,
 }
 
 /// What one finished request contributes.
@@ -139,6 +142,27 @@ impl Metrics {
                 "switchyard_config_last_reload_success_timestamp_seconds",
                 "Unix time the running config was loaded",
             )?,
+            attempts: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_upstream_attempts_total",
+                    "Upstream attempts, by outcome",
+                ),
+                &["provider", "outcome"],
+            )?,
+            failovers: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_failovers_total",
+                    "Requests moved to a fallback model after every endpoint failed",
+                ),
+                &["from", "to"],
+            )?,
+            endpoint_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "switchyard_endpoint_healthy",
+                    "1 while an endpoint takes requests, 0 while ejected or parked",
+                ),
+                &["provider", "endpoint"],
+            )?,
         };
         let build_info = IntGaugeVec::new(
             Opts::new("switchyard_build_info", "Build information"),
@@ -157,6 +181,9 @@ impl Metrics {
         registry.register(Box::new(m.reloads.clone()))?;
         registry.register(Box::new(m.last_reload_success.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(m.attempts.clone()))?;
+        registry.register(Box::new(m.failovers.clone()))?;
+        registry.register(Box::new(m.endpoint_healthy.clone()))?;
         // Both results exist from the start, so a dashboard shows 0 rather than no data.
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result]);
@@ -207,6 +234,23 @@ impl Metrics {
                 .with_label_values(&[provider, class.as_str()])
                 .inc();
         }
+    }
+
+    /// One upstream attempt and its outcome (`success`, or an upstream error class).
+    pub fn attempt(&self, provider: &str, outcome: &str) {
+        self.attempts.with_label_values(&[provider, outcome]).inc();
+    }
+
+    /// A request moved from model `from` to its fallback `to` (configured names).
+    pub fn failover(&self, from: &str, to: &str) {
+        self.failovers.with_label_values(&[from, to]).inc();
+    }
+
+    /// Whether an endpoint (configured name) takes requests.
+    pub fn endpoint_health(&self, provider: &str, endpoint: &str, healthy: bool) {
+        self.endpoint_healthy
+            .with_label_values(&[provider, endpoint])
+            .set(i64::from(healthy));
     }
 
     /// Counts a config reload (driven by SIGHUP reload).

@@ -24,6 +24,7 @@ use crate::access_log::{self, AccessLog};
 use crate::auth::{self, AuthStyle};
 use crate::body;
 use crate::config::Provider;
+use crate::config::Retry;
 use crate::error::GatewayError;
 use crate::forward::{self, Forward, Outcome};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
@@ -82,7 +83,10 @@ struct MainCtx {
     route: Option<RouteInfo>,
     forward: Option<Arc<Forward>>,
     watch: ResponseWatch,
-    outcome: Option<Outcome>,
+    /// Set when every attempt failed and the gateway (or the last upstream error) answered.
+    failed: Option<UpstreamErrorClass>,
+    /// Every upstream attempt: endpoint name and outcome.
+    attempts: Vec<(String, &'static str)>,
 }
 
 /// The provider a request was routed to, as labels.
@@ -108,7 +112,8 @@ impl ProxyHttp for Gateway {
                 route: None,
                 forward: None,
                 watch: ResponseWatch::default(),
-                outcome: None,
+                failed: None,
+                attempts: Vec::new(),
             },
         }
     }
@@ -155,7 +160,7 @@ impl ProxyHttp for Gateway {
             Ok(Endpoint::Model(api)) => {
                 main.model_request = true;
                 self.metrics.request_started();
-                handle_model_request(session, main, snapshot, api).await?
+                handle_model_request(session, main, snapshot, api, &self.metrics).await?
             }
             Err(e) => {
                 let api = Api::from_path(session.req_header().uri.path());
@@ -309,8 +314,8 @@ impl ProxyHttp for Gateway {
 
 /// The upstream failure class of a finished request, if its upstream failed.
 fn upstream_error_class(main: &MainCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
-    match (main.outcome, e) {
-        (Some(Outcome::UpstreamError(class)), _) => Some(class),
+    match (main.failed, e) {
+        (Some(class), _) => Some(class),
         // A response that broke off after its header was sent.
         (_, Some(e)) if main.forward.is_some() && e.esource() == &ErrorSource::Upstream => {
             Some(UpstreamErrorClass::Protocol)
@@ -392,40 +397,255 @@ fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> 
     Ok(endpoint)
 }
 
-/// Reads, routes, translates if needed and forwards one model request; answers errors itself,
-/// in the client's API.
+/// Reads, routes, translates if needed and forwards one model request, trying its model's
+/// endpoints and then its fallbacks until one answers; answers errors itself, in the client's
+/// API.
 async fn handle_model_request(
     session: &mut Session,
     main: &mut MainCtx,
     snapshot: Arc<Snapshot>,
     api: Api,
+    metrics: &Metrics,
 ) -> Result<()> {
     let id = main.request_id.clone();
     let limit = snapshot.config.server.max_request_body;
-    let prepared = match read_body(session, limit).await? {
-        Ok(body) => prepare(main, &snapshot, api, body, session.req_header()),
-        Err(e) => Err(e),
-    };
-    let (forward, translator) = match prepared {
-        Ok(p) => p,
+    let body = match read_body(session, limit).await? {
+        Ok(body) => body,
         Err(e) => return respond::error(session, &e, Some(api), &id).await,
     };
-    let forward = Arc::new(forward);
-    main.forward = Some(forward.clone());
-    main.outcome = Some(forward::run(session, forward, &mut main.watch, translator).await?);
-    Ok(())
+    let (inspected, route) = match route(main, &snapshot, &body) {
+        Ok(r) => r,
+        Err(e) => return respond::error(session, &e, Some(api), &id).await,
+    };
+    let listener = &snapshot.config.listener;
+    let routes = &snapshot.routes;
+    let groups: Vec<usize> = std::iter::once(route.group)
+        .chain(routes.group(route.group).fallbacks.iter().copied())
+        .collect();
+    let deadline = routes
+        .group(route.group)
+        .members
+        .first()
+        .and_then(|&p| snapshot.provider(p).timeouts.or(listener.timeouts).total)
+        .map(|t| main.started + t);
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<forward::Failure> = None;
+    for (gi, &gid) in groups.iter().enumerate() {
+        let members = &routes.group(gid).members;
+        let Some(&lead) = members.first() else {
+            continue;
+        };
+        let lead = snapshot.provider(lead);
+        let policy = lead
+            .retry
+            .clone()
+            .or_else(|| listener.retry.clone())
+            .unwrap_or(Retry {
+                attempts: members.len() as u32,
+                ..Retry::default()
+            });
+        let model = if gi == 0 {
+            route.upstream_model.clone()
+        } else {
+            lead.id.clone()
+        };
+        if gi > 0 {
+            let from = snapshot
+                .provider(routes.group(groups[gi - 1]).members[0])
+                .name
+                .as_str();
+            metrics.failover(from, &lead.name);
+        }
+        for n in 0..policy.attempts {
+            let Some(pidx) = next_endpoint(&snapshot, gid, &tried, last.as_ref(), &policy).await
+            else {
+                break;
+            };
+            if n > 0 {
+                tokio::time::sleep(backoff(&policy, n)).await;
+            }
+            tried.push(pidx);
+            let provider = snapshot.provider(pidx);
+            let (forward, translator) = match prepare(
+                main,
+                &snapshot,
+                api,
+                &body,
+                &inspected,
+                pidx,
+                &model,
+                session.req_header(),
+            ) {
+                Ok(prepared) => prepared,
+                Err(e) => return respond::error(session, &e, Some(api), &id).await,
+            };
+            let timeouts = provider.timeouts.or(listener.timeouts);
+            let attempt = forward::Attempt {
+                may_retry: n + 1 < policy.attempts || gi + 1 < groups.len(),
+                retry: policy.clone(),
+                first_byte: timeouts.first_byte,
+                deadline,
+            };
+            let forward = Arc::new(forward);
+            main.forward = Some(forward.clone());
+            main.watch = ResponseWatch::default();
+            let health = &snapshot.upstream(pidx).health;
+            let outcome =
+                forward::run(session, forward, &mut main.watch, translator, &attempt).await;
+            let class = match &outcome {
+                Ok(Outcome::Complete) => match main.watch.status {
+                    Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
+                    Some(429) => Some(UpstreamErrorClass::Status4xx),
+                    _ => None,
+                },
+                Ok(Outcome::UpstreamError(class)) => Some(*class),
+                Ok(Outcome::Retryable(f)) => Some(f.class),
+                Err(e) if e.esource() == &ErrorSource::Upstream => {
+                    Some(UpstreamErrorClass::Protocol)
+                }
+                Err(_) => None,
+            };
+            record(metrics, provider, health, class, &outcome);
+            main.attempts.push((
+                provider.name.clone(),
+                class.map_or("success", UpstreamErrorClass::as_str),
+            ));
+            match outcome? {
+                Outcome::Complete => return Ok(()),
+                Outcome::UpstreamError(class) => {
+                    main.failed = Some(class);
+                    return Ok(());
+                }
+                Outcome::Retryable(failure) => last = Some(failure),
+            }
+        }
+    }
+    // Every attempt failed before anything reached the client.
+    main.forward = None;
+    match last {
+        Some(failure) if !failure.response.is_empty() => {
+            // The last upstream error, as the upstream sent it (in the client's API).
+            main.failed = Some(failure.class);
+            session.write_response_tasks(failure.response).await?;
+            Ok(())
+        }
+        Some(failure) => {
+            main.failed = Some(failure.class);
+            let name = main
+                .route
+                .as_ref()
+                .map_or_else(String::new, |r| r.name.clone());
+            let e = match failure.class {
+                UpstreamErrorClass::Timeout => GatewayError::UpstreamTimeout(name),
+                UpstreamErrorClass::Connect => GatewayError::UpstreamUnreachable(name),
+                _ => GatewayError::UpstreamFailed(name),
+            };
+            respond::error(session, &e, Some(api), &id).await
+        }
+        None => {
+            let wait = snapshot.next_available(route.group).unwrap_or_default();
+            let name = snapshot
+                .provider(
+                    routes
+                        .group(route.group)
+                        .members
+                        .first()
+                        .copied()
+                        .unwrap_or(0),
+                )
+                .name
+                .clone();
+            respond::unavailable(
+                session,
+                &GatewayError::NoEndpoint(name),
+                Some(api),
+                &id,
+                wait,
+            )
+            .await
+        }
+    }
 }
 
-/// Inspects, routes and rewrites (or translates) the body: everything the upstream request
-/// needs, or the error the client gets.
-fn prepare(
+/// The next endpoint to try: an available one of group `gid`; if none is, and the last failure
+/// parked the endpoints for no longer than the backoff allows, after waiting for it.
+async fn next_endpoint(
+    snapshot: &Snapshot,
+    gid: usize,
+    tried: &[usize],
+    last: Option<&forward::Failure>,
+    policy: &Retry,
+) -> Option<usize> {
+    if let Some(pidx) = snapshot.pick(gid, tried) {
+        return Some(pidx);
+    }
+    let wait = snapshot.next_available(gid)?;
+    let honoured = last
+        .and_then(|f| f.retry_after)
+        .is_some_and(|ra| ra <= policy.backoff_max);
+    if !honoured || wait > policy.backoff_max {
+        return None;
+    }
+    tokio::time::sleep(wait).await;
+    snapshot.pick(gid, tried)
+}
+
+/// Exponential backoff before attempt `n` (1-based retries) with full jitter.
+fn backoff(policy: &Retry, n: u32) -> Duration {
+    let ceiling = policy
+        .backoff_base
+        .saturating_mul(1 << (n - 1).min(16))
+        .min(policy.backoff_max);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    ceiling.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+/// Scores an attempt: endpoint health (ejection, 429 parking) and metrics.
+fn record(
+    metrics: &Metrics,
+    provider: &Provider,
+    health: &crate::balancer::Health,
+    class: Option<UpstreamErrorClass>,
+    outcome: &Result<Outcome>,
+) {
+    let outcome_label = class.map_or("success", UpstreamErrorClass::as_str);
+    metrics.attempt(&provider.prefix, outcome_label);
+    let retry_after = match outcome {
+        Ok(Outcome::Retryable(f)) => f.retry_after,
+        _ => None,
+    };
+    match class {
+        None => {
+            health.succeeded();
+            metrics.endpoint_health(&provider.prefix, &provider.name, true);
+        }
+        Some(class) => {
+            if let Some(ra) = retry_after {
+                health.park_for(ra);
+                metrics.endpoint_health(&provider.prefix, &provider.name, false);
+            }
+            let counts = class != UpstreamErrorClass::Status4xx;
+            if counts && health.failed(&provider.outlier).is_some() {
+                log::warn!(
+                    "endpoint `{}` ejected after repeated failures",
+                    provider.name
+                );
+                metrics.endpoint_health(&provider.prefix, &provider.name, false);
+            }
+        }
+    }
+}
+
+/// Validates the body and resolves its model.
+fn route(
     main: &mut MainCtx,
-    snapshot: &Arc<Snapshot>,
-    api: Api,
-    body: Bytes,
-    req: &RequestHeader,
-) -> std::result::Result<(Forward, Option<ResponseTranslator>), GatewayError> {
-    let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
+    snapshot: &Snapshot,
+    body: &[u8],
+) -> std::result::Result<(body::Inspected, RouteOwned), GatewayError> {
+    let inspected = body::inspect(body).map_err(GatewayError::InvalidBody)?;
     main.model = inspected.model.clone();
     let route = snapshot
         .routes
@@ -436,23 +656,47 @@ fn prepare(
                 GatewayError::ModelNotFound(inspected.model.clone().unwrap_or_default())
             }
         })?;
-    let provider = snapshot.provider(route.provider);
+    let owned = RouteOwned {
+        group: route.group,
+        upstream_model: route.upstream_model.into_owned(),
+    };
+    Ok((inspected, owned))
+}
+
+/// A resolved route, owned.
+struct RouteOwned {
+    group: usize,
+    upstream_model: String,
+}
+
+/// Rewrites (or translates) the body for endpoint `pidx`: everything one attempt needs.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    main: &mut MainCtx,
+    snapshot: &Arc<Snapshot>,
+    api: Api,
+    body: &Bytes,
+    inspected: &body::Inspected,
+    pidx: usize,
+    model: &str,
+    req: &RequestHeader,
+) -> std::result::Result<(Forward, Option<ResponseTranslator>), GatewayError> {
+    let provider = snapshot.provider(pidx);
     main.route = Some(RouteInfo {
         prefix: provider.prefix.clone(),
         name: provider.name.clone(),
-        upstream_model: route.upstream_model.to_string(),
+        upstream_model: model.to_owned(),
     });
     if !auth::has_credentials(provider) {
         return Err(GatewayError::NoAccessKey(provider.name.clone()));
     }
     let direction =
         Direction::between(api, provider.interface).map_err(GatewayError::NotSupported)?;
-    let model = &route.upstream_model;
     let (body, translator) = match direction {
-        Direction::PassThrough => (body::with_model(&body, &inspected, model), None),
+        Direction::PassThrough => (body::with_model(body, inspected, model), None),
         _ => {
             let (body, include_usage) = direction
-                .request(&body, model)
+                .request(body, model)
                 .map_err(GatewayError::InvalidBody)?;
             let translator = ResponseTranslator::new(direction, model, include_usage);
             (body, Some(translator))
@@ -462,7 +706,7 @@ fn prepare(
     let path = upstream_path(provider, upstream_api, model, req);
     let auth = AuthStyle::for_upstream(provider.interface, upstream_api);
     let id = main.request_id.clone();
-    let forward = Forward::new(snapshot.clone(), route.provider, path, body, id, auth);
+    let forward = Forward::new(snapshot.clone(), pidx, path, body, id, auth);
     Ok((forward, translator))
 }
 

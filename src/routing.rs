@@ -10,18 +10,28 @@ use crate::config::Provider;
 #[derive(Debug, Default)]
 pub struct Routes {
     aliases: HashMap<String, String>,
+    /// Provider names, full models and bare ids → group.
     names: HashMap<String, usize>,
     models: HashMap<String, usize>,
     bare_ids: HashMap<String, usize>,
     wildcards: HashMap<String, usize>,
     default: Option<usize>,
+    groups: Vec<Group>,
 }
 
-/// The provider chosen for a request (an index into the snapshot's providers) and the model id
-/// to put in the upstream body.
+/// The endpoints that may serve a request, and where to turn when all of them fail.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// Provider indices, in file order.
+    pub members: Vec<usize>,
+    /// Groups to try next, in order.
+    pub fallbacks: Vec<usize>,
+}
+
+/// The group chosen for a request and the model id to put in the upstream body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Route<'a> {
-    pub provider: usize,
+    pub group: usize,
     pub upstream_model: Cow<'a, str>,
 }
 
@@ -34,25 +44,82 @@ pub enum RouteError {
 }
 
 impl Routes {
-    /// Builds the tables. The config has been validated: names, full models and bare ids are unique.
+    /// Builds the tables. Entries repeating a `model` form one group (its endpoints); a provider
+    /// asked for by its own explicit name is a group of one. The config has been validated.
     pub fn new(providers: &[Provider], aliases: &[(String, String)]) -> Routes {
         let mut routes = Routes {
             aliases: aliases.iter().cloned().collect(),
             ..Routes::default()
         };
+        let mut by_model: HashMap<&str, usize> = HashMap::new();
         for (i, p) in providers.iter().enumerate() {
+            let gid = *by_model.entry(&p.model).or_insert_with(|| {
+                routes.groups.push(Group::default());
+                routes.groups.len() - 1
+            });
+            routes.groups[gid].members.push(i);
             if p.is_wildcard() {
-                routes.wildcards.entry(p.prefix.clone()).or_insert(i);
+                routes.wildcards.entry(p.prefix.clone()).or_insert(gid);
                 continue;
             }
-            routes.names.entry(p.name.clone()).or_insert(i);
-            routes.models.entry(p.model.clone()).or_insert(i);
-            routes.bare_ids.entry(p.id.clone()).or_insert(i);
+            routes.models.entry(p.model.clone()).or_insert(gid);
+            routes.bare_ids.entry(p.id.clone()).or_insert(gid);
             if p.default && routes.default.is_none() {
-                routes.default = Some(i);
+                routes.default = Some(gid);
+            }
+        }
+        for (i, p) in providers.iter().enumerate() {
+            if p.is_wildcard() || p.name == p.model {
+                continue;
+            }
+            // An explicit (or `#n`) name means that one endpoint.
+            routes.groups.push(Group {
+                members: vec![i],
+                fallbacks: Vec::new(),
+            });
+            routes.names.insert(p.name.clone(), routes.groups.len() - 1);
+        }
+        // Fallbacks: from the first entry of a model that names them, shared by its groups.
+        for p in providers {
+            let targets: Vec<usize> = p
+                .fallbacks
+                .iter()
+                .filter_map(|f| routes.lookup(f))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            for g in routes.groups.iter_mut() {
+                let same_model = g
+                    .members
+                    .first()
+                    .is_some_and(|&m| providers[m].model == p.model);
+                if same_model && g.fallbacks.is_empty() {
+                    g.fallbacks = targets.clone();
+                }
             }
         }
         routes
+    }
+
+    fn lookup(&self, model: &str) -> Option<usize> {
+        self.names
+            .get(model)
+            .or_else(|| self.models.get(model))
+            .or_else(|| self.bare_ids.get(model))
+            .copied()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn group(&self, gid: usize) -> &Group {
+        static EMPTY: Group = Group {
+            members: Vec::new(),
+            fallbacks: Vec::new(),
+        };
+        self.groups.get(gid).unwrap_or(&EMPTY)
     }
 
     /// Resolves a requested model: alias → provider name → `provider/id` → bare id → wildcard
@@ -63,25 +130,20 @@ impl Routes {
         requested: Option<&'a str>,
     ) -> Result<Route<'a>, RouteError> {
         let Some(requested) = requested else {
-            let i = self.default.ok_or(RouteError::MissingModel)?;
-            return Ok(self.route(providers, i));
+            let gid = self.default.ok_or(RouteError::MissingModel)?;
+            return Ok(self.route(providers, gid));
         };
         let model = self
             .aliases
             .get(requested)
             .map_or(requested, String::as_str);
-        let exact = self
-            .names
-            .get(model)
-            .or_else(|| self.models.get(model))
-            .or_else(|| self.bare_ids.get(model));
-        if let Some(&i) = exact {
-            return Ok(self.route(providers, i));
+        if let Some(gid) = self.lookup(model) {
+            return Ok(self.route(providers, gid));
         }
         if let Some((prefix, id)) = model.split_once('/') {
-            if let Some(&i) = self.wildcards.get(prefix).filter(|_| !id.is_empty()) {
+            if let Some(&gid) = self.wildcards.get(prefix).filter(|_| !id.is_empty()) {
                 return Ok(Route {
-                    provider: i,
+                    group: gid,
                     upstream_model: Cow::Borrowed(id),
                 });
             }
@@ -89,10 +151,11 @@ impl Routes {
         Err(RouteError::UnknownModel)
     }
 
-    fn route<'a>(&self, providers: &'a [Provider], i: usize) -> Route<'a> {
+    fn route<'a>(&self, providers: &'a [Provider], gid: usize) -> Route<'a> {
+        let first = self.group(gid).members.first().copied().unwrap_or(0);
         Route {
-            provider: i,
-            upstream_model: Cow::Borrowed(providers[i].id.as_str()),
+            group: gid,
+            upstream_model: Cow::Borrowed(providers.get(first).map_or("", |p| p.id.as_str())),
         }
     }
 }
@@ -126,8 +189,9 @@ model_aliases:
     fn resolve(c: &Config, model: Option<&str>) -> Result<(String, String), RouteError> {
         let routes = Routes::new(&c.providers, &c.aliases);
         routes.resolve(&c.providers, model).map(|r| {
+            let first = routes.group(r.group).members[0];
             (
-                c.providers[r.provider].name.clone(),
+                c.providers[first].name.clone(),
                 r.upstream_model.into_owned(),
             )
         })
@@ -186,6 +250,23 @@ model_aliases:
         assert_eq!(resolve(&c, None), ok("openai/gpt-4o", "gpt-4o"));
         let c = config("model_providers: [{model: openai/gpt-4o, access_key: $K}]");
         assert_eq!(resolve(&c, None), Err(RouteError::MissingModel));
+    }
+
+    #[test]
+    fn repeated_models_form_one_group_with_fallbacks() {
+        let c = config(
+            "model_providers:\n  - {model: openai/gpt-4o, access_key: $K, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h'}\n  - {model: anthropic/claude, access_key: $K}\n",
+        );
+        let routes = Routes::new(&c.providers, &c.aliases);
+        let r = routes.resolve(&c.providers, Some("gpt-4o")).unwrap();
+        assert_eq!(routes.group(r.group).members, [0, 1]);
+        let fallback = routes.group(r.group).fallbacks[0];
+        assert_eq!(routes.group(fallback).members, [2]);
+        // The second endpoint by its own name: that endpoint alone.
+        let r = routes
+            .resolve(&c.providers, Some("openai/gpt-4o#2"))
+            .unwrap();
+        assert_eq!(routes.group(r.group).members, [1]);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::json;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::balancer::{self, Health};
 use crate::config::{Config, Endpoint, Provider};
 use crate::dns::Addresses;
 use crate::routing::Routes;
@@ -24,6 +27,8 @@ pub struct Snapshot {
     upstreams: Vec<Upstream>,
     /// The `GET /v1/models` response body.
     pub models_body: Bytes,
+    /// Round-robin position of each routing group.
+    rotation: Vec<AtomicU64>,
 }
 
 /// Where one provider's requests go.
@@ -33,6 +38,8 @@ pub struct Upstream {
     pub endpoint: Endpoint,
     /// Shared by all providers on the same `host:port`.
     pub addresses: Arc<Addresses>,
+    /// Passive health; kept across reloads while the provider is unchanged.
+    pub health: Arc<Health>,
 }
 
 impl Snapshot {
@@ -45,11 +52,14 @@ impl Snapshot {
     /// addresses (and so their pooled connections, which Pingora keys by address).
     pub fn after(config: Config, previous: Option<&Snapshot>) -> Snapshot {
         let mut by_host: HashMap<(String, u16), Arc<Addresses>> = HashMap::new();
+        let mut health: HashMap<(String, Endpoint), Arc<Health>> = HashMap::new();
         for upstream in previous.map_or(&[][..], |p| p.upstreams()) {
             let key = (upstream.endpoint.host.clone(), upstream.endpoint.port);
             by_host
                 .entry(key)
                 .or_insert_with(|| upstream.addresses.clone());
+            let key = (upstream.provider_name.clone(), upstream.endpoint.clone());
+            health.insert(key, upstream.health.clone());
         }
         let upstreams = config
             .providers
@@ -60,15 +70,23 @@ impl Snapshot {
                     .entry(key)
                     .or_insert_with(|| Arc::new(Addresses::new(&p.endpoint.host, p.endpoint.port)))
                     .clone();
+                let health = health
+                    .remove(&(p.name.clone(), p.endpoint.clone()))
+                    .unwrap_or_default();
                 Upstream {
                     provider_name: p.name.clone(),
                     endpoint: p.endpoint.clone(),
                     addresses,
+                    health,
                 }
             })
             .collect();
+        let routes = Routes::new(&config.providers, &config.aliases);
         Snapshot {
-            routes: Routes::new(&config.providers, &config.aliases),
+            rotation: (0..routes.group_count())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            routes,
             models_body: models_body(&config.providers),
             upstreams,
             config,
@@ -89,6 +107,49 @@ impl Snapshot {
 
     pub fn upstreams(&self) -> &[Upstream] {
         &self.upstreams
+    }
+
+    /// Picks an available endpoint of group `gid` not in `tried`, weighted round-robin. When
+    /// every available endpoint was tried, one may be tried again; when all that are not parked
+    /// are ejected, the ejected ones are used.
+    pub fn pick(&self, gid: usize, tried: &[usize]) -> Option<usize> {
+        let now = balancer::now_ms();
+        let members = &self.routes.group(gid).members;
+        let weighted = |keep: &dyn Fn(&Health) -> bool| -> Vec<(usize, u32)> {
+            members
+                .iter()
+                .filter(|&&i| keep(&self.upstreams[i].health))
+                .map(|&i| (i, self.config.providers[i].weight))
+                .collect()
+        };
+        let mut available = weighted(&|h| h.available_at(now));
+        if available.is_empty() {
+            available = weighted(&|h| !h.parked_at(now));
+        }
+        let fresh: Vec<(usize, u32)> = available
+            .iter()
+            .copied()
+            .filter(|(i, _)| !tried.contains(i))
+            .collect();
+        let n = self
+            .rotation
+            .get(gid)
+            .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
+        balancer::weighted(if fresh.is_empty() { &available } else { &fresh }, n)
+    }
+
+    /// How long until an endpoint of group `gid` takes requests again.
+    pub fn next_available(&self, gid: usize) -> Option<std::time::Duration> {
+        let soonest = self
+            .routes
+            .group(gid)
+            .members
+            .iter()
+            .map(|&i| self.upstreams[i].health.unavailable_until())
+            .min()?;
+        Some(std::time::Duration::from_millis(
+            soonest.saturating_sub(balancer::now_ms()),
+        ))
     }
 }
 

@@ -115,6 +115,11 @@ enum Mode {
 }
 
 impl ResponseWatch {
+    /// Whether the response is an SSE stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.mode, Mode::Sse(_))
+    }
+
     /// The response header: decides how the body is read.
     pub fn header(&mut self, status: u16, content_type: Option<&str>) {
         self.status = Some(status);

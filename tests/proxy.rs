@@ -242,7 +242,14 @@ fn a_stream_cut_mid_way_never_looks_complete() {
         }
     };
     assert_eq!(end, "connection closed", "the client must see the cut");
-    assert_eq!(String::from_utf8(got).unwrap().matches("data: ").count(), 3);
+    let text = String::from_utf8(got).unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 4, "{text}");
+    assert!(events[..3].iter().all(|e| e.contains("chat.completion.chunk")));
+    // The last event says what happened, in OpenAI's shape.
+    let last: serde_json::Value =
+        serde_json::from_str(events[3].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_error", "{last}");
 }
 
 #[test]

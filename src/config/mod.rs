@@ -189,7 +189,7 @@ impl Provider {
 }
 
 /// Where a provider is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub tls: bool,
     /// Host name or IP address (IPv6 without brackets).

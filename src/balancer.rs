@@ -1,0 +1,137 @@
+//! Choosing one of a model's endpoints, and keeping score of each endpoint's health.
+//!
+//! Selection is weighted round-robin over the endpoints that are available: not ejected by
+//! passive health (consecutive failures eject for a cool-down that doubles on repeat) and not
+//! parked by a 429's `retry-after`. Ejection never takes the last endpoints out: when every
+//! endpoint not parked is ejected, the ejected ones are used (Envoy's "panic" mode), so a
+//! single-endpoint model is never failed by the gateway itself. State is lock-free atomics.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use crate::config::Outlier;
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Milliseconds since the process started (the clock health state is kept in).
+pub fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+/// One endpoint's health.
+#[derive(Debug, Default)]
+pub struct Health {
+    consecutive_failures: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until: AtomicU64,
+    parked_until: AtomicU64,
+}
+
+impl Health {
+    /// Neither ejected nor parked.
+    pub fn available_at(&self, now: u64) -> bool {
+        !self.parked_at(now) && now >= self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// Parked by a `retry-after`: not to be used at all until then.
+    pub fn parked_at(&self, now: u64) -> bool {
+        now < self.parked_until.load(Ordering::Relaxed)
+    }
+
+    /// When the endpoint takes requests again (ms since start; 0 if it does now).
+    pub fn unavailable_until(&self) -> u64 {
+        self.parked_until
+            .load(Ordering::Relaxed)
+            .max(self.ejected_until.load(Ordering::Relaxed))
+    }
+
+    /// A request succeeded: the failure streak and the ejection count start over.
+    pub fn succeeded(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejections.store(0, Ordering::Relaxed);
+    }
+
+    /// A request failed. Returns the ejection, if this failure caused one.
+    pub fn failed(&self, outlier: &Outlier) -> Option<Duration> {
+        let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < outlier.consecutive_failures {
+            return None;
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+        let ejection = outlier
+            .ejection
+            .saturating_mul(1 << n)
+            .min(outlier.max_ejection);
+        let until = now_ms() + ejection.as_millis() as u64;
+        self.ejected_until.fetch_max(until, Ordering::Relaxed);
+        Some(ejection)
+    }
+
+    /// Takes the endpoint out of rotation for `d` (a 429's `retry-after`).
+    pub fn park_for(&self, d: Duration) {
+        let until = now_ms() + d.as_millis() as u64;
+        self.parked_until.fetch_max(until, Ordering::Relaxed);
+    }
+}
+
+/// Picks among `candidates` (index, weight): the `n`-th slot of a weighted round-robin.
+pub fn weighted(candidates: &[(usize, u32)], n: u64) -> Option<usize> {
+    let total: u64 = candidates.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut slot = n % total;
+    for (i, w) in candidates {
+        let w = u64::from(*w);
+        if slot < w {
+            return Some(*i);
+        }
+        slot -= w;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_round_robin_follows_the_weights() {
+        let c = [(7, 3), (8, 1)];
+        let picks: Vec<usize> = (0..8).filter_map(|n| weighted(&c, n)).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 7).count(), 6);
+        assert_eq!(picks.iter().filter(|&&i| i == 8).count(), 2);
+        assert_eq!(weighted(&[], 3), None);
+    }
+
+    #[test]
+    fn ejection_after_a_streak_doubles_on_repeat() {
+        let h = Health::default();
+        let o = Outlier {
+            consecutive_failures: 2,
+            ejection: Duration::from_millis(100),
+            max_ejection: Duration::from_millis(300),
+        };
+        assert_eq!(h.failed(&o), None);
+        assert_eq!(h.failed(&o), Some(Duration::from_millis(100)));
+        assert!(!h.available_at(now_ms()));
+        assert_eq!(h.failed(&o), None);
+        assert_eq!(h.failed(&o), Some(Duration::from_millis(200)));
+        h.failed(&o);
+        assert_eq!(h.failed(&o), Some(Duration::from_millis(300)), "capped");
+        h.succeeded();
+        assert_eq!(h.failed(&o), None, "a success resets the streak");
+    }
+
+    #[test]
+    fn parking_never_shortens() {
+        let h = Health::default();
+        h.park_for(Duration::from_secs(60));
+        let until = h.unavailable_until();
+        h.park_for(Duration::from_millis(1));
+        assert_eq!(h.unavailable_until(), until);
+        assert!(!h.available_at(now_ms()));
+    }
+}
