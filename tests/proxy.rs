@@ -245,7 +245,9 @@ fn a_stream_cut_mid_way_never_looks_complete() {
     let text = String::from_utf8(got).unwrap();
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 4, "{text}");
-    assert!(events[..3].iter().all(|e| e.contains("chat.completion.chunk")));
+    assert!(events[..3]
+        .iter()
+        .all(|e| e.contains("chat.completion.chunk")));
     // The last event says what happened, in OpenAI's shape.
     let last: serde_json::Value =
         serde_json::from_str(events[3].strip_prefix("data: ").unwrap()).unwrap();

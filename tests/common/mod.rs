@@ -58,11 +58,16 @@ impl Received {
 ///   [`ANTHROPIC_USAGE`];
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
 /// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
-/// - `split` (with `sse=N`): events written in 5-byte pieces.
+/// - `split` (with `sse=N`): events written in 5-byte pieces;
+/// - `retry_after=S` (with `status`): a `retry-after: S` header.
+///
+/// A request without `x-mock` gets the mock's default mode (`set_mode`, initially "").
 pub struct Mock {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     hangups: Arc<Mutex<u32>>,
+    /// The mode used when a request has no `x-mock` header.
+    default_mode: Arc<Mutex<String>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -107,22 +112,23 @@ impl Mock {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let hangups = Arc::new(Mutex::new(0));
-        let (r, h) = (received.clone(), hangups.clone());
+        let default_mode = Arc::new(Mutex::new(String::new()));
+        let (r, h, d) = (received.clone(), hangups.clone(), default_mode.clone());
         let port = addr.port();
         runtime.spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, h) = (r.clone(), h.clone());
+                let (r, h, d) = (r.clone(), h.clone(), d.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve(socket, port, r, h));
+                        tokio::spawn(serve(socket, port, r, h, d));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             if let Ok(stream) = acceptor.accept(socket).await {
-                                serve(stream, port, r, h).await;
+                                serve(stream, port, r, h, d).await;
                             }
                         });
                     }
@@ -133,6 +139,7 @@ impl Mock {
             addr,
             received,
             hangups,
+            default_mode,
             runtime,
         }
     }
@@ -162,6 +169,11 @@ impl Mock {
         all.into_iter().next().unwrap()
     }
 
+    /// Sets how requests without an `x-mock` header are answered (see the type's docs).
+    pub fn set_mode(&self, mode: &str) {
+        *self.default_mode.lock().unwrap() = mode.to_owned();
+    }
+
     /// Requests whose client hung up before the (delayed) answer was ready.
     pub fn hangups(&self) -> u32 {
         *self.hangups.lock().unwrap()
@@ -173,6 +185,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     hangups: Arc<Mutex<u32>>,
+    default_mode: Arc<Mutex<String>>,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -180,7 +193,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         };
         buf = rest;
-        let mode = req.header("x-mock").unwrap_or("").to_owned();
+        let mode = match req.header("x-mock") {
+            Some(m) => m.to_owned(),
+            None => default_mode.lock().unwrap().clone(),
+        };
         received.lock().unwrap().push(req.clone());
         let opts = parse_mode(&mode);
 
@@ -246,8 +262,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let body = body.to_string();
+        let retry_after = opts
+            .retry_after
+            .map_or_else(String::new, |s| format!("retry-after: {s}\r\n"));
         let head = format!(
-            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\n{retry_after}content-length: {}\r\n\r\n",
             body.len()
         );
         if socket.write_all(head.as_bytes()).await.is_err()
@@ -273,6 +292,8 @@ struct Mode {
     tools: bool,
     /// Write SSE in 5-byte pieces, so events are split across TCP reads.
     split: bool,
+    /// With `status`: a `retry-after` header of this many seconds.
+    retry_after: Option<u64>,
 }
 
 /// A non-streamed answer in the shape and with the content `opts` ask for.
@@ -397,6 +418,7 @@ fn parse_mode(mode: &str) -> Mode {
             "anthropic" => m.anthropic = true,
             "usage" => m.usage = true,
             "tools" => m.tools = true,
+            "retry_after" => m.retry_after = v.parse().ok(),
             "split" => m.split = true,
             _ => panic!("unknown mock mode {part}"),
         }

@@ -1,0 +1,198 @@
+//! Several endpoints per model, weights, retries, passive health and fallbacks, on the real
+//! binary with mock upstreams that fail on purpose. Clients must not notice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{chat, yaml, Gateway, Mock};
+use serde_json::json;
+
+fn served_by(resp: &common::Response) -> u16 {
+    resp.header("x-mock-port").unwrap().parse().unwrap()
+}
+
+#[test]
+fn weights_split_traffic() {
+    let (a, b) = (Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}', weight: 3}}\n  - {{model: custom/m, base_url: '{}', weight: 1}}\n",
+        a.url(),
+        b.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let mut to_a = 0;
+    for _ in 0..1000 {
+        let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+        assert_eq!(resp.status, 200);
+        if served_by(&resp) == a.addr.port() {
+            to_a += 1;
+        }
+    }
+    let share = f64::from(to_a) / 1000.0;
+    assert!(
+        (0.70..=0.80).contains(&share),
+        "a got {share} of the traffic, want 0.75 ± 0.05"
+    );
+    assert_eq!(a.received().len() + b.received().len(), 1000);
+}
+
+/// Three endpoints of one model: `bad` misbehaves as `mode` says (or refuses connections).
+fn three_endpoints(bad: Option<&Mock>, extra: &str) -> (Mock, Mock, Gateway) {
+    let (good1, good2) = (Mock::start(), Mock::start());
+    let bad_url = bad.map_or_else(
+        || format!("http://127.0.0.1:{}", common::free_port()),
+        Mock::url,
+    );
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}', name: good1{extra}}}\n  - {{model: custom/m, base_url: '{bad_url}', name: bad{extra}}}\n  - {{model: custom/m, base_url: '{}', name: good2{extra}}}\n",
+        good1.url(),
+        good2.url(),
+    ));
+    let gw = Gateway::start(&config, &[]);
+    (good1, good2, gw)
+}
+
+const OUTLIER: &str = ", outlier_detection: {consecutive_failures: 2, ejection: 1s}";
+
+fn no_client_errors(gw: &Gateway, n: usize) {
+    for i in 0..n {
+        let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+        assert_eq!(
+            resp.status,
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+}
+
+#[test]
+fn a_refusing_endpoint_is_retried_around_and_ejected() {
+    let (good1, good2, gw) = three_endpoints(None, OUTLIER);
+    no_client_errors(&gw, 30);
+    assert_eq!(good1.received().len() + good2.received().len(), 30);
+    let text = gw.metrics();
+    // Two failures in a row ejected it; after that it was skipped.
+    assert_eq!(
+        common::sample_value(
+            &text,
+            r#"switchyard_upstream_attempts_total{outcome="connect",provider="custom"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        common::sample_value(
+            &text,
+            r#"switchyard_endpoint_healthy{endpoint="bad",provider="custom"}"#
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn a_failing_endpoint_is_ejected_and_later_readmitted() {
+    let bad = Mock::start();
+    bad.set_mode("status=500");
+    let (_g1, _g2, gw) = three_endpoints(Some(&bad), OUTLIER);
+    no_client_errors(&gw, 30);
+    assert_eq!(bad.received().len(), 2, "ejected after two 500s");
+    // It recovers; after the 1 s ejection it is used again.
+    bad.set_mode("");
+    std::thread::sleep(Duration::from_millis(1200));
+    no_client_errors(&gw, 30);
+    assert!(bad.received().len() > 2, "not re-admitted");
+    assert_eq!(
+        common::sample_value(
+            &gw.metrics(),
+            r#"switchyard_endpoint_healthy{endpoint="bad",provider="custom"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_rate_limited_endpoint_is_parked_for_its_retry_after() {
+    let bad = Mock::start();
+    bad.set_mode("status=429,retry_after=2");
+    let (_g1, _g2, gw) = three_endpoints(Some(&bad), "");
+    no_client_errors(&gw, 30);
+    assert_eq!(bad.received().len(), 1, "parked after its first 429");
+}
+
+#[test]
+fn a_stalling_endpoint_times_out_before_the_first_byte() {
+    let bad = Mock::start();
+    bad.set_mode("delay_ms=5000");
+    let (_g1, _g2, gw) = three_endpoints(Some(&bad), ", timeouts: {first_byte: 300ms}");
+    let started = Instant::now();
+    no_client_errors(&gw, 12);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!bad.received().is_empty());
+}
+
+#[test]
+fn fallback_to_another_interface_with_a_large_body() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    openai.set_mode("status=503");
+    anthropic.set_mode("anthropic");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: k, fallbacks: [claude-sonnet-4-5]}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{}', access_key: k}}\n",
+        openai.url(),
+        anthropic.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let big = "x".repeat(1 << 20);
+    let resp = chat(
+        gw.addr,
+        &[],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": big}]}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.json()["object"],
+        "chat.completion",
+        "translated back for the OpenAI client"
+    );
+    assert_eq!(openai.received().len(), 1);
+    let got = anthropic.only();
+    assert_eq!(got.path, "/v1/messages");
+    let sent = got.json();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(
+        sent["messages"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .len(),
+        1 << 20
+    );
+    assert_eq!(
+        common::sample_value(
+            &gw.metrics(),
+            r#"switchyard_failovers_total{from="openai/gpt-4o",to="anthropic/claude-sonnet-4-5"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn when_everything_fails_the_last_upstream_error_reaches_the_client() {
+    let (a, b) = (Mock::start(), Mock::start());
+    a.set_mode("status=500");
+    b.set_mode("status=429,retry_after=7");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}'}}\n  - {{model: custom/m, base_url: '{}'}}\n",
+        a.url(),
+        b.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    assert!(resp.status == 500 || resp.status == 429, "{}", resp.status);
+    assert_eq!(resp.json()["error"]["message"], "mock error");
+    assert_eq!(
+        a.received().len() + b.received().len(),
+        2,
+        "each endpoint tried once"
+    );
+}
