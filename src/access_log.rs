@@ -38,6 +38,14 @@ pub struct Entry<'a> {
     pub bytes_in: usize,
     pub bytes_out: usize,
     pub error: Option<&'a str>,
+    /// Every upstream attempt: endpoint name and outcome (`success` or an error class).
+    pub attempts: Vec<Attempt<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attempt<'a> {
+    pub endpoint: &'a str,
+    pub outcome: &'a str,
 }
 
 /// Where access-log lines go (`server.access_log`).

@@ -22,6 +22,10 @@ pub fn now_ms() -> u64 {
 /// One endpoint's health.
 #[derive(Debug, Default)]
 pub struct Health {
+    /// Requests being served by the endpoint (for `least_requests`).
+    in_flight: AtomicU32,
+    /// Set by the active health check.
+    down: std::sync::atomic::AtomicBool,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until: AtomicU64,
@@ -29,9 +33,29 @@ pub struct Health {
 }
 
 impl Health {
-    /// Neither ejected nor parked.
+    /// Neither ejected, parked nor down.
     pub fn available_at(&self, now: u64) -> bool {
-        !self.parked_at(now) && now >= self.ejected_until.load(Ordering::Relaxed)
+        !self.parked_at(now) && !self.is_down() && now >= self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// The active health check's verdict.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Records the active health check's verdict; returns whether it changed.
+    pub fn set_down(&self, down: bool) -> bool {
+        self.down.swap(down, Ordering::Relaxed) != down
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
     }
 
     /// Parked by a `retry-after`: not to be used at all until then.
@@ -76,6 +100,15 @@ impl Health {
     }
 }
 
+/// A request counted in an endpoint's in-flight number.
+pub struct InFlight<'a>(&'a Health);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Picks among `candidates` (index, weight): the `n`-th slot of a weighted round-robin.
 pub fn weighted(candidates: &[(usize, u32)], n: u64) -> Option<usize> {
     let total: u64 = candidates.iter().map(|(_, w)| u64::from(*w)).sum();
@@ -91,6 +124,42 @@ pub fn weighted(candidates: &[(usize, u32)], n: u64) -> Option<usize> {
         slot -= w;
     }
     None
+}
+
+/// Power of two choices: of two candidates drawn from `n`, the one with fewer requests in
+/// flight (`load`).
+pub fn least_requests(
+    candidates: &[(usize, u32)],
+    n: u64,
+    load: impl Fn(usize) -> u32,
+) -> Option<usize> {
+    let len = candidates.len() as u64;
+    if len == 0 {
+        return None;
+    }
+    let mix = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let a = candidates[(mix % len) as usize].0;
+    let b = candidates[((mix >> 32) % len) as usize].0;
+    Some(if load(b) < load(a) { b } else { a })
+}
+
+/// Rendezvous hashing: the candidate `key` maps to, stable while the candidates are.
+pub fn affinity(
+    candidates: &[(usize, u32)],
+    key: &str,
+    name: impl Fn(usize) -> String,
+) -> Option<usize> {
+    use std::hash::{Hash, Hasher};
+    candidates
+        .iter()
+        .map(|(i, _)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            name(*i).hash(&mut h);
+            (h.finish(), *i)
+        })
+        .max()
+        .map(|(_, i)| i)
 }
 
 #[cfg(test)]
@@ -123,6 +192,38 @@ mod tests {
         assert_eq!(h.failed(&o), Some(Duration::from_millis(300)), "capped");
         h.succeeded();
         assert_eq!(h.failed(&o), None, "a success resets the streak");
+    }
+
+    #[test]
+    fn least_requests_takes_the_less_loaded_of_two() {
+        let c = [(0, 1), (1, 1)];
+        let load = |i: usize| if i == 0 { 5 } else { 0 };
+        // Whenever both are drawn, the idle one wins; over many draws the busy one rarely does.
+        let busy = (0..100)
+            .filter(|&n| least_requests(&c, n, load) == Some(0))
+            .count();
+        assert!(busy < 50, "{busy}");
+        assert_eq!(least_requests(&[], 1, load), None);
+    }
+
+    #[test]
+    fn affinity_is_stable_and_spreads() {
+        let c: Vec<(usize, u32)> = (0..4).map(|i| (i, 1)).collect();
+        let name = |i: usize| format!("e{i}");
+        let first = affinity(&c, "conversation-1", name);
+        assert!((0..10).all(|_| affinity(&c, "conversation-1", name) == first));
+        let spread: std::collections::HashSet<_> = (0..40)
+            .filter_map(|k| affinity(&c, &format!("conv-{k}"), name))
+            .collect();
+        assert!(spread.len() > 1);
+        // Losing another endpoint does not move the conversation.
+        let first = first.unwrap();
+        let fewer: Vec<(usize, u32)> = c
+            .iter()
+            .copied()
+            .filter(|(i, _)| *i != (first + 1) % 4)
+            .collect();
+        assert_eq!(affinity(&fewer, "conversation-1", name), Some(first));
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Inspected {
     model_span: Option<Range<usize>>,
     /// Whether the client asked for a streamed (SSE) response.
     pub stream: bool,
+    /// The body's `user` (end-user id), if it is a string.
+    pub user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +29,8 @@ struct Probe<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -62,6 +66,7 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
         model,
         model_span,
         stream: probe.stream.is_some_and(|s| s.get() == "true"),
+        user: probe.user.and_then(|u| serde_json::from_str(u.get()).ok()),
     })
 }
 

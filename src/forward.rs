@@ -213,6 +213,7 @@ pub async fn run(
                     match task {
                         HttpTask::Header(h, _) => {
                             header_seen = true;
+                            watch.retry_after = retry_after(h);
                             watch.header(
                                 h.status.as_u16(),
                                 h.headers.get("content-type").and_then(|v| v.to_str().ok()),

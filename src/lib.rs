@@ -13,6 +13,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

@@ -360,6 +360,11 @@ fn access_entry<'a>(
         error: upstream_error
             .map(UpstreamErrorClass::as_str)
             .or(e.map(|e| e.etype().as_str())),
+        attempts: main
+            .attempts
+            .iter()
+            .map(|(endpoint, outcome)| access_log::Attempt { endpoint, outcome })
+            .collect(),
     }
 }
 
@@ -429,6 +434,15 @@ async fn handle_model_request(
         .and_then(|&p| snapshot.provider(p).timeouts.or(listener.timeouts).total)
         .map(|t| main.started + t);
 
+    // A conversation pinned to one endpoint (warm prompt caches): the client's
+    // `x-model-affinity`, else the body's `user`.
+    let affinity = session
+        .req_header()
+        .headers
+        .get("x-model-affinity")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| inspected.user.clone());
     let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<forward::Failure> = None;
     for (gi, &gid) in groups.iter().enumerate() {
@@ -458,7 +472,15 @@ async fn handle_model_request(
             metrics.failover(from, &lead.name);
         }
         for n in 0..policy.attempts {
-            let Some(pidx) = next_endpoint(&snapshot, gid, &tried, last.as_ref(), &policy).await
+            let Some(pidx) = next_endpoint(
+                &snapshot,
+                gid,
+                &tried,
+                last.as_ref(),
+                &policy,
+                affinity.as_deref(),
+            )
+            .await
             else {
                 break;
             };
@@ -491,8 +513,10 @@ async fn handle_model_request(
             main.forward = Some(forward.clone());
             main.watch = ResponseWatch::default();
             let health = &snapshot.upstream(pidx).health;
+            let in_flight = health.start();
             let outcome =
                 forward::run(session, forward, &mut main.watch, translator, &attempt).await;
+            drop(in_flight);
             let class = match &outcome {
                 Ok(Outcome::Complete) => match main.watch.status {
                     Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
@@ -506,7 +530,11 @@ async fn handle_model_request(
                 }
                 Err(_) => None,
             };
-            record(metrics, provider, health, class, &outcome);
+            let retry_after = match &outcome {
+                Ok(Outcome::Retryable(f)) => f.retry_after,
+                _ => main.watch.retry_after,
+            };
+            record(metrics, provider, health, class, retry_after);
             main.attempts.push((
                 provider.name.clone(),
                 class.map_or("success", UpstreamErrorClass::as_str),
@@ -576,8 +604,9 @@ async fn next_endpoint(
     tried: &[usize],
     last: Option<&forward::Failure>,
     policy: &Retry,
+    affinity: Option<&str>,
 ) -> Option<usize> {
-    if let Some(pidx) = snapshot.pick(gid, tried) {
+    if let Some(pidx) = snapshot.pick(gid, tried, affinity) {
         return Some(pidx);
     }
     let wait = snapshot.next_available(gid)?;
@@ -588,7 +617,7 @@ async fn next_endpoint(
         return None;
     }
     tokio::time::sleep(wait).await;
-    snapshot.pick(gid, tried)
+    snapshot.pick(gid, tried, affinity)
 }
 
 /// Exponential backoff before attempt `n` (1-based retries) with full jitter.
@@ -609,14 +638,10 @@ fn record(
     provider: &Provider,
     health: &crate::balancer::Health,
     class: Option<UpstreamErrorClass>,
-    outcome: &Result<Outcome>,
+    retry_after: Option<Duration>,
 ) {
     let outcome_label = class.map_or("success", UpstreamErrorClass::as_str);
     metrics.attempt(&provider.prefix, outcome_label);
-    let retry_after = match outcome {
-        Ok(Outcome::Retryable(f)) => f.retry_after,
-        _ => None,
-    };
     match class {
         None => {
             health.succeeded();
@@ -794,9 +819,17 @@ async fn peer(sub: &mut SubCtx) -> Result<HttpPeer> {
         .copied()
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address"))?;
     let mut peer = HttpPeer::new(addr, upstream.endpoint.tls, upstream.endpoint.host.clone());
-    peer.options.total_connection_timeout = Some(config.overrides.upstream_connect_timeout);
-    peer.options.read_timeout = Some(config.listener.timeout);
-    peer.options.write_timeout = Some(config.listener.timeout);
+    let timeouts = config.providers[forward.provider]
+        .timeouts
+        .or(config.listener.timeouts);
+    let idle = timeouts.idle.unwrap_or(config.listener.timeout);
+    peer.options.total_connection_timeout = Some(
+        timeouts
+            .connect
+            .unwrap_or(config.overrides.upstream_connect_timeout),
+    );
+    peer.options.read_timeout = Some(idle);
+    peer.options.write_timeout = Some(idle);
     peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
     Ok(peer)
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::dns::Refresher;
+use crate::health::HealthChecker;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
@@ -67,6 +68,12 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         }
     };
     let startup = config.clone();
+    let ca_file = config
+        .overrides
+        .upstream_tls_ca_path
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let health_metrics = metrics.clone();
     let state = Snapshot::new(config).into_shared();
 
     let gateway = Gateway::new(state.clone(), metrics.clone(), access_log);
@@ -90,6 +97,14 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
             state: state.clone(),
             metrics,
             startup,
+        },
+    ));
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            state: state.clone(),
+            metrics: health_metrics,
+            ca_file,
         },
     ));
     server.add_service(background_service("dns refresher", Refresher { state }));

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::balancer::{self, Health};
-use crate::config::{Config, Endpoint, Provider};
+use crate::config::{Config, Endpoint, LbPolicy, Provider};
 use crate::dns::Addresses;
 use crate::routing::Routes;
 
@@ -112,7 +112,7 @@ impl Snapshot {
     /// Picks an available endpoint of group `gid` not in `tried`, weighted round-robin. When
     /// every available endpoint was tried, one may be tried again; when all that are not parked
     /// are ejected, the ejected ones are used.
-    pub fn pick(&self, gid: usize, tried: &[usize]) -> Option<usize> {
+    pub fn pick(&self, gid: usize, tried: &[usize], affinity: Option<&str>) -> Option<usize> {
         let now = balancer::now_ms();
         let members = &self.routes.group(gid).members;
         let weighted = |keep: &dyn Fn(&Health) -> bool| -> Vec<(usize, u32)> {
@@ -135,7 +135,17 @@ impl Snapshot {
             .rotation
             .get(gid)
             .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
-        balancer::weighted(if fresh.is_empty() { &available } else { &fresh }, n)
+        let candidates = if fresh.is_empty() { &available } else { &fresh };
+        let lead = members.first().map(|&i| &self.config.providers[i]);
+        match (affinity, lead.map(|p| p.lb_policy)) {
+            (Some(key), _) => {
+                balancer::affinity(candidates, key, |i| self.config.providers[i].name.clone())
+            }
+            (None, Some(LbPolicy::LeastRequests)) => {
+                balancer::least_requests(candidates, n, |i| self.upstreams[i].health.in_flight())
+            }
+            _ => balancer::weighted(candidates, n),
+        }
     }
 
     /// How long until an endpoint of group `gid` takes requests again.

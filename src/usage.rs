@@ -103,6 +103,8 @@ pub struct ResponseWatch {
     pub first_token: Option<Instant>,
     pub bytes_out: u64,
     pub usage: Option<Usage>,
+    /// The upstream's `retry-after`, if its answer had one.
+    pub retry_after: Option<std::time::Duration>,
     mode: Mode,
 }
 

@@ -196,3 +196,206 @@ fn when_everything_fails_the_last_upstream_error_reaches_the_client() {
         "each endpoint tried once"
     );
 }
+
+fn posts(mock: &Mock) -> usize {
+    mock.received()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count()
+}
+
+#[test]
+fn active_health_checks_take_a_replica_out_and_back() {
+    let (a, b) = (Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}', health_check: {{path: /health, interval: 100ms}}}}\n  - {{model: custom/m, base_url: '{}', name: b, health_check: {{path: /health, interval: 100ms}}}}\n",
+        a.url(),
+        b.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    b.set_mode("status=503");
+    let healthy_b = r#"switchyard_endpoint_healthy{endpoint="b",provider="custom"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::sample_value(&gw.metrics(), healthy_b) != 0.0
+        || gw.metrics().matches(healthy_b).count() == 0
+    {
+        assert!(Instant::now() < deadline, "b was never marked down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = posts(&b);
+    for _ in 0..20 {
+        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    }
+    assert_eq!(
+        posts(&b),
+        before,
+        "a replica that fails its check gets no traffic"
+    );
+    assert!(b
+        .received()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/health"));
+
+    b.set_mode("");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::sample_value(&gw.metrics(), healthy_b) != 1.0 {
+        assert!(Instant::now() < deadline, "b never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    }
+    assert!(posts(&b) > before, "back in rotation");
+}
+
+#[test]
+fn affinity_pins_a_conversation_to_one_endpoint() {
+    let mocks: Vec<Mock> = (0..4).map(|_| Mock::start()).collect();
+    let providers: Vec<serde_json::Value> = mocks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"model": "custom/m", "base_url": m.url(), "name": format!("e{i}")}))
+        .collect();
+    let gw = Gateway::start(&json!({"model_providers": providers}), &[]);
+    for conversation in ["conv-a", "conv-b", "conv-c"] {
+        let ports: std::collections::HashSet<u16> = (0..8)
+            .map(|_| {
+                served_by(&chat(
+                    gw.addr,
+                    &[("x-model-affinity", conversation)],
+                    &json!({"model": "m"}),
+                ))
+            })
+            .collect();
+        assert_eq!(ports.len(), 1, "{conversation} moved between endpoints");
+    }
+    // The body's `user` pins too.
+    let ports: std::collections::HashSet<u16> = (0..8)
+        .map(|_| {
+            served_by(&chat(
+                gw.addr,
+                &[],
+                &json!({"model": "m", "user": "user-42"}),
+            ))
+        })
+        .collect();
+    assert_eq!(ports.len(), 1);
+    // Without a key, traffic spreads.
+    let ports: std::collections::HashSet<u16> = (0..8)
+        .map(|_| served_by(&chat(gw.addr, &[], &json!({"model": "m"}))))
+        .collect();
+    assert_eq!(ports.len(), 4);
+}
+
+#[test]
+fn ejection_survives_a_reload_and_attempts_are_logged() {
+    let bad = Mock::start();
+    bad.set_mode("status=500");
+    let (_g1, _g2, mut gw) = three_endpoints(
+        Some(&bad),
+        ", outlier_detection: {consecutive_failures: 1, ejection: 30s}",
+    );
+    no_client_errors(&gw, 6);
+    assert_eq!(bad.received().len(), 1);
+    // A reload that leaves `bad` unchanged keeps it ejected.
+    let extra = Mock::start();
+    let url = extra.url();
+    gw.rewrite(|c| {
+        c["model_providers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"model": "custom/other", "base_url": url}))
+    });
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::sample_value(
+        &gw.metrics(),
+        r#"switchyard_config_reloads_total{result="success"}"#,
+    ) != 1.0
+    {
+        assert!(Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    no_client_errors(&gw, 12);
+    assert_eq!(bad.received().len(), 1, "health state was lost on reload");
+    // The access log lists the attempts of the request that met the bad endpoint.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.access_log();
+        let retried = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["attempts"].as_array().is_some_and(|a| a.len() == 2));
+        if let Some(line) = retried {
+            assert_eq!(
+                line["attempts"][0],
+                json!({"endpoint": "bad", "outcome": "status_5xx"})
+            );
+            assert_eq!(line["attempts"][1]["outcome"], "success");
+            assert_eq!(line["status"], 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retried request in the access log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_parked_model_answers_503_with_retry_after() {
+    let mock = Mock::start();
+    mock.set_mode("status=429,retry_after=30");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}'}}\n",
+        mock.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    // The only endpoint's own 429 reaches the client as it was sent.
+    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), Some("30"));
+    // It is parked now: the gateway answers, without bothering the upstream.
+    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.json()["error"]["code"], "no_endpoint_available");
+    let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((28..=30).contains(&wait), "{wait}");
+    assert_eq!(mock.received().len(), 1);
+}
+
+#[test]
+fn a_total_timeout_ends_a_long_stream_with_an_error_event() {
+    let mock = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: anthropic/claude, base_url: '{}', access_key: k, timeouts: {{total: 1s}}}}\n",
+        mock.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let mut conn = common::Conn::open(gw.addr);
+    let body = br#"{"model":"claude","max_tokens":5,"stream":true,"messages":[]}"#;
+    conn.send_head(
+        "POST",
+        "/v1/messages",
+        &[("x-mock", "anthropic,sse=30,gap_ms=100")],
+        Some(body.len()),
+    );
+    std::io::Write::write_all(&mut conn.stream, body).unwrap();
+    assert_eq!(conn.read_head().0, 200);
+    let mut text = Vec::new();
+    let cut = loop {
+        match conn.try_read_chunk() {
+            Ok(Some(chunk)) => text.extend(chunk),
+            Ok(None) => break false,
+            Err(()) => break true,
+        }
+    };
+    let text = String::from_utf8(text).unwrap();
+    assert!(cut, "the stream must not end cleanly");
+    assert!(!text.contains("message_stop"), "{text}");
+    // The last event is an Anthropic error event for the Messages client.
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\ndata: "), "{last}");
+    assert!(last.contains(r#""type":"error""#), "{last}");
+}

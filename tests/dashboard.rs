@@ -254,6 +254,9 @@ fn every_dashboard_query_is_valid_and_returns_data() {
         "switchyard_config_reloads_total",
         "switchyard_config_last_reload_success_timestamp_seconds",
         "switchyard_build_info",
+        "switchyard_upstream_attempts_total",
+        "switchyard_failovers_total",
+        "switchyard_endpoint_healthy",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(metric)),

@@ -106,6 +106,10 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// switchyard: passive health (outlier ejection).
     pub outlier: Outlier,
+    /// switchyard: how one of the model's endpoints is chosen (read from its first entry).
+    pub lb_policy: LbPolicy,
+    /// switchyard: active health check of this endpoint.
+    pub health_check: Option<HealthCheck>,
     /// The line of the entry, for messages about it.
     pub line: u64,
 }
@@ -161,6 +165,24 @@ impl Timeouts {
             total: self.total.or(fallback.total),
         }
     }
+}
+
+/// Endpoint selection among a model's available endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LbPolicy {
+    #[default]
+    WeightedRoundRobin,
+    /// Power of two choices on requests in flight.
+    LeastRequests,
+}
+
+/// An active health check: `GET path` every `interval`; a failure or a non-2xx answer takes the
+/// endpoint out of rotation until a check succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// Passive health: after `consecutive_failures` failures in a row an endpoint is ejected for

@@ -11,8 +11,8 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Config, ConfigError, Endpoint, Listener, Outlier, Overrides, Prefer, Provider, Retry,
-    RoutingPreference, ServerSettings, Sink, Timeouts,
+    Config, ConfigError, Endpoint, HealthCheck, LbPolicy, Listener, Outlier, Overrides, Prefer,
+    Provider, Retry, RoutingPreference, ServerSettings, Sink, Timeouts,
 };
 use crate::providers::{self, Interface};
 
@@ -521,6 +521,43 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         .take("outlier_detection")
         .map(|(p, n)| outlier(r, &p, n))
         .unwrap_or_default();
+    let lb_policy = f
+        .take("lb_policy")
+        .and_then(|(p, n)| match yaml::string(r, &p, n)?.as_str() {
+            "weighted_round_robin" => Some(LbPolicy::WeightedRoundRobin),
+            "least_requests" => Some(LbPolicy::LeastRequests),
+            other => {
+                r.error(
+                    &p,
+                    n.line,
+                    format!("unknown `{other}`; expected weighted_round_robin or least_requests"),
+                );
+                None
+            }
+        });
+    let health_check = f.take("health_check").and_then(|(p, n)| {
+        let mut hf = Fields::of(r, &p, n)?;
+        let path = required_string(r, &mut hf, "path", n);
+        let mut check = HealthCheck {
+            path: String::new(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+        };
+        if let Some((ip, inode)) = hf.take("interval") {
+            check.interval = duration(r, &ip, inode).filter(|d| !d.is_zero())?;
+        }
+        if let Some((tp, tnode)) = hf.take("timeout") {
+            check.timeout = duration(r, &tp, tnode).filter(|d| !d.is_zero())?;
+        }
+        hf.finish(r, &[]);
+        let path = path?;
+        if !path.starts_with('/') {
+            r.error(&p, n.line, "`path` must start with `/`");
+            return None;
+        }
+        check.path = path;
+        Some(check)
+    });
     let inline_prefs = f
         .take("routing_preferences")
         .map(|(p, n)| {
@@ -613,6 +650,8 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         retry: retry_policy,
         timeouts: provider_timeouts,
         outlier: outlier_policy,
+        lb_policy: lb_policy.unwrap_or_default(),
+        health_check,
         line: node.line,
     };
     Some((provider, inline_prefs))

@@ -439,7 +439,7 @@ fn booleans_read_as_plano_reads_them() {
 #[test]
 fn repeated_models_are_endpoints_of_one_model() {
     let c = load(
-        "model_providers:\n  - {model: openai/gpt-4o, access_key: k, weight: 3, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h', weight: 1}\n  - {model: openai/gpt-4o, base_url: 'http://i', name: third}\n  - {model: anthropic/claude, access_key: k}\nlisteners: [{name: l, type: model, max_retries: 2}]\n",
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: k, weight: 3, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h', weight: 1}\n  - {model: openai/gpt-4o, base_url: 'http://i', name: third, lb_policy: least_requests, health_check: {path: /health, interval: 5s}, timeouts: {first_byte: 20s, idle: 60s, total: 10m}, retry: {attempts: 3, on: [connect, 429], backoff: {base: 50ms, max: 1s}}, outlier_detection: {consecutive_failures: 2, ejection: 5s}}\n  - {model: anthropic/claude, access_key: k}\nlisteners: [{name: l, type: model, max_retries: 2}]\n",
     );
     let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
@@ -454,6 +454,47 @@ fn repeated_models_are_endpoints_of_one_model() {
     assert_eq!(c.providers[0].weight, 3);
     assert_eq!(c.providers[0].fallbacks, ["claude"]);
     assert_eq!(c.listener.retry.as_ref().map(|r| r.attempts), Some(3));
+    let third = &c.providers[2];
+    assert_eq!(third.lb_policy, LbPolicy::LeastRequests);
+    assert_eq!(
+        third
+            .health_check
+            .as_ref()
+            .map(|h| (h.path.as_str(), h.interval)),
+        Some(("/health", Duration::from_secs(5)))
+    );
+    assert_eq!(third.timeouts.first_byte, Some(Duration::from_secs(20)));
+    assert_eq!(third.timeouts.total, Some(Duration::from_secs(600)));
+    let retry = third.retry.as_ref().unwrap();
+    assert_eq!(
+        (
+            retry.attempts,
+            retry.on_connect,
+            retry.on_timeout,
+            retry.on_429,
+            retry.on_5xx
+        ),
+        (3, true, false, true, false)
+    );
+    assert_eq!(retry.backoff_base, Duration::from_millis(50));
+    assert_eq!(third.outlier.consecutive_failures, 2);
+    let cases = [
+        ("weight: 0", "must be between 1 and 1000"),
+        ("lb_policy: random", "unknown `random`"),
+        ("retry: {on: [404]}", "unknown `404`"),
+        ("health_check: {path: health}", "must start with `/`"),
+        ("timeouts: {first_byte: 0s}", "must be more than zero"),
+        (
+            "outlier_detection: {consecutive_failures: 0}",
+            "must be between 1 and 1000",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = problem(&format!(
+            "model_providers:\n  - {{model: openai/a, access_key: k, {extra}}}\n"
+        ));
+        assert!(got.contains(want), "{extra}: got `{got}`");
+    }
 }
 
 #[test]

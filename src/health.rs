@@ -1,0 +1,103 @@
+//! Active health checks for endpoints that configure `health_check: {path, interval}`: a
+//! background service sends `GET path` to each such endpoint every `interval`; a connection
+//! failure, timeout or non-2xx answer takes the endpoint out of rotation until a check passes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use log::{info, warn};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::RequestHeader;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::HealthCheck;
+use crate::metrics::Metrics;
+use crate::state::{SharedState, Upstream};
+
+/// How often the service looks for checks that are due.
+const TICK: Duration = Duration::from_millis(250);
+
+pub struct HealthChecker {
+    pub state: SharedState,
+    pub metrics: Arc<Metrics>,
+    /// `overrides.upstream_tls_ca_path`, as the proxy uses it.
+    pub ca_file: Option<String>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let options = ConnectorOptions {
+            ca_file: self.ca_file.clone(),
+            ..ConnectorOptions::new(1)
+        };
+        let connector = Connector::new(Some(options));
+        let mut next: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let snapshot = self.state.load_full();
+            let now = Instant::now();
+            for (i, upstream) in snapshot.upstreams().iter().enumerate() {
+                let provider = snapshot.provider(i);
+                let Some(check) = &provider.health_check else {
+                    continue;
+                };
+                let due = next.entry(provider.name.clone()).or_insert(now);
+                if *due > now {
+                    continue;
+                }
+                *due = now + check.interval;
+                let healthy = probe(&connector, upstream, check).await;
+                if upstream.health.set_down(!healthy) {
+                    if healthy {
+                        info!(
+                            "endpoint `{}` passed its health check; back in rotation",
+                            provider.name
+                        );
+                    } else {
+                        warn!(
+                            "endpoint `{}` failed its health check; out of rotation",
+                            provider.name
+                        );
+                    }
+                }
+                self.metrics
+                    .endpoint_health(&provider.prefix, &provider.name, healthy);
+            }
+            drop(snapshot);
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// One check: true for a 2xx answer within the timeout.
+async fn probe(connector: &Connector, upstream: &Upstream, check: &HealthCheck) -> bool {
+    let attempt = async {
+        let addrs = upstream.addresses.current().await.ok()?;
+        let addr = *addrs.first()?;
+        let endpoint = &upstream.endpoint;
+        let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+        peer.options.total_connection_timeout = Some(check.timeout);
+        peer.options.read_timeout = Some(check.timeout);
+        let (mut session, _) = connector.get_http_session(&peer).await.ok()?;
+        let mut req = RequestHeader::build("GET", check.path.as_bytes(), None).ok()?;
+        req.insert_header("host", endpoint.authority()).ok()?;
+        session.write_request_header(Box::new(req)).await.ok()?;
+        session.finish_request_body().await.ok()?;
+        session.read_response_header().await.ok()?;
+        let status = session.response_header()?.status.as_u16();
+        Some((200..300).contains(&status))
+    };
+    tokio::time::timeout(check.timeout, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
