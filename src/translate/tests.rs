@@ -209,26 +209,15 @@ fn openai_json_response_to_messages() {
     golden("openai_response_tools.expected.json", &body, json_doc);
 }
 
-#[test]
-fn anthropic_stream_to_chat_chunks_across_every_split() {
-    let input = read("anthropic_stream_tools.sse");
-    let (_, headers, whole) = translate_response(
-        Direction::ChatToMessages,
-        200,
-        "text/event-stream",
-        &input,
-        input.len(),
-    );
+/// Translates a stream fixture whole and at every split size; all must give the expected events.
+fn stream_golden(direction: Direction, input: &str, expected: &str) {
+    let input = read(input);
+    let sse = "text/event-stream";
+    let (_, headers, whole) = translate_response(direction, 200, sse, &input, input.len());
     assert!(headers.iter().all(|(k, _)| k != "content-length"));
-    golden("anthropic_stream_tools.expected.sse", &whole, sse_doc);
+    golden(expected, &whole, sse_doc);
     for chunk in 1..input.len() {
-        let (_, _, split) = translate_response(
-            Direction::ChatToMessages,
-            200,
-            "text/event-stream",
-            &input,
-            chunk,
-        );
+        let (_, _, split) = translate_response(direction, 200, sse, &input, chunk);
         assert_eq!(
             sse_doc(&split),
             sse_doc(&whole),
@@ -238,30 +227,21 @@ fn anthropic_stream_to_chat_chunks_across_every_split() {
 }
 
 #[test]
-fn openai_stream_to_messages_events_across_every_split() {
-    let input = read("openai_stream_tools.sse");
-    let (_, _, whole) = translate_response(
-        Direction::MessagesToChat,
-        200,
-        "text/event-stream",
-        &input,
-        input.len(),
+fn anthropic_stream_to_chat_chunks_across_every_split() {
+    stream_golden(
+        Direction::ChatToMessages,
+        "anthropic_stream_tools.sse",
+        "anthropic_stream_tools.expected.sse",
     );
-    golden("openai_stream_tools.expected.sse", &whole, sse_doc);
-    for chunk in 1..input.len() {
-        let (_, _, split) = translate_response(
-            Direction::MessagesToChat,
-            200,
-            "text/event-stream",
-            &input,
-            chunk,
-        );
-        assert_eq!(
-            sse_doc(&split),
-            sse_doc(&whole),
-            "split every {chunk} bytes"
-        );
-    }
+}
+
+#[test]
+fn openai_stream_to_messages_events_across_every_split() {
+    stream_golden(
+        Direction::MessagesToChat,
+        "openai_stream_tools.sse",
+        "openai_stream_tools.expected.sse",
+    );
 }
 
 #[test]

@@ -439,16 +439,7 @@ async fn read_request<S: AsyncRead + Unpin>(
         if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buf) {
             let method = parsed.method?.to_owned();
             let path = parsed.path?.to_owned();
-            let headers: Vec<(String, String)> = parsed
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = lowercase(parsed.headers);
             let mut rest = buf.split_off(head_len);
             let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
             let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -491,6 +482,19 @@ async fn read_request<S: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Parsed headers as (lower-cased name, value) pairs.
+fn lowercase(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Decodes a complete chunked body at the start of `data`: (body, bytes used), or `None` if
@@ -838,16 +842,7 @@ impl Conn {
             let mut parsed = httparse::Response::new(&mut headers);
             if let Ok(httparse::Status::Complete(len)) = parsed.parse(&self.buf) {
                 let status = parsed.code.unwrap();
-                let headers = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
+                let headers = lowercase(parsed.headers);
                 self.buf.drain(..len);
                 if status == 100 {
                     continue;
