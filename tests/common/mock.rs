@@ -1,0 +1,531 @@
+//! The mock provider: records every request and answers as each request (or its default mode)
+//! asks. Used by the integration tests and, as `examples/mock_provider.rs`, by the benchmarks.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------------------------
+// Mock upstream
+// ---------------------------------------------------------------------------------------------
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The first value of header `name` (lower-case) in `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("upstream body is JSON")
+    }
+}
+
+/// A mock provider on 127.0.0.1 that records every request. How it answers is chosen per request
+/// by the `x-mock` header (which the gateway forwards like any other header):
+/// - absent: 200 with an OpenAI chat completion naming the model it received;
+/// - `status=429`: that status with an OpenAI-shaped error body;
+/// - `sse=N,gap_ms=M`: N SSE events M ms apart, then `data: [DONE]`;
+/// - `sse=N,gap_ms=M,cut`: like sse, then the connection is cut without the final chunk;
+/// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile);
+/// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
+///   [`ANTHROPIC_USAGE`];
+/// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
+/// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
+/// - `split` (with `sse=N`): events written in 5-byte pieces;
+/// - `retry_after=S` (with `status`): a `retry-after: S` header.
+///
+/// A request without `x-mock` gets the mock's default mode (`set_mode`, initially "").
+pub struct Mock {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    hangups: Arc<Mutex<u32>>,
+    /// The mode used when a request has no `x-mock` header.
+    default_mode: Arc<Mutex<String>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Mock {
+    /// A plain HTTP mock.
+    pub fn start() -> Mock {
+        Mock::start_with(None, "127.0.0.1:0", true)
+    }
+
+    /// A plain HTTP mock on `addr` that records nothing, for benchmarks (bench/run).
+    pub fn start_for_benchmarks(addr: &str) -> Mock {
+        Mock::start_with(None, addr, false)
+    }
+
+    /// An HTTPS mock with the `localhost` certificate from tests/fixtures/tls (signed by the
+    /// test CA in `ca.pem`).
+    pub fn start_tls() -> Mock {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+            std::fs::File::open(dir.join("server.pem")).unwrap(),
+        ))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+            std::fs::File::open(dir.join("server.key")).unwrap(),
+        ))
+        .unwrap()
+        .unwrap();
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Mock::start_with(
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+            "127.0.0.1:0",
+            true,
+        )
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, addr: &str, recording: bool) -> Mock {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind(addr)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let hangups = Arc::new(Mutex::new(0));
+        let default_mode = Arc::new(Mutex::new(String::new()));
+        let (r, h, d) = (received.clone(), hangups.clone(), default_mode.clone());
+        let port = addr.port();
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (r, h, d) = (r.clone(), h.clone(), d.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve(socket, port, recording.then_some(r), h, d));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                serve(stream, port, recording.then_some(r), h, d).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Mock {
+            addr,
+            received,
+            hangups,
+            default_mode,
+            runtime,
+        }
+    }
+
+    /// `http://127.0.0.1:port`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:port`, the name the test certificate is for.
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The one request received so far; fails if there is not exactly one.
+    pub fn only(&self) -> Received {
+        let all = self.received();
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one upstream request, got {all:#?}"
+        );
+        all.into_iter().next().unwrap()
+    }
+
+    /// Sets how requests without an `x-mock` header are answered (see the type's docs).
+    pub fn set_mode(&self, mode: &str) {
+        *self.default_mode.lock().unwrap() = mode.to_owned();
+    }
+
+    /// Requests whose client hung up before the (delayed) answer was ready.
+    pub fn hangups(&self) -> u32 {
+        *self.hangups.lock().unwrap()
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    port: u16,
+    received: Option<Arc<Mutex<Vec<Received>>>>,
+    hangups: Arc<Mutex<u32>>,
+    default_mode: Arc<Mutex<String>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let Some((req, rest)) = read_request(&mut socket, std::mem::take(&mut buf)).await else {
+            return;
+        };
+        buf = rest;
+        let mode = match req.header("x-mock") {
+            Some(m) => m.to_owned(),
+            None => default_mode.lock().unwrap().clone(),
+        };
+        if let Some(received) = &received {
+            received.lock().unwrap().push(req.clone());
+        }
+        let opts = parse_mode(&mode);
+
+        if let Some(ms) = opts.delay_ms {
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                n = socket.read(&mut probe) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        *hangups.lock().unwrap() += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(n) = opts.sse {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ntransfer-encoding: chunked\r\n\r\n");
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let (content, tail) = sse_events(n, &opts);
+            for event in content {
+                let pieces: Vec<&[u8]> = if opts.split {
+                    event.as_bytes().chunks(5).collect()
+                } else {
+                    vec![event.as_bytes()]
+                };
+                for piece in pieces {
+                    let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                    chunk.extend_from_slice(piece);
+                    chunk.extend_from_slice(b"\r\n");
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    if opts.split {
+                        let _ = socket.flush().await;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(opts.gap_ms)).await;
+            }
+            if opts.cut {
+                return;
+            }
+            let tail = tail.concat();
+            let tail = format!("{:x}\r\n{tail}\r\n0\r\n\r\n", tail.len());
+            if socket.write_all(tail.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let (status, body) = match opts.status {
+            Some(code) => (
+                code,
+                serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
+            ),
+            None => {
+                let model = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v.get("model").cloned())
+                    .unwrap_or(Value::Null);
+                (200, json_answer(&opts, model))
+            }
+        };
+        let body = body.to_string();
+        let retry_after = opts
+            .retry_after
+            .map_or_else(String::new, |s| format!("retry-after: {s}\r\n"));
+        let head = format!(
+            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\n{retry_after}content-length: {}\r\n\r\n",
+            body.len()
+        );
+        if socket.write_all(head.as_bytes()).await.is_err()
+            || socket.write_all(body.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Mode {
+    status: Option<u16>,
+    sse: Option<u32>,
+    gap_ms: u64,
+    cut: bool,
+    delay_ms: Option<u64>,
+    /// Answer in Anthropic's Messages shape (JSON body or SSE events).
+    anthropic: bool,
+    /// OpenAI SSE: end with a usage chunk, as with `stream_options.include_usage`.
+    usage: bool,
+    /// Answer with a `get_weather` tool call (arguments streamed in fragments).
+    tools: bool,
+    /// Write SSE in 5-byte pieces, so events are split across TCP reads.
+    split: bool,
+    /// With `status`: a `retry-after` header of this many seconds.
+    retry_after: Option<u64>,
+}
+
+/// A non-streamed answer in the shape and with the content `opts` ask for.
+fn json_answer(opts: &Mode, model: Value) -> Value {
+    use serde_json::json;
+    match (opts.anthropic, opts.tools) {
+        (true, false) => json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+        }),
+        (true, true) => json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+        }),
+        (false, tools) => {
+            let message = if tools {
+                json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+            } else {
+                json!({"role": "assistant", "content": "hi"})
+            };
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": if tools { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+            })
+        }
+    }
+}
+
+/// The usage every Anthropic-shaped answer reports.
+pub static ANTHROPIC_USAGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2, "cache_creation_input_tokens": 1}),
+);
+
+/// The usage the OpenAI SSE usage chunk reports.
+pub const OPENAI_STREAM_USAGE: (u64, u64, u64) = (7, 3, 4);
+
+/// SSE events: the `n` content events (sent `gap_ms` apart) and the closing ones.
+fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
+    use serde_json::json;
+    let data = |v: Value| format!("data: {v}\n\n");
+    let named = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let args = ["{\"city\":", " \"Par", "is\"}"];
+    if opts.anthropic {
+        let mut content = vec![named(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
+        )];
+        let delta = |d: Value| {
+            named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": d}),
+            )
+        };
+        let stop = if opts.tools {
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})));
+            content.extend(
+                args.iter()
+                    .map(|a| delta(json!({"type": "input_json_delta", "partial_json": a}))),
+            );
+            "tool_use"
+        } else {
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            content.extend(
+                (0..n).map(|i| delta(json!({"type": "text_delta", "text": format!("t{i}")}))),
+            );
+            "end_turn"
+        };
+        let tail = vec![
+            named(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            named(
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+            ),
+            named("message_stop", json!({"type": "message_stop"})),
+        ];
+        return (content, tail);
+    }
+    let chunk = |delta: Value, finish: Value| {
+        data(
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut content = Vec::new();
+    let finish = if opts.tools {
+        content.push(chunk(json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null));
+        content.extend(args.iter().map(|a| {
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}),
+                Value::Null,
+            )
+        }));
+        "tool_calls"
+    } else {
+        content.extend((0..n).map(|i| chunk(json!({"content": format!("t{i}")}), Value::Null)));
+        "stop"
+    };
+    let mut tail = vec![chunk(json!({}), finish.into())];
+    if opts.usage {
+        let (p, c, cached) = OPENAI_STREAM_USAGE;
+        tail.push(data(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock", "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": {"cached_tokens": cached}}})));
+    }
+    tail.push("data: [DONE]\n\n".to_owned());
+    (content, tail)
+}
+
+fn parse_mode(mode: &str) -> Mode {
+    let mut m = Mode::default();
+    for part in mode.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        match k {
+            "status" => m.status = v.parse().ok(),
+            "sse" => m.sse = v.parse().ok(),
+            "gap_ms" => m.gap_ms = v.parse().unwrap_or(0),
+            "cut" => m.cut = true,
+            "delay_ms" => m.delay_ms = v.parse().ok(),
+            "anthropic" => m.anthropic = true,
+            "usage" => m.usage = true,
+            "tools" => m.tools = true,
+            "retry_after" => m.retry_after = v.parse().ok(),
+            "split" => m.split = true,
+            _ => panic!("unknown mock mode {part}"),
+        }
+    }
+    m
+}
+
+/// Reads one request (head and body, Content-Length or chunked). Returns it and any bytes read
+/// past it.
+async fn read_request<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    mut buf: Vec<u8>,
+) -> Option<(Received, Vec<u8>)> {
+    let mut chunk = [0u8; 65536];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buf) {
+            let method = parsed.method?.to_owned();
+            let path = parsed.path?.to_owned();
+            let headers = lowercase(parsed.headers);
+            let mut rest = buf.split_off(head_len);
+            let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                loop {
+                    if let Some((body, used)) = dechunk(&rest) {
+                        rest.drain(..used);
+                        break body;
+                    }
+                    let n = socket.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+            } else {
+                let len: usize = find("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while rest.len() < len {
+                    let n = socket.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                let tail = rest.split_off(len);
+                std::mem::replace(&mut rest, tail)
+            };
+            let req = Received {
+                method,
+                path,
+                headers,
+                body,
+            };
+            return Some((req, rest));
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Parsed headers as (lower-cased name, value) pairs.
+pub fn lowercase(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Decodes a complete chunked body at the start of `data`: (body, bytes used), or `None` if
+/// more bytes are needed.
+fn dechunk(data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let line_end = find(&data[pos..], b"\r\n")? + pos;
+        let size_hex = std::str::from_utf8(&data[pos..line_end]).ok()?;
+        let size = usize::from_str_radix(size_hex.split(';').next()?.trim(), 16).ok()?;
+        pos = line_end + 2;
+        if size == 0 {
+            let end = find(&data[pos..], b"\r\n")? + pos;
+            return Some((body, end + 2));
+        }
+        if data.len() < pos + size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&data[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
