@@ -125,6 +125,8 @@ impl Mock {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
+                // Small writes must not wait for the peer's delayed ACK (Nagle).
+                let _ = socket.set_nodelay(true);
                 let (r, h, d) = (r.clone(), h.clone(), d.clone());
                 match tls.clone() {
                     None => {
@@ -276,8 +278,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\n{retry_after}content-length: {}\r\n\r\n",
             body.len()
         );
-        if socket.write_all(head.as_bytes()).await.is_err()
-            || socket.write_all(body.as_bytes()).await.is_err()
+        if socket
+            .write_all(format!("{head}{body}").as_bytes())
+            .await
+            .is_err()
         {
             return;
         }
