@@ -534,11 +534,18 @@ async fn handle_model_request(
                 Ok(Outcome::Retryable(f)) => f.retry_after,
                 _ => main.watch.retry_after,
             };
-            record(metrics, provider, health, class, retry_after);
-            main.attempts.push((
-                provider.name.clone(),
-                class.map_or("success", UpstreamErrorClass::as_str),
-            ));
+            // A client that left says nothing about the endpoint.
+            let client_gone = matches!(&outcome, Err(e) if e.esource() != &ErrorSource::Upstream);
+            let label = match class {
+                _ if client_gone => "client_closed",
+                Some(class) => class.as_str(),
+                None => "success",
+            };
+            metrics.attempt(&provider.prefix, label);
+            if !client_gone {
+                record(metrics, provider, health, class, retry_after);
+            }
+            main.attempts.push((provider.name.clone(), label));
             match outcome? {
                 Outcome::Complete => return Ok(()),
                 Outcome::UpstreamError(class) => {
@@ -632,7 +639,7 @@ fn backoff(policy: &Retry, n: u32) -> Duration {
     ceiling.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
-/// Scores an attempt: endpoint health (ejection, 429 parking) and metrics.
+/// Scores an attempt's endpoint: ejection, 429 parking, and its health gauge.
 fn record(
     metrics: &Metrics,
     provider: &Provider,
@@ -640,8 +647,6 @@ fn record(
     class: Option<UpstreamErrorClass>,
     retry_after: Option<Duration>,
 ) {
-    let outcome_label = class.map_or("success", UpstreamErrorClass::as_str);
-    metrics.attempt(&provider.prefix, outcome_label);
     match class {
         None => {
             health.succeeded();
