@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{chat, yaml, Gateway, Mock};
+use common::{chat, wait_for, yaml, Gateway, Mock};
 use serde_json::json;
 
 fn served_by(resp: &common::Response) -> u16 {
@@ -215,13 +215,10 @@ fn active_health_checks_take_a_replica_out_and_back() {
     let gw = Gateway::start(&config, &[]);
     b.set_mode("status=503");
     let healthy_b = r#"switchyard_endpoint_healthy{endpoint="b",provider="custom"}"#;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::sample_value(&gw.metrics(), healthy_b) != 0.0
-        || gw.metrics().matches(healthy_b).count() == 0
-    {
-        assert!(Instant::now() < deadline, "b was never marked down");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("b to be marked down", Duration::from_secs(5), || {
+        let scrape = gw.metrics();
+        scrape.contains(healthy_b) && common::sample_value(&scrape, healthy_b) == 0.0
+    });
     let before = posts(&b);
     for _ in 0..20 {
         assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
@@ -237,11 +234,9 @@ fn active_health_checks_take_a_replica_out_and_back() {
         .any(|r| r.method == "GET" && r.path == "/health"));
 
     b.set_mode("");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::sample_value(&gw.metrics(), healthy_b) != 1.0 {
-        assert!(Instant::now() < deadline, "b never came back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("b to come back", Duration::from_secs(5), || {
+        common::sample_value(&gw.metrics(), healthy_b) == 1.0
+    });
     for _ in 0..20 {
         assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
     }
@@ -307,15 +302,12 @@ fn ejection_survives_a_reload_and_attempts_are_logged() {
             .push(json!({"model": "custom/other", "base_url": url}))
     });
     gw.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::sample_value(
-        &gw.metrics(),
-        r#"switchyard_config_reloads_total{result="success"}"#,
-    ) != 1.0
-    {
-        assert!(Instant::now() < deadline, "no reload");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the reload", Duration::from_secs(5), || {
+        common::sample_value(
+            &gw.metrics(),
+            r#"switchyard_config_reloads_total{result="success"}"#,
+        ) == 1.0
+    });
     no_client_errors(&gw, 12);
     assert_eq!(bad.received().len(), 1, "health state was lost on reload");
     // The access log lists the attempts of the request that met the bad endpoint.

@@ -181,14 +181,11 @@ fn every_dashboard_query_is_valid_and_returns_data() {
             .as_array()
             .is_some_and(|r| !r.is_empty())
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !up() {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never scraped switchyard"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_for(
+        "prometheus to scrape switchyard",
+        Duration::from_secs(20),
+        up,
+    );
     traffic(&gw);
     std::thread::sleep(Duration::from_secs(3));
     traffic(&gw);

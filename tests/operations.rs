@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{chat, request, yaml, Conn, Gateway, Mock};
+use common::{chat, request, wait_for, yaml, Conn, Gateway, Mock};
 use serde_json::{json, Value};
 
 fn config_for(upstream: &Mock) -> Value {
@@ -81,14 +81,6 @@ fn served_by(addr: SocketAddr) -> u16 {
     let resp = chat(addr, &[], &json!({"model": "m"}));
     assert_eq!(resp.status, 200);
     resp.header("x-mock-port").unwrap().parse().unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

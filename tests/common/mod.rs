@@ -180,6 +180,15 @@ impl Drop for Gateway {
     }
 }
 
+/// Polls `done` every 20 ms until it holds; fails the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends signal `sig` (`HUP`, `TERM`, …) to process `pid`.
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
