@@ -126,16 +126,22 @@ impl Snapshot {
         if available.is_empty() {
             available = weighted(&|h| !h.parked_at(now));
         }
-        let fresh: Vec<(usize, u32)> = available
-            .iter()
-            .copied()
-            .filter(|(i, _)| !tried.contains(i))
-            .collect();
+        // Endpoints this request has not tried yet (all of them on a first attempt).
+        if !tried.is_empty() {
+            let fresh: Vec<(usize, u32)> = available
+                .iter()
+                .copied()
+                .filter(|(i, _)| !tried.contains(i))
+                .collect();
+            if !fresh.is_empty() {
+                available = fresh;
+            }
+        }
         let n = self
             .rotation
             .get(gid)
             .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
-        let candidates = if fresh.is_empty() { &available } else { &fresh };
+        let candidates = &available;
         let lead = members.first().map(|&i| &self.config.providers[i]);
         match (affinity, lead.map(|p| p.lb_policy)) {
             (Some(key), _) => {
