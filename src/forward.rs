@@ -1,42 +1,44 @@
-//! Forwarding a request whose body the gateway has already read (to route on `model`) and
-//! rewritten.
+//! One upstream attempt: connect, send the rewritten request, stream the answer to the client.
 //!
-//! Why a subrequest: on stock Pingora 0.9.1 a body consumed in `request_filter` can only be
-//! re-sent from the 64 KiB retry buffer; larger bodies are never forwarded and the request hangs.
-//! Long-context LLM requests exceed 64 KiB routinely. So the main session hands the rewritten
-//! body to a Pingora *subrequest* that runs through this same `ProxyHttp` (its `upstream_peer`,
-//! `upstream_request_filter`, response filters and pooled connector), and pipes the
-//! subrequest's response back with the loop below. One path for every body size and for
-//! HTTP/1.1 and h2c clients; it costs roughly 15 µs of CPU per request over the retry buffer
-//! (measured in ../shared notes), noise next to an LLM call. Pingora's own `pipe_subrequest`
-//! is not used: it is blind to a client that leaves before the first response byte (tokens
-//! keep being paid for) and races the sub's error reply against its error report.
-//!
-//! If Pingora ships early body buffering (cloudflare/pingora PR #816), only this module changes.
+//! The gateway reads the whole body before it routes (the `model` is in it), so Pingora's
+//! proxy path cannot carry the request: on 0.9.1 a body consumed in `request_filter` is
+//! re-sent only from the 64 KiB retry buffer, and larger bodies (long contexts, routinely)
+//! hang. The main request therefore drives its own exchange on Pingora's pieces: the
+//! `Connector` (connection pool, rustls, connect timeouts) gives an HTTP/1.1 client session,
+//! the header and a small body go out in one write, and the response tasks are written with
+//! `Session::write_response_tasks`, the same calls Pingora's proxy makes. Everything runs in the
+//! request's own task: no subrequest, no channels, no second header parse. Against the
+//! subrequest this replaced it cut the gateway's CPU per request by about a third (README,
+//! Performance), and the client is watched all along: one that leaves cancels the upstream at
+//! once instead of paying for tokens nobody reads.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use pingora::http::{RequestHeader, Version};
-use pingora::protocols::http::subrequest::server::SubrequestHandle;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader, Version};
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as HttpSessionV1};
 use pingora::protocols::http::HttpTask;
-use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
+use tokio::io::AsyncWriteExt;
 
-use crate::auth::AuthStyle;
+use crate::auth::{self, AuthStyle};
 use crate::config::Retry;
 use crate::error::GatewayError;
 use crate::metrics::UpstreamErrorClass;
+use crate::request_id;
 use crate::respond;
 use crate::state::Snapshot;
 use crate::translate::{Api, ResponseTranslator};
 use crate::usage::ResponseWatch;
 
-/// A routed request, handed from the main session to its subrequest.
+/// A routed request: everything one attempt needs to reach its endpoint.
 pub struct Forward {
-    /// The snapshot the request was routed with; the subrequest uses the same one.
+    /// The snapshot the request was routed with.
     pub snapshot: Arc<Snapshot>,
     /// Index of the chosen provider in the snapshot.
     pub provider: usize,
@@ -47,8 +49,8 @@ pub struct Forward {
     pub request_id: String,
     /// How the upstream wants its credential.
     pub auth: AuthStyle,
-    /// Set by the subrequest: when it started on the upstream (address pick, connect) and when
-    /// the upstream's last byte arrived. Their difference is the time spent waiting on it.
+    /// When the attempt started on the upstream (address pick, connect) and when the
+    /// upstream's last byte arrived. Their difference is the time spent waiting on it.
     pub upstream_started: OnceLock<Instant>,
     pub upstream_finished: OnceLock<Instant>,
 }
@@ -133,7 +135,7 @@ impl Attempt {
     }
 }
 
-/// Runs `forward` as a subrequest and pipes its response to the client.
+/// Sends `forward` to its upstream and streams the response to the client.
 ///
 /// `Ok` means the request is over for this attempt: a complete response was written (the
 /// upstream's or the gateway's own error), or, when `attempt.may_retry`, nothing was written and
@@ -144,161 +146,142 @@ impl Attempt {
 /// upstream's response; a `translator` rewrites it into the client's API before it is written.
 pub async fn run(
     session: &mut Session,
-    forward: Arc<Forward>,
+    connector: &Connector,
+    forward: &Forward,
     watch: &mut ResponseWatch,
     mut translator: Option<ResponseTranslator>,
     attempt: &Attempt,
 ) -> Result<Outcome> {
-    // The subrequest re-parses the main request's header as HTTP/1.1 text; an h2 request line
-    // would be rejected there.
-    if session.req_header().version == Version::HTTP_2 {
-        session.req_header_mut().set_version(Version::HTTP_11);
-    }
-    let Some(spawner) = session.subrequest_spawner.as_ref() else {
-        return Error::e_explain(ErrorType::InternalError, "subrequests are not enabled");
-    };
-    let sub_ctx = SubrequestCtx::builder()
-        .user_ctx(Box::new(forward.clone()))
-        .body_mode(BodyMode::ExpectBody)
-        .build();
-    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
-    let SubrequestHandle {
-        tx,
-        mut rx,
-        subreq_proxy_error: mut proxy_error,
-        ..
-    } = handle;
-    let mut sub = tokio::spawn(prepared.run());
-    // The whole body as one task; the channel holds four, so this does not wait. The subrequest
-    // reads it only once connected, so a connect retry re-sends it whole.
-    let _ = tx
-        .send(HttpTask::Body(Some(forward.body.clone()), true))
-        .await;
-
     let api = Api::from_path(session.req_header().uri.path());
     let started = Instant::now();
+    forward.upstream_started.get_or_init(|| started);
     let header_deadline = match (attempt.first_byte.map(|d| started + d), attempt.deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let mut header_seen = false;
+    let request = upstream_request(session.req_header(), forward)?;
+
+    // Connect, send, and wait for the response header, watching the client meanwhile.
+    let opened = tokio::select! {
+        biased;
+        opened = open(connector, forward, &request) => opened.map_err(Ended::UpstreamFailed),
+        gone = session.downstream_session.read_body_or_idle(true) => Err(Ended::ClientGone(gone_error(gone))),
+        _ = sleep_until(header_deadline), if header_deadline.is_some() => Err(Ended::TimedOut),
+    };
+    let (mut up, mut header) = match opened {
+        Ok(opened) => opened,
+        Err(Ended::ClientGone(e)) => return Err(e.into_down()),
+        Err(other) => return failed(session, forward, watch, api, attempt, other).await,
+    };
+    header.insert_header(request_id::HEADER, forward.request_id.as_str())?;
+    let header_end = up.session.is_body_done();
+
+    let mut next = Some(HttpTask::Header(header, header_end));
     let mut done = false;
-    let mut upstream_failed: Option<Box<Error>> = None;
-    let mut timed_out = false;
-    let mut client_error = None;
-    loop {
-        let deadline = if header_seen {
-            attempt.deadline
-        } else {
-            header_deadline
+    let ended = loop {
+        let task = match next.take() {
+            Some(task) => task,
+            None => tokio::select! {
+                biased;
+                task = up.session.read_response_task() => match task {
+                    Ok(task) => task,
+                    Err(e) => break Some(Ended::UpstreamFailed(e)),
+                },
+                // A client that leaves cancels the upstream request at once instead of paying
+                // for tokens nobody reads.
+                gone = session.downstream_session.read_body_or_idle(true) => break Some(Ended::ClientGone(gone_error(gone))),
+                _ = sleep_until(attempt.deadline), if attempt.deadline.is_some() => break Some(Ended::TimedOut),
+            },
         };
-        tokio::select! {
-            biased;
-            task = rx.recv() => {
-                let Some(task) = task else { break };
-                let mut tasks = vec![task];
-                while let Ok(task) = rx.try_recv() {
-                    tasks.push(task);
-                }
-                // A failure of the subrequest arrives as a task; it is the upstream's, not the
-                // client's, so it is not written.
-                if let Some(i) = tasks.iter().position(|t| matches!(t, HttpTask::Failed(_))) {
-                    if let HttpTask::Failed(e) = tasks.swap_remove(i) {
-                        upstream_failed = Some(e);
-                    }
-                    tasks.truncate(i);
-                }
-                let now = Instant::now();
-                for task in &tasks {
-                    match task {
-                        HttpTask::Header(h, _) => {
-                            header_seen = true;
-                            watch.retry_after = retry_after(h);
-                            watch.header(
-                                h.status.as_u16(),
-                                h.headers.get("content-type").and_then(|v| v.to_str().ok()),
-                            );
-                        }
-                        HttpTask::Body(Some(b), _) => watch.body(b, now),
-                        _ => {}
-                    }
-                }
+        let now = Instant::now();
+        let end = task.is_end();
+        match &task {
+            HttpTask::Header(h, _) => {
+                watch.retry_after = retry_after(h);
+                watch.header(
+                    h.status.as_u16(),
+                    h.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                );
                 // A retryable answer (429, 5xx) is kept from the client while another attempt
                 // may still succeed.
-                if session.response_written().is_none() {
-                    let status = tasks.iter().find_map(|t| match t {
-                        HttpTask::Header(h, _) => Some(h.status.as_u16()),
-                        _ => None,
-                    });
-                    if let Some(class) = status.and_then(|s| attempt.retries_status(s)) {
-                        let retry_after = tasks.iter().find_map(|t| match t {
-                            HttpTask::Header(h, _) => retry_after(h),
-                            _ => None,
-                        });
-                        let response = collect(tasks, &mut rx, translator.as_mut()).await;
-                        sub.abort();
-                        forward.upstream_finished.get_or_init(Instant::now);
-                        return Ok(Outcome::Retryable(Failure { class, retry_after, response }));
-                    }
-                }
-                if let Some(t) = translator.as_mut() {
-                    tasks = t.tasks(tasks);
-                }
-                if !tasks.is_empty() {
-                    match session.write_response_tasks(tasks).await {
-                        Ok(end) => done |= end,
-                        Err(e) => {
-                            client_error = Some(e);
-                            break;
-                        }
-                    }
-                }
-                if upstream_failed.is_some() {
-                    break;
+                if let Some(class) = attempt.retries_status(h.status.as_u16()) {
+                    let retry_after = watch.retry_after;
+                    let response = collect(task, &mut up, translator.as_mut()).await;
+                    forward.upstream_finished.get_or_init(Instant::now);
+                    return Ok(Outcome::Retryable(Failure {
+                        class,
+                        retry_after,
+                        response,
+                    }));
                 }
             }
-            // Watches the client while the upstream works: a client that leaves cancels the
-            // upstream request at once instead of paying for tokens nobody reads.
-            gone = session.downstream_session.read_body_or_idle(true), if !done => {
-                client_error = Some(match gone {
-                    Err(e) => e,
-                    Ok(_) => Error::explain(ErrorType::ConnectionClosed, "client sent data while waiting for the response"),
-                });
-                break;
-            }
-            _ = sleep_until(deadline), if deadline.is_some() && !done => {
-                timed_out = true;
-                break;
+            HttpTask::Body(Some(b), _) => watch.body(b, now),
+            _ => {}
+        }
+        if end {
+            forward.upstream_finished.get_or_init(|| now);
+        }
+        let tasks = match translator.as_mut() {
+            Some(t) => t.tasks(vec![task]),
+            None => vec![task],
+        };
+        if !tasks.is_empty() {
+            match session.write_response_tasks(tasks).await {
+                Ok(finished) => done |= finished,
+                Err(e) => break Some(Ended::ClientGone(e)),
             }
         }
+        if end {
+            break None;
+        }
+    };
+    match ended {
+        None => {
+            // The response is whole: its connection goes back to the pool.
+            up.release(connector).await;
+            if !done {
+                session.finish_body().await.map_err(|e| e.into_down())?;
+            }
+            watch.end();
+            Ok(Outcome::Complete)
+        }
+        Some(Ended::ClientGone(e)) => Err(e.into_down()),
+        Some(other) => failed(session, forward, watch, api, attempt, other).await,
     }
+}
 
-    if let Some(e) = client_error {
-        sub.abort();
-        return Err(e.into_down());
+/// How an exchange ended early.
+enum Ended {
+    UpstreamFailed(Box<Error>),
+    TimedOut,
+    ClientGone(Box<Error>),
+}
+
+fn gone_error(gone: Result<Option<Bytes>>) -> Box<Error> {
+    match gone {
+        Err(e) => e,
+        Ok(_) => Error::explain(
+            ErrorType::ConnectionClosed,
+            "client sent data while waiting for the response",
+        ),
     }
-    drop(tx);
-    if upstream_failed.is_some() || timed_out {
-        sub.abort();
-    } else {
-        drop(rx);
-        let _ = (&mut sub).await;
-    }
-    // Normally set by the subrequest at the upstream's last byte; bodiless answers and
-    // failures end here.
+}
+
+/// The end of an attempt whose upstream failed or timed out: a final error event on a stream
+/// already under way, a retryable failure, or the gateway's own error response.
+async fn failed(
+    session: &mut Session,
+    forward: &Forward,
+    watch: &ResponseWatch,
+    api: Option<Api>,
+    attempt: &Attempt,
+    ended: Ended,
+) -> Result<Outcome> {
     forward.upstream_finished.get_or_init(Instant::now);
-    if done {
-        watch.end();
-        return Ok(Outcome::Complete);
-    }
     let provider = forward.snapshot.provider(forward.provider).name.clone();
-    let error = if timed_out {
-        GatewayError::UpstreamTimeout(provider)
-    } else {
-        match proxy_error.try_recv().ok().or(upstream_failed) {
-            Some(e) => GatewayError::upstream(&e, provider),
-            None => GatewayError::UpstreamFailed(provider),
-        }
+    let error = match ended {
+        Ended::UpstreamFailed(e) => GatewayError::upstream(&e, provider),
+        _ => GatewayError::UpstreamTimeout(provider),
     };
     if session.response_written().is_some() {
         if watch.is_stream() {
@@ -329,6 +312,222 @@ pub async fn run(
     Ok(Outcome::UpstreamError(class))
 }
 
+/// An upstream HTTP/1.1 exchange whose response header has arrived.
+struct Exchange {
+    session: HttpSessionV1,
+    peer: HttpPeer,
+}
+
+impl Exchange {
+    /// Returns the connection to Pingora's pool if the response was read whole and the
+    /// upstream keeps it alive.
+    async fn release(self, connector: &Connector) {
+        connector
+            .release_http_session(
+                HttpSession::H1(self.session),
+                &self.peer,
+                Some(UPSTREAM_IDLE_TIMEOUT),
+            )
+            .await;
+    }
+}
+
+/// Connects (a pooled connection if there is one; on a refusal, the host's next address), sends
+/// the request and reads the response header. A pooled connection the upstream had closed is
+/// replaced by another before anything counts as a failure: nothing was answered on it.
+async fn open(
+    connector: &Connector,
+    forward: &Forward,
+    request: &RequestHeader,
+) -> Result<(Exchange, Box<ResponseHeader>)> {
+    let upstream = forward.snapshot.upstream(forward.provider);
+    let addrs = upstream.addresses.current().await.map_err(|e| {
+        Error::because(
+            ErrorType::ConnectNoRoute,
+            format!("cannot resolve {}", upstream.endpoint.host),
+            e,
+        )
+    })?;
+    let head = http_req_header_to_wire(request).ok_or_else(|| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "the upstream request header is not valid",
+        )
+    })?;
+    let wire = Wire::new(head, &forward.body);
+    let first = upstream.addresses.next_start();
+    let mut last = Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address");
+    for i in 0..addrs.len() {
+        let addr = addrs[(first + i) % addrs.len()];
+        let peer = peer(forward, addr);
+        for _ in 0..STALE_RETRIES {
+            let (session, reused) = match connector.get_http_session(&peer).await {
+                Ok((HttpSession::H1(s), reused)) => (s, reused),
+                Ok(_) => {
+                    return Error::e_explain(ErrorType::InternalError, "upstream is not HTTP/1.1")
+                }
+                Err(e) => {
+                    last = e;
+                    break;
+                }
+            };
+            match exchange(session, &peer, &wire).await {
+                Ok((session, header)) => return Ok((Exchange { session, peer }, header)),
+                Err(e) if reused => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(last)
+}
+
+/// How many pooled connections one request may find closed by the upstream before it gives up.
+const STALE_RETRIES: usize = 4;
+
+/// How long an idle pooled upstream connection is kept.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The request as written: header and body in one write (one packet for small bodies) where
+/// copying is cheap, else the two as they are.
+struct Wire<'a> {
+    head: Bytes,
+    body: &'a [u8],
+}
+
+impl<'a> Wire<'a> {
+    const COALESCE: usize = 64 * 1024;
+
+    fn new(mut head: BytesMut, body: &'a [u8]) -> Wire<'a> {
+        if body.len() <= Self::COALESCE {
+            head.extend_from_slice(body);
+            return Wire {
+                head: head.freeze(),
+                body: &[],
+            };
+        }
+        Wire {
+            head: head.freeze(),
+            body,
+        }
+    }
+}
+
+/// Writes the request on `session`'s connection and reads the response header, skipping
+/// informational ones.
+async fn exchange(
+    session: HttpSessionV1,
+    peer: &HttpPeer,
+    wire: &Wire<'_>,
+) -> Result<(HttpSessionV1, Box<ResponseHeader>)> {
+    let mut stream = session.into_inner();
+    let write = async {
+        stream.write_all(&wire.head).await?;
+        if !wire.body.is_empty() {
+            stream.write_all(wire.body).await?;
+        }
+        stream.flush().await
+    };
+    let written = match peer.options.write_timeout {
+        Some(t) => tokio::time::timeout(t, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+        None => write.await,
+    };
+    written.map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+            ErrorType::WriteTimedout
+        } else {
+            ErrorType::WriteError
+        };
+        Error::because(kind, "while sending the request upstream", e)
+    })?;
+    let mut session = HttpSessionV1::new_with_options(stream, peer);
+    session.read_timeout = peer.options.read_timeout;
+    session.write_timeout = peer.options.write_timeout;
+    loop {
+        match session.read_response_task().await? {
+            HttpTask::Header(h, _) if h.status.is_informational() => continue,
+            HttpTask::Header(h, _) => return Ok((session, h)),
+            _ => return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
+        }
+    }
+}
+
+/// The peer for one of the upstream's addresses, with the provider's timeouts.
+fn peer(forward: &Forward, addr: std::net::SocketAddr) -> HttpPeer {
+    let config = &forward.snapshot.config;
+    let upstream = forward.snapshot.upstream(forward.provider);
+    let mut peer = HttpPeer::new(addr, upstream.endpoint.tls, upstream.endpoint.host.clone());
+    let timeouts = config.providers[forward.provider]
+        .timeouts
+        .or(config.listener.timeouts);
+    let idle = timeouts.idle.unwrap_or(config.listener.timeout);
+    peer.options.total_connection_timeout = Some(
+        timeouts
+            .connect
+            .unwrap_or(config.overrides.upstream_connect_timeout),
+    );
+    peer.options.read_timeout = Some(idle);
+    peer.options.write_timeout = Some(idle);
+    peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    peer
+}
+
+/// The request the upstream gets: the client's header without hop-by-hop fields, for the
+/// provider's path and host, framed for the rewritten body, with the provider's credential.
+pub fn upstream_request(client: &RequestHeader, forward: &Forward) -> Result<RequestHeader> {
+    let mut req = client.clone();
+    req.set_version(Version::HTTP_11);
+    // Fields the client's `Connection` names are for this hop only.
+    let nominated: Vec<String> = req
+        .headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in &nominated {
+        req.remove_header(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+    let provider = forward.snapshot.provider(forward.provider);
+    let uri = forward
+        .path
+        .parse()
+        .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
+    req.set_uri(uri);
+    req.insert_header("content-length", forward.body.len().to_string())?;
+    req.remove_header("expect");
+    // The response must be plain bytes (usage accounting, translation).
+    req.remove_header("accept-encoding");
+    let host = provider
+        .http_host
+        .clone()
+        .unwrap_or_else(|| provider.endpoint.authority());
+    req.insert_header("host", host)?;
+    req.insert_header(request_id::HEADER, forward.request_id.as_str())?;
+    auth::apply(&mut req, provider, forward.auth)?;
+    Ok(req)
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1 and their common companions): never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -337,24 +536,25 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// The rest of a (small) error response, translated, so it can be sent later if no other
-/// attempt is made. Bounded in time and size.
+/// attempt is made. Bounded in time and size; its connection is not reused.
 async fn collect(
-    mut tasks: Vec<HttpTask>,
-    rx: &mut tokio::sync::mpsc::Receiver<HttpTask>,
+    header: HttpTask,
+    up: &mut Exchange,
     translator: Option<&mut ResponseTranslator>,
 ) -> Vec<HttpTask> {
     const LIMIT: usize = 1 << 20;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut size = 0;
+    let mut tasks = vec![header];
     while !tasks.iter().any(HttpTask::is_end) && size < LIMIT {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(HttpTask::Failed(_))) | Ok(None) | Err(_) => break,
-            Ok(Some(task)) => {
+        match tokio::time::timeout_at(deadline, up.session.read_response_task()).await {
+            Ok(Ok(task)) => {
                 if let HttpTask::Body(Some(b), _) = &task {
                     size += b.len();
                 }
                 tasks.push(task);
             }
+            Ok(Err(_)) | Err(_) => break,
         }
     }
     if !tasks.iter().any(HttpTask::is_end) {
@@ -392,22 +592,4 @@ fn stream_error_event(api: Option<Api>, error: &GatewayError) -> Bytes {
         }))
     };
     Bytes::from(event)
-}
-
-/// In the subrequest: the header it parsed is the client's, so its framing describes the
-/// original body. Make it describe the rewritten one before the body reader starts.
-pub fn fix_subrequest_framing(req: &mut RequestHeader, body_len: usize) -> Result<()> {
-    req.remove_header("transfer-encoding");
-    req.remove_header("expect");
-    req.insert_header("content-length", body_len.to_string())
-}
-
-/// In the subrequest: the forwarding decision its main session attached.
-pub fn decision(session: &Session) -> Option<Arc<Forward>> {
-    session
-        .subrequest_ctx
-        .as_ref()?
-        .user_ctx()?
-        .downcast_ref::<Arc<Forward>>()
-        .cloned()
 }

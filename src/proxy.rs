@@ -1,21 +1,22 @@
 //! The `ProxyHttp` implementation. Callbacks stay thin and delegate.
 //!
 //! ```text
-//!  client ──► main session                           subrequest (same ProxyHttp)
-//!            request_filter:                         early_request_filter: attach Forward, fix framing
-//!              local answers (/healthz, /v1/models,  request_filter: pass
-//!              errors), or read body → route →       upstream_peer: provider's address
-//!              rewrite → forward::run ─────────────► upstream_request_filter: path, Host, auth
-//!            ◄── response tasks piped back ───────── response from the provider
-//!            logging: metrics, one access-log line   logging: nothing (the main records)
+//!  client ──► request_filter: local answers (/healthz, /v1/models, errors), or
+//!               read body → route → for each attempt: rewrite or translate → forward::run
+//!                                                        │  Pingora's Connector (pool, TLS)
+//!            ◄── response tasks, translated if needed ───┘  ◄── provider
+//!            logging: metrics, one access-log line
 //! ```
+//!
+//! Every request is answered in `request_filter`; Pingora's own proxy phase (`upstream_peer`
+//! onwards) is not used, see `forward.rs` for why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora::http::{Method, RequestHeader, ResponseHeader};
+use pingora::http::{Method, RequestHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -35,44 +36,35 @@ use crate::routing::RouteError;
 use crate::state::{SharedState, Snapshot};
 use crate::translate::{Api, Direction, ResponseTranslator};
 use crate::usage::ResponseWatch;
-
-/// How long an idle pooled upstream connection is kept.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+use pingora::connectors::http::Connector;
 
 /// The gateway: routes each model request to its provider.
 pub struct Gateway {
     state: SharedState,
     metrics: Arc<Metrics>,
     access_log: AccessLog,
+    /// Pingora's upstream connector: connection pool and TLS.
+    connector: Connector,
 }
 
 impl Gateway {
-    pub fn new(state: SharedState, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+    pub fn new(
+        state: SharedState,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        connector: Connector,
+    ) -> Self {
         Gateway {
             state,
             metrics,
             access_log,
+            connector,
         }
     }
 }
 
-/// Per-request state: a main session fills `main`; a subrequest has `sub`.
+/// What a request learns on the way, for metrics and the access log.
 pub struct RequestCtx {
-    sub: Option<SubCtx>,
-    main: MainCtx,
-}
-
-/// The subrequest's view: the decision its main session attached, and connect attempts.
-struct SubCtx {
-    forward: Arc<Forward>,
-    connect_attempts: usize,
-    /// Where in the upstream's address list this request starts, and how many there are.
-    first_address: Option<usize>,
-    addresses: usize,
-}
-
-/// What the main session learns on the way, for metrics and the access log.
-struct MainCtx {
     started: Instant,
     start_time: SystemTime,
     request_id: String,
@@ -102,141 +94,56 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            sub: None,
-            main: MainCtx {
-                started: Instant::now(),
-                start_time: SystemTime::now(),
-                request_id: String::new(),
-                model_request: false,
-                model: None,
-                route: None,
-                forward: None,
-                watch: ResponseWatch::default(),
-                failed: None,
-                attempts: Vec::new(),
-            },
+            started: Instant::now(),
+            start_time: SystemTime::now(),
+            request_id: String::new(),
+            model_request: false,
+            model: None,
+            route: None,
+            forward: None,
+            watch: ResponseWatch::default(),
+            failed: None,
+            attempts: Vec::new(),
         }
     }
 
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
-        session.subrequest_ctx.is_none()
-    }
-
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        if let Some(forward) = forward::decision(session) {
-            forward::fix_subrequest_framing(session.req_header_mut(), forward.body.len())?;
-            ctx.sub = Some(SubCtx {
-                forward,
-                connect_attempts: 0,
-                first_address: None,
-                addresses: 0,
-            });
-        }
-        Ok(())
-    }
-
-    /// Main session: answers locally or forwards, and always returns `Ok(true)` (answered).
-    /// Subrequest: `Ok(false)`, go upstream.
+    /// Answers locally or forwards; always returns `Ok(true)` (answered).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if ctx.sub.is_some() {
-            return Ok(false);
-        }
-        let main = &mut ctx.main;
-        main.request_id = request_id::for_request(session.req_header());
+        ctx.request_id = request_id::for_request(session.req_header());
         let snapshot = self.state.load_full();
         match classify(session.req_header()) {
             Ok(Endpoint::Health) => {
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}");
-                respond::json(session, 200, body, &main.request_id).await?
+                respond::json(session, 200, body, &ctx.request_id).await?
             }
             Ok(Endpoint::Models) => {
                 let body = snapshot.models_body.clone();
-                respond::json(session, 200, body, &main.request_id).await?
+                respond::json(session, 200, body, &ctx.request_id).await?
             }
             Ok(Endpoint::Model(api)) => {
-                main.model_request = true;
+                ctx.model_request = true;
                 self.metrics.request_started();
-                handle_model_request(session, main, snapshot, api, &self.metrics).await?
+                handle_model_request(session, ctx, snapshot, api, &self.metrics, &self.connector)
+                    .await?
             }
             Err(e) => {
                 let api = Api::from_path(session.req_header().uri.path());
-                respond::error(session, &e, api, &main.request_id).await?
+                respond::error(session, &e, api, &ctx.request_id).await?
             }
         }
         Ok(true)
     }
 
+    /// Not reached: `request_filter` answers every request.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut RequestCtx,
+        _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let sub = ctx
-            .sub
-            .as_mut()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route for this request"))?;
-        sub.forward.upstream_started.get_or_init(Instant::now);
-        peer(sub).await.map(Box::new)
-    }
-
-    /// A host with several addresses (A and AAAA records, say) may refuse on one of them: try
-    /// the next before giving up. Nothing has been sent yet, so the retry is safe.
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        if let Some(sub) = ctx.sub.as_mut() {
-            sub.connect_attempts += 1;
-            if sub.connect_attempts < sub.addresses {
-                e.set_retry(true);
-            }
-        }
-        e
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        match &ctx.sub {
-            Some(sub) => rewrite_upstream_request(req, &sub.forward),
-            None => Ok(()),
-        }
-    }
-
-    /// The upstream's response header, on its way to the client (through the main session).
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        if let Some(sub) = &ctx.sub {
-            resp.insert_header(request_id::HEADER, sub.forward.request_id.as_str())?;
-        }
-        Ok(())
-    }
-
-    fn upstream_response_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<Duration>> {
-        if let (true, Some(sub)) = (end_of_stream, &ctx.sub) {
-            sub.forward.upstream_finished.get_or_init(Instant::now);
-        }
-        Ok(None)
+        Error::e_explain(
+            ErrorType::InternalError,
+            "requests are forwarded from request_filter",
+        )
     }
 
     async fn fail_to_proxy(
@@ -246,16 +153,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = status_for(e);
-        match &ctx.sub {
-            // In a subrequest nothing is written: the main session answers (see forward::run).
-            Some(sub) => {
-                sub.forward.upstream_finished.get_or_init(Instant::now);
-            }
-            None if code != 0 && session.response_written().is_none() => {
-                let body = error_body(code);
-                let _ = respond::json(session, code, body, &ctx.main.request_id).await;
-            }
-            None => {}
+        if code != 0 && session.response_written().is_none() {
+            let body = error_body(code);
+            let _ = respond::json(session, code, body, &ctx.request_id).await;
         }
         FailToProxy {
             error_code: code,
@@ -265,10 +165,7 @@ impl ProxyHttp for Gateway {
 
     /// Runs once per request, also when the client went away: metrics and the access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.sub.is_some() {
-            return;
-        }
-        let main = &ctx.main;
+        let main = &*ctx;
         let duration = main.started.elapsed();
         // Nothing written: the client left first (nginx's 499).
         let status = session
@@ -313,7 +210,7 @@ impl ProxyHttp for Gateway {
 }
 
 /// The upstream failure class of a finished request, if its upstream failed.
-fn upstream_error_class(main: &MainCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
+fn upstream_error_class(main: &RequestCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
     match (main.failed, e) {
         (Some(class), _) => Some(class),
         // A response that broke off after its header was sent.
@@ -331,7 +228,7 @@ fn upstream_error_class(main: &MainCtx, e: Option<&Error>) -> Option<UpstreamErr
 /// The access-log entry of a finished request.
 fn access_entry<'a>(
     session: &'a Session,
-    main: &'a MainCtx,
+    main: &'a RequestCtx,
     status: u16,
     duration: Duration,
     e: Option<&Error>,
@@ -407,10 +304,11 @@ fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> 
 /// API.
 async fn handle_model_request(
     session: &mut Session,
-    main: &mut MainCtx,
+    main: &mut RequestCtx,
     snapshot: Arc<Snapshot>,
     api: Api,
     metrics: &Metrics,
+    connector: &Connector,
 ) -> Result<()> {
     let id = main.request_id.clone();
     let limit = snapshot.config.server.max_request_body;
@@ -514,8 +412,15 @@ async fn handle_model_request(
             main.watch = ResponseWatch::default();
             let health = &snapshot.upstream(pidx).health;
             let in_flight = health.start();
-            let outcome =
-                forward::run(session, forward, &mut main.watch, translator, &attempt).await;
+            let outcome = forward::run(
+                session,
+                connector,
+                &forward,
+                &mut main.watch,
+                translator,
+                &attempt,
+            )
+            .await;
             drop(in_flight);
             let class = match &outcome {
                 Ok(Outcome::Complete) => match main.watch.status {
@@ -671,7 +576,7 @@ fn record(
 
 /// Validates the body and resolves its model.
 fn route(
-    main: &mut MainCtx,
+    main: &mut RequestCtx,
     snapshot: &Snapshot,
     body: &[u8],
 ) -> std::result::Result<(body::Inspected, RouteOwned), GatewayError> {
@@ -702,7 +607,7 @@ struct RouteOwned {
 /// Rewrites (or translates) the body for endpoint `pidx`: everything one attempt needs.
 #[allow(clippy::too_many_arguments)]
 fn prepare(
-    main: &mut MainCtx,
+    main: &mut RequestCtx,
     snapshot: &Arc<Snapshot>,
     api: Api,
     body: &Bytes,
@@ -802,62 +707,6 @@ fn upstream_path(provider: &Provider, api: Api, model: &str, req: &RequestHeader
         Some(q) => format!("{prefix}{}?{q}", api.suffix()),
         None => format!("{prefix}{}", api.suffix()),
     }
-}
-
-async fn peer(sub: &mut SubCtx) -> Result<HttpPeer> {
-    let forward = &sub.forward;
-    let config = &forward.snapshot.config;
-    let upstream = forward.snapshot.upstream(forward.provider);
-    let addrs = upstream.addresses.current().await.map_err(|e| {
-        Error::because(
-            ErrorType::ConnectNoRoute,
-            format!("cannot resolve {}", upstream.endpoint.host),
-            e,
-        )
-    })?;
-    let first = *sub
-        .first_address
-        .get_or_insert_with(|| upstream.addresses.next_start());
-    sub.addresses = addrs.len();
-    let addr = addrs
-        .get((first + sub.connect_attempts) % addrs.len().max(1))
-        .copied()
-        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address"))?;
-    let mut peer = HttpPeer::new(addr, upstream.endpoint.tls, upstream.endpoint.host.clone());
-    let timeouts = config.providers[forward.provider]
-        .timeouts
-        .or(config.listener.timeouts);
-    let idle = timeouts.idle.unwrap_or(config.listener.timeout);
-    peer.options.total_connection_timeout = Some(
-        timeouts
-            .connect
-            .unwrap_or(config.overrides.upstream_connect_timeout),
-    );
-    peer.options.read_timeout = Some(idle);
-    peer.options.write_timeout = Some(idle);
-    peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
-    Ok(peer)
-}
-
-fn rewrite_upstream_request(req: &mut RequestHeader, forward: &Forward) -> Result<()> {
-    let provider = forward.snapshot.provider(forward.provider);
-    let uri = forward
-        .path
-        .parse()
-        .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
-    req.set_uri(uri);
-    req.insert_header("content-length", forward.body.len().to_string())?;
-    req.remove_header("transfer-encoding");
-    req.remove_header("expect");
-    // The body filters must see plain bytes (usage accounting, translation).
-    req.remove_header("accept-encoding");
-    let host = provider
-        .http_host
-        .clone()
-        .unwrap_or_else(|| provider.endpoint.authority());
-    req.insert_header("host", host)?;
-    req.insert_header(request_id::HEADER, forward.request_id.as_str())?;
-    auth::apply(req, provider, forward.auth)
 }
 
 /// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.

@@ -2,6 +2,8 @@
 //! background services, with Pingora's process settings taken from the `server` block.
 
 use pingora::apps::HttpServerOptions;
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -76,7 +78,10 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     let health_metrics = metrics.clone();
     let state = Snapshot::new(config).into_shared();
 
-    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log);
+    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
+        &server.configuration,
+    )));
+    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log, connector);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
