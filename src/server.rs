@@ -4,6 +4,7 @@
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -44,6 +45,10 @@ pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
             .upstream_tls_ca_path
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
+        // Each thread runs its own runtime and keeps the connections it accepted, as nginx's
+        // workers do: no cross-thread wake-ups or work-stealing atomics on the request path
+        // (about 10% less CPU per request in bench/run).
+        work_stealing: false,
         ..ServerConf::default()
     }
 }
@@ -88,7 +93,12 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         options.h2c = true;
         app.server_options = Some(options);
     }
-    proxy.add_tcp(&bind);
+    // Client connections read straight into the HTTP parser's buffers: Pingora's default 64 KiB
+    // read buffer per connection is zeroed memory that 1,000 idle-waiting streams would hold
+    // (64 MiB), and saves no system calls here since whole requests are read anyway.
+    proxy.add_listener(
+        ListenerConfig::tcp(bind.clone()).l4_buffer(L4BufferSettings::default().read(0)),
+    );
 
     let mut prometheus = pingora_prometheus::prometheus_http_service();
     prometheus.add_tcp(&metrics_address.to_string());
