@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderName;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader, Version};
 use pingora::protocols::http::client::HttpSession;
@@ -164,7 +165,9 @@ pub async fn run(
     // Connect, send, and wait for the response header, watching the client meanwhile.
     let opened = tokio::select! {
         biased;
-        opened = open(connector, forward, &request) => opened.map_err(Ended::UpstreamFailed),
+        // Boxed: connecting (TLS handshake included) needs a large future, which would
+        // otherwise stay part of every request's state while its response streams.
+        opened = Box::pin(open(connector, forward, &request)) => opened.map_err(Ended::UpstreamFailed),
         gone = session.downstream_session.read_body_or_idle(true) => Err(Ended::ClientGone(gone_error(gone))),
         _ = sleep_until(header_deadline), if header_deadline.is_some() => Err(Ended::TimedOut),
     };
@@ -473,60 +476,68 @@ fn peer(forward: &Forward, addr: std::net::SocketAddr) -> HttpPeer {
     peer
 }
 
-/// The request the upstream gets: the client's header without hop-by-hop fields, for the
-/// provider's path and host, framed for the rewritten body, with the provider's credential.
+/// The request the upstream gets: the client's fields minus hop-by-hop ones, for the provider's
+/// path and host, framed for the rewritten body, with the provider's credential. Built in one
+/// pass over the client's header, without Pingora's header-case map (lower-case names are what
+/// HTTP/2 sends anyway).
 pub fn upstream_request(client: &RequestHeader, forward: &Forward) -> Result<RequestHeader> {
-    let mut req = client.clone();
-    req.set_version(Version::HTTP_11);
+    use http::header;
     // Fields the client's `Connection` names are for this hop only.
-    let nominated: Vec<String> = req
+    let nominated: Vec<HeaderName> = client
         .headers
-        .get_all("connection")
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in &nominated {
-        req.remove_header(name.as_str());
-    }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+    let mut req = RequestHeader::build_no_case(
+        client.method.clone(),
+        forward.path.as_bytes(),
+        Some(client.headers.len() + 4),
+    )?;
+    req.set_version(Version::HTTP_11);
+    for (name, value) in &client.headers {
+        if NOT_FORWARDED.contains(name) || nominated.contains(name) {
+            continue;
+        }
+        req.append_header(name, value.clone())?;
     }
     let provider = forward.snapshot.provider(forward.provider);
-    let uri = forward
-        .path
-        .parse()
-        .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
-    req.set_uri(uri);
-    req.insert_header("content-length", forward.body.len().to_string())?;
-    req.remove_header("expect");
-    // The response must be plain bytes (usage accounting, translation).
-    req.remove_header("accept-encoding");
-    let host = provider
-        .http_host
-        .clone()
-        .unwrap_or_else(|| provider.endpoint.authority());
-    req.insert_header("host", host)?;
+    req.insert_header(header::CONTENT_LENGTH, forward.body.len())?;
+    let host = match &provider.http_host {
+        Some(host) => host.clone(),
+        None => provider.endpoint.authority(),
+    };
+    req.insert_header(header::HOST, host)?;
     req.insert_header(request_id::HEADER, forward.request_id.as_str())?;
     auth::apply(&mut req, provider, forward.auth)?;
     Ok(req)
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1 and their common companions): never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-];
+/// Fields never copied from the client: hop-by-hop ones (RFC 9110 §7.6.1 and their common
+/// companions), and those the gateway sets itself. `accept-encoding` goes too: the response must
+/// be plain bytes for usage accounting and translation.
+static NOT_FORWARDED: [HeaderName; 15] = {
+    use http::header::*;
+    [
+        CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        HeaderName::from_static("http2-settings"),
+        CONTENT_LENGTH,
+        EXPECT,
+        ACCEPT_ENCODING,
+        HOST,
+        HeaderName::from_static(request_id::HEADER),
+    ]
+};
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
@@ -592,4 +603,97 @@ fn stream_error_event(api: Option<Api>, error: &GatewayError) -> Bytes {
         }))
     };
     Bytes::from(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn forward(yaml: &str, body: &'static [u8]) -> Forward {
+        let config = Config::from_yaml(yaml, &|_| Some("sk-provider".into())).unwrap();
+        let snapshot = Arc::new(Snapshot::new(config));
+        Forward::new(
+            snapshot,
+            0,
+            "/v1/chat/completions?x=1".into(),
+            Bytes::from_static(body),
+            "req-1".into(),
+            AuthStyle::Bearer,
+        )
+    }
+
+    fn client(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn upstream_request_drops_hop_by_hop_fields_and_sets_its_own() {
+        let f = forward(
+            "model_providers: [{model: openai/gpt-4o, base_url: 'http://10.0.0.1:8080', access_key: $K}]",
+            b"{\"model\":\"gpt-4o\"}",
+        );
+        let req = upstream_request(
+            &client(&[
+                ("Host", "gateway.example"),
+                ("Connection", "keep-alive, X-Hop"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Transfer-Encoding", "chunked"),
+                ("Expect", "100-continue"),
+                ("Accept-Encoding", "gzip"),
+                ("Content-Length", "999"),
+                ("X-Request-Id", "client-id"),
+                ("Authorization", "Bearer sk-client"),
+                ("OpenAI-Organization", "org-1"),
+                ("X-Custom", "a"),
+                ("X-Custom", "b"),
+            ]),
+            &f,
+        )
+        .unwrap();
+        let get = |n: &str| {
+            req.headers
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "expect",
+            "accept-encoding",
+        ] {
+            assert!(get(gone).is_empty(), "{gone} was forwarded");
+        }
+        assert_eq!(get("host"), ["10.0.0.1:8080"]);
+        assert_eq!(get("content-length"), ["18"]);
+        assert_eq!(get("x-request-id"), ["req-1"]);
+        assert_eq!(get("authorization"), ["Bearer sk-provider"]);
+        assert_eq!(get("openai-organization"), ["org-1"]);
+        assert_eq!(get("x-custom"), ["a", "b"]);
+        assert_eq!(req.uri, "/v1/chat/completions?x=1");
+        assert_eq!(req.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn small_bodies_go_out_with_the_header_in_one_write() {
+        let head = BytesMut::from(&b"POST / HTTP/1.1\r\n\r\n"[..]);
+        let wire = Wire::new(head.clone(), b"{}");
+        assert_eq!(&wire.head[..], b"POST / HTTP/1.1\r\n\r\n{}");
+        assert!(wire.body.is_empty());
+        let big = vec![b'x'; Wire::COALESCE + 1];
+        let wire = Wire::new(head, &big);
+        assert_eq!(&wire.head[..], b"POST / HTTP/1.1\r\n\r\n");
+        assert_eq!(wire.body.len(), big.len());
+    }
 }
