@@ -188,12 +188,12 @@ pub async fn run(
                 biased;
                 task = up.session.read_response_task() => match task {
                     Ok(task) => task,
-                    Err(e) => break Some(Ended::UpstreamFailed(e)),
+                    Err(e) => break Err(Ended::UpstreamFailed(e)),
                 },
                 // A client that leaves cancels the upstream request at once instead of paying
                 // for tokens nobody reads.
-                gone = session.downstream_session.read_body_or_idle(true) => break Some(Ended::ClientGone(gone_error(gone))),
-                _ = sleep_until(attempt.deadline), if attempt.deadline.is_some() => break Some(Ended::TimedOut),
+                gone = session.downstream_session.read_body_or_idle(true) => break Err(Ended::ClientGone(gone_error(gone))),
+                _ = sleep_until(attempt.deadline), if attempt.deadline.is_some() => break Err(Ended::TimedOut),
             },
         };
         let now = Instant::now();
@@ -221,35 +221,40 @@ pub async fn run(
             HttpTask::Body(Some(b), _) => watch.body(b, now),
             _ => {}
         }
-        if end {
-            forward.upstream_finished.get_or_init(|| now);
-        }
         let tasks = match translator.as_mut() {
             Some(t) => t.tasks(vec![task]),
             None => vec![task],
         };
+        if end {
+            forward.upstream_finished.get_or_init(|| now);
+            break Ok(tasks);
+        }
         if !tasks.is_empty() {
             match session.write_response_tasks(tasks).await {
                 Ok(finished) => done |= finished,
-                Err(e) => break Some(Ended::ClientGone(e)),
+                Err(e) => break Err(Ended::ClientGone(e)),
             }
-        }
-        if end {
-            break None;
         }
     };
     match ended {
-        None => {
-            // The response is whole: its connection goes back to the pool.
+        Ok(last) => {
+            // The response is whole: its connection goes back to the pool before the client
+            // sees the end, so whatever the client sends next finds it there.
             up.release(connector).await;
+            if !last.is_empty() {
+                done |= session
+                    .write_response_tasks(last)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
             if !done {
                 session.finish_body().await.map_err(|e| e.into_down())?;
             }
             watch.end();
             Ok(Outcome::Complete)
         }
-        Some(Ended::ClientGone(e)) => Err(e.into_down()),
-        Some(other) => failed(session, forward, watch, api, attempt, other).await,
+        Err(Ended::ClientGone(e)) => Err(e.into_down()),
+        Err(other) => failed(session, forward, watch, api, attempt, other).await,
     }
 }
 

@@ -282,6 +282,46 @@ fn a_client_that_leaves_cancels_the_upstream_request() {
 }
 
 #[test]
+fn upstream_connections_are_pooled_and_a_broken_one_is_not_reused() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    // One after another, each from a new client connection: a JSON answer, a whole stream, an
+    // upstream error passed through, a 1 MiB body.
+    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    let mut conn = stream_request(&gw, "sse=3,gap_ms=10");
+    assert_eq!(conn.read_head().0, 200);
+    while conn.read_chunk().is_some() {}
+    let error = chat(
+        gw.addr,
+        &[("x-mock", "status=500")],
+        &json!({"model": "gpt-4o"}),
+    );
+    assert_eq!(error.status, 500);
+    let big = body_of_size(1 << 20);
+    let resp = request(gw.addr, "POST", "/v1/chat/completions", &[], &big);
+    assert_eq!(resp.status, 200);
+    let received = mock.received();
+    assert_eq!(received.len(), 4);
+    let first = received[0].connection;
+    assert!(
+        received.iter().all(|r| r.connection == first),
+        "upstream connections: {:?}",
+        received.iter().map(|r| r.connection).collect::<Vec<_>>()
+    );
+
+    // A stream the upstream cut leaves a connection nobody can trust: the next request gets a
+    // fresh one.
+    let mut conn = stream_request(&gw, "sse=2,gap_ms=10,cut");
+    assert_eq!(conn.read_head().0, 200);
+    while let Ok(Some(_)) = conn.try_read_chunk() {}
+    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    let received = mock.received();
+    assert_eq!(received.len(), 6);
+    assert_eq!(received[4].connection, first);
+    assert_ne!(received[5].connection, first);
+}
+
+#[test]
 fn upstream_errors_pass_through_untouched() {
     let mock = Mock::start();
     let gw = start(&mock, "");

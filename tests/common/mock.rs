@@ -23,6 +23,8 @@ pub struct Received {
     /// Header names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Which of the mock's TCP connections it came on (0, 1, … in accept order).
+    pub connection: u64,
 }
 
 /// The first value of header `name` (lower-case) in `headers`.
@@ -121,7 +123,7 @@ impl Mock {
         let (r, h, d) = (received.clone(), hangups.clone(), default_mode.clone());
         let port = addr.port();
         runtime.spawn(async move {
-            loop {
+            for connection in 0u64.. {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
@@ -130,12 +132,19 @@ impl Mock {
                 let (r, h, d) = (r.clone(), h.clone(), d.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve(socket, port, recording.then_some(r), h, d));
+                        tokio::spawn(serve(
+                            socket,
+                            port,
+                            connection,
+                            recording.then_some(r),
+                            h,
+                            d,
+                        ));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             if let Ok(stream) = acceptor.accept(socket).await {
-                                serve(stream, port, recording.then_some(r), h, d).await;
+                                serve(stream, port, connection, recording.then_some(r), h, d).await;
                             }
                         });
                     }
@@ -190,6 +199,7 @@ impl Mock {
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
     port: u16,
+    connection: u64,
     received: Option<Arc<Mutex<Vec<Received>>>>,
     hangups: Arc<Mutex<u32>>,
     default_mode: Arc<Mutex<String>>,
@@ -205,7 +215,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             None => default_mode.lock().unwrap().clone(),
         };
         if let Some(received) = &received {
-            received.lock().unwrap().push(req.clone());
+            let mut req = req.clone();
+            req.connection = connection;
+            received.lock().unwrap().push(req);
         }
         let opts = parse_mode(&mode);
 
@@ -484,6 +496,7 @@ async fn read_request<S: AsyncRead + Unpin>(
                 path,
                 headers,
                 body,
+                connection: 0,
             };
             return Some((req, rest));
         }
