@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
 use pingora::http::{Method, RequestHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -36,7 +37,6 @@ use crate::routing::RouteError;
 use crate::state::{SharedState, Snapshot};
 use crate::translate::{Api, Direction, ResponseTranslator};
 use crate::usage::ResponseWatch;
-use pingora::connectors::http::Connector;
 
 /// The gateway: routes each model request to its provider.
 pub struct Gateway {
@@ -73,7 +73,8 @@ pub struct RequestCtx {
     /// The model the client asked for.
     model: Option<String>,
     route: Option<RouteInfo>,
-    forward: Option<Arc<Forward>>,
+    /// The current (or last) attempt.
+    forward: Option<Forward>,
     watch: ResponseWatch,
     /// Set when every attempt failed and the gateway (or the last upstream error) answered.
     failed: Option<UpstreamErrorClass>,
@@ -407,15 +408,14 @@ async fn handle_model_request(
                 first_byte: timeouts.first_byte,
                 deadline,
             };
-            let forward = Arc::new(forward);
-            main.forward = Some(forward.clone());
+            let forward = &*main.forward.insert(forward);
             main.watch = ResponseWatch::default();
             let health = &snapshot.upstream(pidx).health;
             let in_flight = health.start();
             let outcome = forward::run(
                 session,
                 connector,
-                &forward,
+                forward,
                 &mut main.watch,
                 translator,
                 &attempt,
