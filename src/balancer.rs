@@ -7,7 +7,7 @@
 //! single-endpoint model is never failed by the gateway itself. State is lock-free atomics.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use crate::config::Outlier;
@@ -53,9 +53,9 @@ impl Health {
     }
 
     /// Counts a request in flight until the guard drops.
-    pub fn start(&self) -> InFlight<'_> {
+    pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+        InFlight(self.clone())
     }
 
     /// Parked by a `retry-after`: not to be used at all until then.
@@ -101,9 +101,10 @@ impl Health {
 }
 
 /// A request counted in an endpoint's in-flight number.
-pub struct InFlight<'a>(&'a Health);
+#[derive(Debug)]
+pub struct InFlight(Arc<Health>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

@@ -34,8 +34,15 @@ pub enum GatewayError {
     UpstreamFailed(String),
     #[error("{0}")]
     NotSupported(String),
+    #[error("The request body was not received in time")]
+    ClientTimeout,
+    #[error("The request could not be read")]
+    Unreadable,
+    #[error("Internal gateway error")]
+    Internal,
+    /// Every endpoint is parked or ejected; the second field is how long until one is back.
     #[error("No endpoint of `{0}` is available right now")]
-    NoEndpoint(String),
+    NoEndpoint(String, std::time::Duration),
 }
 
 impl GatewayError {
@@ -67,7 +74,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::UpstreamFailed(_) => 502,
             GatewayError::NotSupported(_) => 400,
-            GatewayError::NoEndpoint(_) => 503,
+            GatewayError::NoEndpoint(..) => 503,
+            GatewayError::ClientTimeout => 408,
+            GatewayError::Unreadable => 400,
+            GatewayError::Internal => 500,
         }
     }
 
@@ -93,7 +103,18 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamFailed(_) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
-            GatewayError::NoEndpoint(_) => "no_endpoint_available",
+            GatewayError::NoEndpoint(..) => "no_endpoint_available",
+            GatewayError::ClientTimeout => "request_timeout",
+            GatewayError::Unreadable => "invalid_request",
+            GatewayError::Internal => "internal_error",
+        }
+    }
+
+    /// How long the client should wait before trying again, if the error says.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            GatewayError::NoEndpoint(_, wait) => Some(*wait),
+            _ => None,
         }
     }
 

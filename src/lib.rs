@@ -6,14 +6,16 @@
 //! (the swappable snapshot), `dns` (upstream addresses), `server` (process wiring).
 
 pub mod access_log;
+pub mod attempt;
 pub mod auth;
 pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod dns;
 pub mod error;
-pub mod forward;
+pub mod exchange;
 pub mod health;
+pub mod intake;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
@@ -23,5 +25,7 @@ pub mod respond;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod subrequest;
 pub mod translate;
+pub mod upstream;
 pub mod usage;

@@ -1,92 +1,77 @@
-//! The `ProxyHttp` implementation. Callbacks stay thin and delegate.
+//! The `ProxyHttp` implementation: the map of a request's path through the gateway. Each
+//! callback is short and names the module it delegates to.
 //!
 //! ```text
-//!  client ──► request_filter: local answers (/healthz, /v1/models, errors), or
-//!               read body → route → for each attempt: rewrite or translate → forward::run
-//!                                                        │  Pingora's Connector (pool, TLS)
-//!            ◄── response tasks, translated if needed ───┘  ◄── provider
-//!            logging: metrics, one access-log line
+//!  request_filter           intake: local answers (/healthz, /v1/models, errors), or the whole
+//!                           body read and routed (exchange); a body over 64 KiB or a translated
+//!                           answer continues in a subrequest (subrequest), the rest right here
+//!  upstream_peer            exchange + attempt: the endpoint of this attempt (after any backoff),
+//!                           its body and translator; upstream: its HttpPeer
+//!  fail_to_connect,         attempt: is this failure tried again, and where
+//!  error_while_proxy
+//!  upstream_request_filter  upstream + auth: path, Host, framing, credential
+//!  request_body_filter      the rewritten body in place of what Pingora replays
+//!  upstream_response_filter exchange: watch and translate the header; a 429/5xx that the plan
+//!                           retries becomes a retryable error
+//!  upstream_response_body_filter  watch (usage, TTFT) and translate each chunk; total deadline
+//!  fail_to_proxy            respond: the gateway's error, in the client's API
+//!  logging                  metrics and one access-log line
 //! ```
-//!
-//! Every request is answered in `request_filter`; Pingora's own proxy phase (`upstream_peer`
-//! onwards) is not used, see `forward.rs` for why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use pingora::connectors::http::Connector;
-use pingora::http::{Method, RequestHeader};
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::access_log::{self, AccessLog};
-use crate::auth::{self, AuthStyle};
-use crate::body;
-use crate::config::Provider;
-use crate::config::Retry;
+use crate::attempt::Failure;
 use crate::error::GatewayError;
-use crate::forward::{self, Forward, Outcome};
+use crate::exchange::{self, Exchange};
+use crate::intake::{self, Served};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
-use crate::providers::{Interface, AZURE_API_VERSION};
 use crate::request_id;
 use crate::respond;
-use crate::routing::RouteError;
-use crate::state::{SharedState, Snapshot};
-use crate::translate::{Api, Direction, ResponseTranslator};
-use crate::usage::ResponseWatch;
+use crate::state::SharedState;
+use crate::subrequest;
+use crate::translate::Api;
+use crate::upstream;
 
 /// The gateway: routes each model request to its provider.
 pub struct Gateway {
     state: SharedState,
     metrics: Arc<Metrics>,
     access_log: AccessLog,
-    /// Pingora's upstream connector: connection pool and TLS.
-    connector: Connector,
 }
 
 impl Gateway {
-    pub fn new(
-        state: SharedState,
-        metrics: Arc<Metrics>,
-        access_log: AccessLog,
-        connector: Connector,
-    ) -> Self {
+    pub fn new(state: SharedState, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
         Gateway {
             state,
             metrics,
             access_log,
-            connector,
         }
     }
 }
 
-/// What a request learns on the way, for metrics and the access log.
+/// What a request learns on the way, for its callbacks, metrics and the access log.
 pub struct RequestCtx {
     started: Instant,
     start_time: SystemTime,
     request_id: String,
     /// A model request (counted in metrics), as opposed to /healthz and the like.
     model_request: bool,
+    /// The client's API, once known.
+    api: Option<Api>,
     /// The model the client asked for.
     model: Option<String>,
-    route: Option<RouteInfo>,
-    /// The current (or last) attempt.
-    forward: Option<Forward>,
-    watch: ResponseWatch,
-    /// Set when every attempt failed and the gateway (or the last upstream error) answered.
-    failed: Option<UpstreamErrorClass>,
-    /// Every upstream attempt: endpoint name and outcome.
-    attempts: Vec<(String, &'static str)>,
-}
-
-/// The provider a request was routed to, as labels.
-struct RouteInfo {
-    prefix: String,
-    name: String,
-    upstream_model: String,
+    exchange: Option<Box<Exchange>>,
+    /// This is the subrequest carrying a main request's exchange.
+    sub: bool,
 }
 
 #[async_trait]
@@ -99,108 +84,307 @@ impl ProxyHttp for Gateway {
             start_time: SystemTime::now(),
             request_id: String::new(),
             model_request: false,
+            api: None,
             model: None,
-            route: None,
-            forward: None,
-            watch: ResponseWatch::default(),
-            failed: None,
-            attempts: Vec::new(),
+            exchange: None,
+            sub: false,
         }
     }
 
-    /// Answers locally or forwards; always returns `Ok(true)` (answered).
+    /// Only main requests spawn subrequests.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        session.subrequest_ctx.is_none()
+    }
+
+    /// A subrequest takes over its main request's exchange (subrequest).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if session.subrequest_ctx.is_some() {
+            ctx.sub = true;
+            let x = subrequest::adopt(session).ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "subrequest without an exchange")
+            })?;
+            ctx.request_id.clone_from(&x.request_id);
+            ctx.api = Some(x.api);
+            ctx.exchange = Some(x);
+        }
+        Ok(())
+    }
+
+    /// Local answers, or the body read and routed (intake, exchange); `Ok(false)` continues on
+    /// this request's proxy phase, `Ok(true)` means answered (here or by a subrequest).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.sub {
+            return Ok(false);
+        }
         ctx.request_id = request_id::for_request(session.req_header());
-        let snapshot = self.state.load_full();
-        match classify(session.req_header()) {
-            Ok(Endpoint::Health) => {
-                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
-                respond::json(session, 200, body, &ctx.request_id).await?
-            }
-            Ok(Endpoint::Models) => {
-                let body = snapshot.models_body.clone();
-                respond::json(session, 200, body, &ctx.request_id).await?
-            }
-            Ok(Endpoint::Model(api)) => {
-                ctx.model_request = true;
-                self.metrics.request_started();
-                handle_model_request(session, ctx, snapshot, api, &self.metrics, &self.connector)
-                    .await?
-            }
+        let served = match intake::classify(session.req_header()) {
+            Ok(served) => served,
             Err(e) => {
                 let api = Api::from_path(session.req_header().uri.path());
-                respond::error(session, &e, api, &ctx.request_id).await?
+                respond::error(session, &e, api, &ctx.request_id).await?;
+                return Ok(true);
             }
+        };
+        match served {
+            Served::Health => {
+                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
+                respond::json(session, 200, body, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Served::Models => {
+                let body = self.state.load().models_body.clone();
+                respond::json(session, 200, body, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Served::Model(api) => self.admit(session, ctx, api).await,
         }
-        Ok(true)
     }
 
-    /// Not reached: `request_filter` answers every request.
+    /// The endpoint of this attempt (exchange, attempt) as a Pingora peer (upstream).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Error::e_explain(
-            ErrorType::InternalError,
-            "requests are forwarded from request_filter",
-        )
+        let x = exchange_of(ctx)?;
+        x.next_peer(session, &self.metrics, jitter()).await
     }
 
+    /// Path, `Host`, framing and the credential (upstream, auth).
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let x = exchange_of(ctx)?;
+        let a = x
+            .attempt
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no attempt open"))?;
+        let provider = x.snapshot.provider(a.provider);
+        upstream::request(req, provider, &a.path, a.body.len(), a.auth, &x.request_id)
+    }
+
+    /// Pingora replays the body it kept (the client's, or the subrequest's placeholder); the
+    /// upstream gets the attempt's rewritten body instead.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        *body = exchange_of(ctx)?.take_body();
+        Ok(())
+    }
+
+    /// Whether a failed connection is tried again, and where (attempt).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(x) = ctx.exchange.as_mut() {
+            let refused = e.etype() == &ErrorType::ConnectRefused;
+            let retry = (refused && x.next_address())
+                || x.failed(exchange::failure_of(&e), &self.metrics, jitter());
+            e.set_retry(retry);
+        }
+        e
+    }
+
+    /// Whether a failure after connecting is tried again (attempt): only while nothing has
+    /// reached the client. A request is never re-sent on Pingora's own reused-connection rule:
+    /// the upstream may have read it.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let retry = match ctx.exchange.as_mut() {
+            // A retried status: upstream_response_filter closed the attempt and planned the next.
+            Some(x) if x.attempt.is_none() => x.next.is_some(),
+            Some(x)
+                if session.response_written().is_none()
+                    && e.esource() != &ErrorSource::Downstream =>
+            {
+                x.failed(exchange::failure_of(&e), &self.metrics, jitter())
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
+        e
+    }
+
+    /// Watches and translates the header (exchange); a 429 or 5xx the plan retries elsewhere
+    /// never reaches the client.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        header: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(x) = ctx.exchange.as_mut() else {
+            return Ok(());
+        };
+        x.response_header(header);
+        let status = header.status.as_u16();
+        if session.response_written().is_none() && x.retries_status(status) {
+            let failure = Failure::Status {
+                status,
+                retry_after: x.watch.retry_after,
+            };
+            if x.replan(failure, jitter()) {
+                x.close(exchange::Outcome::Failed(failure), &self.metrics);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "answer retried on another attempt",
+                )
+                .into_up());
+            }
+        }
+        Ok(())
+    }
+
+    /// The request id; a translated JSON answer is framed by the subrequest's pipe.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        header: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.sub && ctx.exchange.as_ref().is_some_and(|x| x.reframed()) {
+            subrequest::reframe(session);
+        }
+        header.insert_header(request_id::HEADER, ctx.request_id.as_str())
+    }
+
+    /// Usage, TTFT and translation, one chunk at a time (exchange); the total deadline.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(x) = ctx.exchange.as_mut() {
+            if x.past_deadline() && !end_of_stream {
+                return Err(Error::explain(
+                    ErrorType::ReadTimedout,
+                    "the request's total timeout passed",
+                )
+                .into_up());
+            }
+            x.response_body(body, end_of_stream);
+        }
+        Ok(None)
+    }
+
+    /// The one place the gateway's errors are written, in the client's API (respond).
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = status_for(e);
-        if code != 0 && session.response_written().is_none() {
-            let body = error_body(code);
-            let _ = respond::json(session, code, body, &ctx.request_id).await;
+        let api = ctx.api;
+        let request_id = ctx.request_id.clone();
+        let (error, code) = match ctx.exchange.as_mut() {
+            Some(x) if x.error_written => (None, status_for(e, None)),
+            Some(x) => {
+                x.error_written = true;
+                let name = x
+                    .route
+                    .as_ref()
+                    .map_or_else(String::new, |r| r.name.clone());
+                let error = x.error.take().unwrap_or_else(|| local_error(e, name));
+                let code = status_for(e, Some(&error));
+                if session.response_written().is_some() {
+                    // A stream that broke off ends with an error event; the connection closes
+                    // without the final chunk, so it never looks complete.
+                    if x.watch.is_stream() && code != 0 {
+                        let mid_event = x.watch.mid_event()
+                            && x.attempt.as_ref().is_none_or(|a| a.translator.is_none());
+                        let _ = respond::stream_error(session, &error, api, mid_event).await;
+                    }
+                    return FailToProxy {
+                        error_code: code,
+                        can_reuse_downstream: false,
+                    };
+                }
+                (Some(error), code)
+            }
+            None => {
+                let error = local_error(e, String::new());
+                let code = status_for(e, Some(&error));
+                (Some(error), code)
+            }
+        };
+        let mut reuse = false;
+        if let Some(error) = error.filter(|_| code != 0 && session.response_written().is_none()) {
+            reuse = respond::error(session, &error, api, &request_id)
+                .await
+                .is_ok()
+                && session.is_body_done();
         }
         FailToProxy {
             error_code: code,
-            can_reuse_downstream: false,
+            can_reuse_downstream: reuse,
         }
     }
 
-    /// Runs once per request, also when the client went away: metrics and the access log.
+    /// Runs once per request, also when the client went away: metrics and the access log. A
+    /// subrequest only closes its attempt and gives the exchange back (subrequest).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let main = &*ctx;
-        let duration = main.started.elapsed();
+        if let Some(x) = ctx.exchange.as_mut() {
+            let outcome = x.outcome_of(e);
+            x.close(outcome, &self.metrics);
+        }
+        if ctx.sub {
+            if let Some(x) = ctx.exchange.take() {
+                subrequest::give_back(session, x);
+            }
+            return;
+        }
+        let duration = ctx.started.elapsed();
         // Nothing written: the client left first (nginx's 499).
         let status = session
             .response_written()
             .map_or(499, |h| h.status.as_u16());
-        let upstream_error = upstream_error_class(main, e);
-        if main.model_request {
-            let upstream_time = main.forward.as_ref().and_then(|f| {
-                Some(
-                    f.upstream_finished
-                        .get()?
-                        .duration_since(*f.upstream_started.get()?),
-                )
-            });
+        let upstream_error = upstream_error_class(ctx, e);
+        if ctx.model_request {
+            let x = ctx.exchange.as_deref();
             self.metrics.request_finished(&RequestRecord {
-                provider: main
-                    .route
-                    .as_ref()
+                provider: x
+                    .and_then(|x| x.route.as_ref())
                     .map(|r| (r.prefix.as_str(), r.name.as_str())),
                 status,
                 duration,
-                ttft: main
-                    .watch
-                    .first_token
-                    .map(|t| t.duration_since(main.started)),
-                overhead: upstream_time.map(|u| duration.saturating_sub(u)),
-                usage: main.watch.usage,
+                ttft: x
+                    .and_then(|x| x.watch.first_token)
+                    .map(|t| t.duration_since(ctx.started)),
+                overhead: x
+                    .filter(|x| !x.attempts.is_empty())
+                    .map(|x| duration.saturating_sub(x.upstream_time + x.waited)),
+                usage: x.and_then(|x| x.watch.usage),
                 upstream_error,
             });
         }
         if self.access_log.enabled() {
             self.access_log.write(&access_entry(
                 session,
-                main,
+                ctx,
                 status,
                 duration,
                 e,
@@ -210,15 +394,70 @@ impl ProxyHttp for Gateway {
     }
 }
 
+impl Gateway {
+    /// A model request: reads its body, routes it (intake, exchange) and decides which proxy
+    /// phase carries it: this request's, or a subrequest's (subrequest).
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx, api: Api) -> Result<bool> {
+        ctx.model_request = true;
+        ctx.api = Some(api);
+        self.metrics.request_started();
+        let snapshot = self.state.load_full();
+        let limit = snapshot.config.server.max_request_body;
+        let routed = match intake::read_body(session, limit).await? {
+            Ok(body) => Exchange::route(
+                snapshot,
+                api,
+                session.req_header(),
+                ctx.request_id.clone(),
+                body,
+            ),
+            Err(e) => Err(e),
+        };
+        let x = match routed {
+            Ok(x) => Box::new(x),
+            Err(e) => {
+                if let GatewayError::ModelNotFound(m) = &e {
+                    ctx.model = Some(m.clone());
+                }
+                respond::error(session, &e, Some(api), &ctx.request_id).await?;
+                return Ok(true);
+            }
+        };
+        ctx.model = x.client_model().map(str::to_owned);
+        if !x.translates && !session.retry_buffer_truncated() {
+            ctx.exchange = Some(x);
+            return Ok(false);
+        }
+        let (x, result) = subrequest::run(session, x).await;
+        ctx.exchange = x;
+        result.map(|()| true)
+    }
+}
+
+fn exchange_of(ctx: &mut RequestCtx) -> Result<&mut Exchange> {
+    ctx.exchange
+        .as_deref_mut()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no exchange for this request"))
+}
+
+/// A number in [0, 1) for backoff jitter.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
 /// The upstream failure class of a finished request, if its upstream failed.
-fn upstream_error_class(main: &RequestCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
-    match (main.failed, e) {
+fn upstream_error_class(ctx: &RequestCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
+    let x = ctx.exchange.as_deref()?;
+    match (x.failed, e) {
         (Some(class), _) => Some(class),
         // A response that broke off after its header was sent.
-        (_, Some(e)) if main.forward.is_some() && e.esource() == &ErrorSource::Upstream => {
+        (_, Some(e)) if !x.attempts.is_empty() && e.esource() == &ErrorSource::Upstream => {
             Some(UpstreamErrorClass::Protocol)
         }
-        _ => match main.watch.status {
+        _ => match x.watch.status {
             Some(400..=499) => Some(UpstreamErrorClass::Status4xx),
             Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
             _ => None,
@@ -229,607 +468,64 @@ fn upstream_error_class(main: &RequestCtx, e: Option<&Error>) -> Option<Upstream
 /// The access-log entry of a finished request.
 fn access_entry<'a>(
     session: &'a Session,
-    main: &'a RequestCtx,
+    ctx: &'a RequestCtx,
     status: u16,
     duration: Duration,
     e: Option<&Error>,
     upstream_error: Option<UpstreamErrorClass>,
 ) -> access_log::Entry<'a> {
     let req = session.req_header();
+    let x = ctx.exchange.as_deref();
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     access_log::Entry {
-        time: access_log::rfc3339(main.start_time),
-        request_id: &main.request_id,
+        time: access_log::rfc3339(ctx.start_time),
+        request_id: &ctx.request_id,
         client: session.client_addr().map(ToString::to_string),
         method: req.method.as_str(),
         path: req.uri.path(),
-        model: main.model.as_deref().map(|m| access_log::truncate(m, 256)),
-        provider: main.route.as_ref().map(|r| r.name.as_str()),
-        upstream_model: main.route.as_ref().map(|r| r.upstream_model.as_str()),
+        model: ctx.model.as_deref().map(|m| access_log::truncate(m, 256)),
+        provider: x.and_then(|x| x.route.as_ref()).map(|r| r.name.as_str()),
+        upstream_model: x
+            .and_then(|x| x.route.as_ref())
+            .map(|r| r.upstream_model.as_str()),
         status,
         duration_ms: ms(duration),
-        ttft_ms: main
-            .watch
-            .first_token
-            .map(|t| ms(t.duration_since(main.started))),
-        tokens: main.watch.usage,
+        ttft_ms: x
+            .and_then(|x| x.watch.first_token)
+            .map(|t| ms(t.duration_since(ctx.started))),
+        tokens: x.and_then(|x| x.watch.usage),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
         error: upstream_error
             .map(UpstreamErrorClass::as_str)
             .or(e.map(|e| e.etype().as_str())),
-        attempts: main
-            .attempts
-            .iter()
-            .map(|(endpoint, outcome)| access_log::Attempt { endpoint, outcome })
-            .collect(),
+        attempts: x
+            .map(|x| {
+                x.attempts
+                    .iter()
+                    .map(|(endpoint, outcome)| access_log::Attempt { endpoint, outcome })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-/// The endpoints the gateway serves.
-enum Endpoint {
-    Health,
-    Models,
-    /// A model request forwarded to a provider, in the client's API.
-    Model(Api),
-}
-
-fn classify(req: &RequestHeader) -> std::result::Result<Endpoint, GatewayError> {
-    let path = req.uri.path();
-    let (endpoint, allowed, allowed_name) = match path {
-        "/healthz" => (Endpoint::Health, Method::GET, "GET"),
-        "/v1/models" => (Endpoint::Models, Method::GET, "GET"),
-        p => match Api::from_path(p) {
-            Some(api) => (Endpoint::Model(api), Method::POST, "POST"),
-            None => {
-                return Err(GatewayError::UnknownEndpoint {
-                    method: req.method.to_string(),
-                    path: path.to_owned(),
-                })
-            }
-        },
-    };
-    let head_ok = allowed == Method::GET && req.method == Method::HEAD;
-    if req.method != allowed && !head_ok {
-        return Err(GatewayError::MethodNotAllowed {
-            method: req.method.to_string(),
-            path: path.to_owned(),
-            allowed: allowed_name,
-        });
-    }
-    Ok(endpoint)
-}
-
-/// Reads, routes, translates if needed and forwards one model request, trying its model's
-/// endpoints and then its fallbacks until one answers; answers errors itself, in the client's
-/// API.
-async fn handle_model_request(
-    session: &mut Session,
-    main: &mut RequestCtx,
-    snapshot: Arc<Snapshot>,
-    api: Api,
-    metrics: &Metrics,
-    connector: &Connector,
-) -> Result<()> {
-    let id = main.request_id.clone();
-    let limit = snapshot.config.server.max_request_body;
-    let body = match read_body(session, limit).await? {
-        Ok(body) => body,
-        Err(e) => return respond::error(session, &e, Some(api), &id).await,
-    };
-    let (inspected, route) = match route(main, &snapshot, &body) {
-        Ok(r) => r,
-        Err(e) => return respond::error(session, &e, Some(api), &id).await,
-    };
-    let listener = &snapshot.config.listener;
-    let routes = &snapshot.routes;
-    let groups: Vec<usize> = std::iter::once(route.group)
-        .chain(routes.group(route.group).fallbacks.iter().copied())
-        .collect();
-    let deadline = routes
-        .group(route.group)
-        .members
-        .first()
-        .and_then(|&p| snapshot.provider(p).timeouts.or(listener.timeouts).total)
-        .map(|t| main.started + t);
-
-    // A conversation pinned to one endpoint (warm prompt caches): the client's
-    // `x-model-affinity`, else the body's `user`.
-    let affinity = session
-        .req_header()
-        .headers
-        .get("x-model-affinity")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| inspected.user.clone());
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last: Option<forward::Failure> = None;
-    for (gi, &gid) in groups.iter().enumerate() {
-        let members = &routes.group(gid).members;
-        let Some(&lead) = members.first() else {
-            continue;
-        };
-        let lead = snapshot.provider(lead);
-        let policy = lead
-            .retry
-            .clone()
-            .or_else(|| listener.retry.clone())
-            .unwrap_or(Retry {
-                attempts: members.len() as u32,
-                ..Retry::default()
-            });
-        let model = if gi == 0 {
-            route.upstream_model.clone()
-        } else {
-            lead.id.clone()
-        };
-        if gi > 0 {
-            let from = snapshot
-                .provider(routes.group(groups[gi - 1]).members[0])
-                .name
-                .as_str();
-            metrics.failover(from, &lead.name);
-        }
-        for n in 0..policy.attempts {
-            let Some(pidx) = next_endpoint(
-                &snapshot,
-                gid,
-                &tried,
-                last.as_ref(),
-                &policy,
-                affinity.as_deref(),
-            )
-            .await
-            else {
-                break;
-            };
-            if n > 0 {
-                tokio::time::sleep(backoff(&policy, n)).await;
-            }
-            tried.push(pidx);
-            let provider = snapshot.provider(pidx);
-            let (forward, translator) = match prepare(
-                main,
-                &snapshot,
-                api,
-                &body,
-                &inspected,
-                pidx,
-                &model,
-                session.req_header(),
-            ) {
-                Ok(prepared) => prepared,
-                Err(e) => return respond::error(session, &e, Some(api), &id).await,
-            };
-            let timeouts = provider.timeouts.or(listener.timeouts);
-            let attempt = forward::Attempt {
-                may_retry: n + 1 < policy.attempts || gi + 1 < groups.len(),
-                retry: policy.clone(),
-                first_byte: timeouts.first_byte,
-                deadline,
-            };
-            let forward = &*main.forward.insert(forward);
-            main.watch = ResponseWatch::default();
-            let health = &snapshot.upstream(pidx).health;
-            let in_flight = health.start();
-            let outcome = forward::run(
-                session,
-                connector,
-                forward,
-                &mut main.watch,
-                translator,
-                &attempt,
-            )
-            .await;
-            drop(in_flight);
-            let class = match &outcome {
-                Ok(Outcome::Complete) => match main.watch.status {
-                    Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
-                    Some(429) => Some(UpstreamErrorClass::Status4xx),
-                    _ => None,
-                },
-                Ok(Outcome::UpstreamError(class)) => Some(*class),
-                Ok(Outcome::Retryable(f)) => Some(f.class),
-                Err(e) if e.esource() == &ErrorSource::Upstream => {
-                    Some(UpstreamErrorClass::Protocol)
-                }
-                Err(_) => None,
-            };
-            let retry_after = match &outcome {
-                Ok(Outcome::Retryable(f)) => f.retry_after,
-                _ => main.watch.retry_after,
-            };
-            // A client that left says nothing about the endpoint.
-            let client_gone = matches!(&outcome, Err(e) if e.esource() != &ErrorSource::Upstream);
-            let label = match class {
-                _ if client_gone => "client_closed",
-                Some(class) => class.as_str(),
-                None => "success",
-            };
-            metrics.attempt(&provider.prefix, label);
-            if !client_gone {
-                record(metrics, provider, health, class, retry_after);
-            }
-            main.attempts.push((provider.name.clone(), label));
-            match outcome? {
-                Outcome::Complete => return Ok(()),
-                Outcome::UpstreamError(class) => {
-                    main.failed = Some(class);
-                    return Ok(());
-                }
-                Outcome::Retryable(failure) => last = Some(failure),
-            }
-        }
-    }
-    // Every attempt failed before anything reached the client.
-    main.forward = None;
-    match last {
-        Some(failure) if !failure.response.is_empty() => {
-            // The last upstream error, as the upstream sent it (in the client's API).
-            main.failed = Some(failure.class);
-            session.write_response_tasks(failure.response).await?;
-            Ok(())
-        }
-        Some(failure) => {
-            main.failed = Some(failure.class);
-            let name = main
-                .route
-                .as_ref()
-                .map_or_else(String::new, |r| r.name.clone());
-            let e = match failure.class {
-                UpstreamErrorClass::Timeout => GatewayError::UpstreamTimeout(name),
-                UpstreamErrorClass::Connect => GatewayError::UpstreamUnreachable(name),
-                _ => GatewayError::UpstreamFailed(name),
-            };
-            respond::error(session, &e, Some(api), &id).await
-        }
-        None => {
-            let wait = snapshot.next_available(route.group).unwrap_or_default();
-            let name = snapshot
-                .provider(
-                    routes
-                        .group(route.group)
-                        .members
-                        .first()
-                        .copied()
-                        .unwrap_or(0),
-                )
-                .name
-                .clone();
-            respond::unavailable(
-                session,
-                &GatewayError::NoEndpoint(name),
-                Some(api),
-                &id,
-                wait,
-            )
-            .await
-        }
-    }
-}
-
-/// The next endpoint to try: an available one of group `gid`; if none is, and the last failure
-/// parked the endpoints for no longer than the backoff allows, after waiting for it.
-async fn next_endpoint(
-    snapshot: &Snapshot,
-    gid: usize,
-    tried: &[usize],
-    last: Option<&forward::Failure>,
-    policy: &Retry,
-    affinity: Option<&str>,
-) -> Option<usize> {
-    if let Some(pidx) = snapshot.pick(gid, tried, affinity) {
-        return Some(pidx);
-    }
-    let wait = snapshot.next_available(gid)?;
-    let honoured = last
-        .and_then(|f| f.retry_after)
-        .is_some_and(|ra| ra <= policy.backoff_max);
-    if !honoured || wait > policy.backoff_max {
-        return None;
-    }
-    tokio::time::sleep(wait).await;
-    snapshot.pick(gid, tried, affinity)
-}
-
-/// Exponential backoff before attempt `n` (1-based retries) with full jitter.
-fn backoff(policy: &Retry, n: u32) -> Duration {
-    let ceiling = policy
-        .backoff_base
-        .saturating_mul(1 << (n - 1).min(16))
-        .min(policy.backoff_max);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    ceiling.mul_f64(f64::from(nanos % 1000) / 1000.0)
-}
-
-/// Scores an attempt's endpoint: ejection, 429 parking, and its health gauge.
-fn record(
-    metrics: &Metrics,
-    provider: &Provider,
-    health: &crate::balancer::Health,
-    class: Option<UpstreamErrorClass>,
-    retry_after: Option<Duration>,
-) {
-    match class {
-        None => {
-            health.succeeded();
-            metrics.endpoint_health(&provider.prefix, &provider.name, true);
-        }
-        Some(class) => {
-            if let Some(ra) = retry_after {
-                health.park_for(ra);
-                metrics.endpoint_health(&provider.prefix, &provider.name, false);
-            }
-            let counts = class != UpstreamErrorClass::Status4xx;
-            if counts && health.failed(&provider.outlier).is_some() {
-                log::warn!(
-                    "endpoint `{}` ejected after repeated failures",
-                    provider.name
-                );
-                metrics.endpoint_health(&provider.prefix, &provider.name, false);
-            }
-        }
-    }
-}
-
-/// Validates the body and resolves its model.
-fn route(
-    main: &mut RequestCtx,
-    snapshot: &Snapshot,
-    body: &[u8],
-) -> std::result::Result<(body::Inspected, RouteOwned), GatewayError> {
-    let inspected = body::inspect(body).map_err(GatewayError::InvalidBody)?;
-    main.model = inspected.model.clone();
-    let route = snapshot
-        .routes
-        .resolve(&snapshot.config.providers, inspected.model.as_deref())
-        .map_err(|e| match e {
-            RouteError::MissingModel => GatewayError::MissingModel,
-            RouteError::UnknownModel => {
-                GatewayError::ModelNotFound(inspected.model.clone().unwrap_or_default())
-            }
-        })?;
-    let owned = RouteOwned {
-        group: route.group,
-        upstream_model: route.upstream_model.into_owned(),
-    };
-    Ok((inspected, owned))
-}
-
-/// A resolved route, owned.
-struct RouteOwned {
-    group: usize,
-    upstream_model: String,
-}
-
-/// Rewrites (or translates) the body for endpoint `pidx`: everything one attempt needs.
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    main: &mut RequestCtx,
-    snapshot: &Arc<Snapshot>,
-    api: Api,
-    body: &Bytes,
-    inspected: &body::Inspected,
-    pidx: usize,
-    model: &str,
-    req: &RequestHeader,
-) -> std::result::Result<(Forward, Option<ResponseTranslator>), GatewayError> {
-    let provider = snapshot.provider(pidx);
-    main.route = Some(RouteInfo {
-        prefix: provider.prefix.clone(),
-        name: provider.name.clone(),
-        upstream_model: model.to_owned(),
-    });
-    if !auth::has_credentials(provider) {
-        return Err(GatewayError::NoAccessKey(provider.name.clone()));
-    }
-    let direction =
-        Direction::between(api, provider.interface).map_err(GatewayError::NotSupported)?;
-    let (body, translator) = match direction {
-        Direction::PassThrough => (body::with_model(body, inspected, model), None),
-        _ => {
-            let (body, include_usage) = direction
-                .request(body, model)
-                .map_err(GatewayError::InvalidBody)?;
-            let translator = ResponseTranslator::new(direction, model, include_usage);
-            (body, Some(translator))
-        }
-    };
-    let upstream_api = direction.upstream_api(api);
-    let path = upstream_path(provider, upstream_api, model, req);
-    let auth = AuthStyle::for_upstream(provider.interface, upstream_api);
-    let id = main.request_id.clone();
-    let forward = Forward::new(snapshot.clone(), pidx, path, body, id, auth);
-    Ok((forward, translator))
-}
-
-/// Reads the whole request body, refusing more than `limit` bytes. The outer `Result` is an I/O
-/// failure on the client connection; the inner one a body the gateway answers with an error.
-async fn read_body(
-    session: &mut Session,
-    limit: u64,
-) -> Result<std::result::Result<Bytes, GatewayError>> {
-    let too_large = GatewayError::BodyTooLarge { limit };
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Ok(Err(too_large));
-    }
-    // Pingora does not answer `Expect: 100-continue` when a filter reads the body.
-    if session.req_header().headers.get("expect").is_some() {
-        session.write_continue_response().await?;
-    }
-    // Most bodies arrive as one chunk: that one is kept without copying.
-    let mut single: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    while let Some(chunk) = session
-        .read_request_body()
-        .await
-        .map_err(|e| e.into_down())?
-    {
-        let total = single.as_ref().map_or(0, Bytes::len) + joined.len() + chunk.len();
-        if total as u64 > limit {
-            return Ok(Err(too_large));
-        }
-        if single.is_none() && joined.is_empty() {
-            single = Some(chunk);
-            continue;
-        }
-        if let Some(first) = single.take() {
-            joined.reserve(declared.map_or(total, |d| d as usize).max(total));
-            joined.extend_from_slice(&first);
-        }
-        joined.extend_from_slice(&chunk);
-    }
-    Ok(Ok(single.unwrap_or_else(|| joined.freeze())))
-}
-
-/// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
-/// deployment path and an `api-version`), with the client's query kept.
-fn upstream_path(provider: &Provider, api: Api, model: &str, req: &RequestHeader) -> String {
-    let prefix = &provider.endpoint.path_prefix;
-    let query = req.uri.query();
-    if provider.interface == Interface::AzureOpenAi {
-        let version = match query {
-            Some(q) if q.split('&').any(|p| p.starts_with("api-version=")) => q.to_owned(),
-            Some(q) => format!("{q}&api-version={AZURE_API_VERSION}"),
-            None => format!("api-version={AZURE_API_VERSION}"),
-        };
-        return format!("{prefix}/{model}{}?{version}", api.suffix());
-    }
-    match query {
-        Some(q) => format!("{prefix}{}?{q}", api.suffix()),
-        None => format!("{prefix}{}", api.suffix()),
+/// The error the client gets for `e` when the gateway has none of its own to say.
+fn local_error(e: &Error, provider: String) -> GatewayError {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (ReadTimedout, ErrorSource::Downstream) => GatewayError::ClientTimeout,
+        (_, ErrorSource::Downstream) => GatewayError::Unreadable,
+        (InternalError, _) => GatewayError::Internal,
+        _ => GatewayError::upstream(e, provider),
     }
 }
 
 /// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.
-fn status_for(e: &Error) -> u16 {
+fn status_for(e: &Error, error: Option<&GatewayError>) -> u16 {
     use ErrorType::*;
     match (e.etype(), e.esource()) {
-        (HTTPStatus(code), _) => *code,
         (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
-        (ReadTimedout, ErrorSource::Downstream) => 408,
-        (_, ErrorSource::Downstream) => 400,
-        (InternalError, _) => 500,
-        _ => GatewayError::upstream(e, String::new()).status(),
-    }
-}
-
-fn error_body(code: u16) -> Bytes {
-    let (kind, message) = match code {
-        408 => (
-            "invalid_request_error",
-            "The request body was not received in time",
-        ),
-        400..=499 => ("invalid_request_error", "The request could not be read"),
-        504 => ("server_error", "The upstream did not answer in time"),
-        502 => ("server_error", "The upstream request failed"),
-        _ => ("server_error", "Internal gateway error"),
-    };
-    Bytes::from(
-        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-            .to_string(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(method: &str, path: &str) -> RequestHeader {
-        RequestHeader::build(method, path.as_bytes(), None).unwrap()
-    }
-
-    fn provider(yaml: &str) -> Provider {
-        let c = crate::config::Config::from_yaml(yaml, &|_| Some("k".into())).unwrap();
-        c.providers.into_iter().next().unwrap()
-    }
-
-    #[test]
-    fn upstream_paths_replace_v1_and_keep_the_query() {
-        let openai = provider("model_providers: [{model: openai/gpt-4o, access_key: $K}]");
-        let groq = provider("model_providers: [{model: groq/llama, access_key: $K}]");
-        let bare = provider("model_providers: [{model: custom/m, base_url: 'http://h/'}]");
-        let post = |p: &str| req("POST", p);
-        assert_eq!(
-            upstream_path(&openai, Api::Chat, "gpt-4o", &post("/v1/chat/completions")),
-            "/v1/chat/completions"
-        );
-        assert_eq!(
-            upstream_path(&groq, Api::Chat, "llama", &post("/v1/chat/completions?x=1")),
-            "/openai/v1/chat/completions?x=1"
-        );
-        assert_eq!(
-            upstream_path(&bare, Api::Embeddings, "m", &post("/v1/embeddings")),
-            "/v1/embeddings"
-        );
-        // Translated traffic goes to the upstream's endpoint.
-        assert_eq!(
-            upstream_path(
-                &openai,
-                Api::Chat,
-                "gpt-4o",
-                &post("/v1/messages?beta=true")
-            ),
-            "/v1/chat/completions?beta=true"
-        );
-    }
-
-    #[test]
-    fn azure_paths_name_the_deployment_and_an_api_version() {
-        let azure = provider(
-            "model_providers: [{model: azure_openai/gpt-4o, base_url: 'https://r.openai.azure.com', access_key: $K}]",
-        );
-        assert_eq!(
-            upstream_path(
-                &azure,
-                Api::Chat,
-                "gpt-4o",
-                &req("POST", "/v1/chat/completions")
-            ),
-            format!("/openai/deployments/gpt-4o/chat/completions?api-version={AZURE_API_VERSION}")
-        );
-        assert_eq!(
-            upstream_path(
-                &azure,
-                Api::Chat,
-                "gpt-4o",
-                &req("POST", "/v1/chat/completions?api-version=2024-10-21")
-            ),
-            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
-        );
-    }
-
-    #[test]
-    fn endpoints_and_methods() {
-        assert!(matches!(
-            classify(&req("POST", "/v1/chat/completions")),
-            Ok(Endpoint::Model(Api::Chat))
-        ));
-        assert!(matches!(
-            classify(&req("POST", "/v1/messages")),
-            Ok(Endpoint::Model(Api::Messages))
-        ));
-        assert!(matches!(
-            classify(&req("GET", "/v1/models")),
-            Ok(Endpoint::Models)
-        ));
-        assert!(matches!(
-            classify(&req("HEAD", "/healthz")),
-            Ok(Endpoint::Health)
-        ));
-        let e = classify(&req("GET", "/v1/chat/completions")).err().unwrap();
-        assert_eq!(e.status(), 405);
-        let e = classify(&req("POST", "/v2/chat/completions"))
-            .err()
-            .unwrap();
-        assert_eq!(e.status(), 404);
+        _ => error.map_or(502, GatewayError::status),
     }
 }

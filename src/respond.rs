@@ -1,4 +1,6 @@
-//! Responses the gateway writes itself: JSON bodies with exact framing.
+//! Everything the gateway writes itself: JSON answers with exact framing, and its errors, always
+//! in the client's API (Anthropic's shape for `/v1/messages`, OpenAI's otherwise): as a whole
+//! response while nothing was sent, as a final stream event once a stream has begun.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -7,7 +9,7 @@ use pingora::Result;
 
 use crate::error::GatewayError;
 use crate::request_id;
-use crate::translate::Api;
+use crate::translate::{self, Api};
 
 /// Writes a complete JSON response.
 pub async fn json(session: &mut Session, status: u16, body: Bytes, request_id: &str) -> Result<()> {
@@ -37,26 +39,9 @@ async fn json_with(
     session.write_response_body(Some(body), true).await
 }
 
-/// A 503 with a `retry-after`: no endpoint takes requests until then.
-pub async fn unavailable(
-    session: &mut Session,
-    error: &GatewayError,
-    api: Option<Api>,
-    request_id: &str,
-    wait: std::time::Duration,
-) -> Result<()> {
-    json_with(
-        session,
-        error.status(),
-        error.body_for(api),
-        request_id,
-        Some(wait),
-    )
-    .await
-}
-
-/// After a 413 the unread body makes the connection useless, so it is closed.
-/// Writes `error` in the shape of the client's API (OpenAI's unless `api` is Messages).
+/// Writes `error` as the whole response, in the shape of the client's API (OpenAI's unless
+/// `api` is Messages). After a 413 the unread body makes the connection useless, so it is
+/// closed.
 pub async fn error(
     session: &mut Session,
     error: &GatewayError,
@@ -66,5 +51,38 @@ pub async fn error(
     if let GatewayError::BodyTooLarge { .. } = error {
         session.set_keepalive(None);
     }
-    json(session, error.status(), error.body_for(api), request_id).await
+    json_with(
+        session,
+        error.status(),
+        error.body_for(api),
+        request_id,
+        error.retry_after(),
+    )
+    .await
+}
+
+/// Ends a stream that broke off with `error` as its last event, in the client's API. The event
+/// starts on an event boundary: when the upstream's last event was cut short, a blank line
+/// first ends what the client already has of it.
+pub async fn stream_error(
+    session: &mut Session,
+    error: &GatewayError,
+    api: Option<Api>,
+    mid_event: bool,
+) -> Result<()> {
+    let mut text = String::new();
+    if mid_event {
+        text.push_str("\n\n");
+    }
+    let message = error.to_string();
+    text.push_str(&if api.is_some_and(Api::anthropic) {
+        translate::sse::named("error", &translate::anthropic_error(error.status(), &message))
+    } else {
+        translate::sse::data(&serde_json::json!({
+            "error": {"message": message, "type": "server_error", "param": null, "code": error.code()}
+        }))
+    });
+    session
+        .write_response_body(Some(Bytes::from(text)), false)
+        .await
 }

@@ -2,8 +2,6 @@
 //! background services, with Pingora's process settings taken from the `server` block.
 
 use pingora::apps::HttpServerOptions;
-use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service;
@@ -49,6 +47,8 @@ pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
         // workers do: no cross-thread wake-ups or work-stealing atomics on the request path
         // (about 10% less CPU per request in bench/run).
         work_stealing: false,
+        // The attempt plan decides how often a request is tried; this only bounds it.
+        max_retries: crate::exchange::MAX_ATTEMPTS as usize,
         ..ServerConf::default()
     }
 }
@@ -83,10 +83,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     let health_metrics = metrics.clone();
     let state = Snapshot::new(config).into_shared();
 
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
-    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log, connector);
+    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();

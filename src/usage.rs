@@ -106,6 +106,8 @@ pub struct ResponseWatch {
     /// The upstream's `retry-after`, if its answer had one.
     pub retry_after: Option<std::time::Duration>,
     mode: Mode,
+    /// An SSE event has lines but not yet its closing blank line.
+    open_event: bool,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +122,14 @@ impl ResponseWatch {
     /// Whether the response is an SSE stream.
     pub fn is_stream(&self) -> bool {
         matches!(self.mode, Mode::Sse(_))
+    }
+
+    /// Whether the stream stopped inside an event (a line or an event not yet ended).
+    pub fn mid_event(&self) -> bool {
+        match &self.mode {
+            Mode::Sse(line) => !line.is_empty() || self.open_event,
+            _ => false,
+        }
     }
 
     /// The response header: decides how the body is read.
@@ -176,6 +186,7 @@ impl ResponseWatch {
 
     fn sse_line(&mut self, line: &[u8], now: Instant) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.open_event = !line.is_empty();
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };

@@ -96,6 +96,8 @@ pub struct Provider {
     pub http_host: Option<String>,
     /// Extra upstream headers, applied after auth. Values may hold secrets.
     pub headers: Vec<(String, Secret)>,
+    /// switchyard: offer HTTP/2 to an HTTPS endpoint by ALPN (it may still answer in HTTP/1.1).
+    pub http2: bool,
     /// switchyard: share of this endpoint among the entries serving the same model.
     pub weight: u32,
     /// switchyard: models to try, in order, when every endpoint of this model failed.

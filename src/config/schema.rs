@@ -497,6 +497,10 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         .take("headers")
         .map(|(p, n)| extra_headers(r, &p, n, env))
         .unwrap_or_default();
+    let http2 = f
+        .take("http2")
+        .and_then(|(p, n)| yaml::boolean(r, &p, n))
+        .unwrap_or(true);
     let weight = f
         .take("weight")
         .and_then(|(p, n)| yaml::integer(r, &p, n, 1, 1000))
@@ -645,6 +649,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         default,
         http_host,
         headers,
+        http2,
         weight,
         fallbacks,
         retry: retry_policy,

@@ -17,7 +17,6 @@ pub mod sse;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::HttpTask;
 use serde_json::{json, Value};
 
 use crate::providers::Interface;
@@ -157,7 +156,8 @@ fn error_body(direction: Direction, status: u16, body: &[u8]) -> Value {
     }
 }
 
-/// Rewrites the upstream's response, task by task, into the client's API.
+/// Rewrites the upstream's response into the client's API: the header in place, then the body
+/// chunk by chunk as Pingora's response filters see it.
 pub struct ResponseTranslator {
     direction: Direction,
     model: String,
@@ -167,11 +167,10 @@ pub struct ResponseTranslator {
 }
 
 enum Mode {
-    /// Before the header.
-    Start,
-    /// A JSON body (or an error): header held until the body is complete.
+    /// A JSON body (or an error): kept until complete, then translated whole. The header went
+    /// out without a length; whoever writes the response frames the whole body.
     Whole {
-        header: Box<ResponseHeader>,
+        status: u16,
         body: Vec<u8>,
         error: bool,
     },
@@ -188,32 +187,15 @@ impl ResponseTranslator {
         ResponseTranslator {
             direction,
             model: model.to_owned(),
-            mode: Mode::Start,
+            mode: Mode::Other,
             chat_stream,
             messages_stream: messages_to_chat::StreamState::new(model),
         }
     }
 
-    /// Translates a batch of response tasks.
-    pub fn tasks(&mut self, tasks: Vec<HttpTask>) -> Vec<HttpTask> {
-        let mut out = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            match task {
-                HttpTask::Header(header, end) => self.header(header, end, &mut out),
-                HttpTask::Body(body, end) => {
-                    self.body(body.as_deref().unwrap_or(&[]), end, &mut out)
-                }
-                HttpTask::Done => {
-                    self.finish(&mut out);
-                    out.push(HttpTask::Done);
-                }
-                other => out.push(other),
-            }
-        }
-        out
-    }
-
-    fn header(&mut self, mut header: Box<ResponseHeader>, end: bool, out: &mut Vec<HttpTask>) {
+    /// The response header: decides how the body is translated. A translated body has another
+    /// length, so the upstream's `content-length` goes.
+    pub fn header(&mut self, header: &mut ResponseHeader) {
         let status = header.status.as_u16();
         let content_type = header
             .headers
@@ -221,36 +203,39 @@ impl ResponseTranslator {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        if end {
-            self.mode = Mode::Other;
-            out.push(HttpTask::Header(header, true));
-        } else if status >= 400 || content_type.contains("json") {
+        if status >= 400 || content_type.contains("json") {
             self.mode = Mode::Whole {
-                header,
+                status,
                 body: Vec::new(),
                 error: status >= 400,
             };
-        } else if content_type.starts_with("text/event-stream") {
-            // The translated stream has another length.
             header.remove_header("content-length");
+            header.remove_header("transfer-encoding");
+            let _ = header.insert_header("content-type", "application/json");
+        } else if content_type.starts_with("text/event-stream") {
             self.mode = Mode::Stream(sse::Framer::default());
-            out.push(HttpTask::Header(header, false));
+            header.remove_header("content-length");
         } else {
             self.mode = Mode::Other;
-            out.push(HttpTask::Header(header, false));
         }
     }
 
-    fn body(&mut self, chunk: &[u8], end: bool, out: &mut Vec<HttpTask>) {
+    /// Whether the body is held and sent whole (a JSON answer): it has no length yet.
+    pub fn is_whole(&self) -> bool {
+        matches!(self.mode, Mode::Whole { .. })
+    }
+
+    /// A piece of the body (`end`: the last one); returns what the client gets instead.
+    pub fn body(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
         match &mut self.mode {
             Mode::Whole { body, .. } => {
-                body.extend_from_slice(chunk);
-                if end {
-                    self.finish(out);
+                if let Some(chunk) = chunk {
+                    body.extend_from_slice(&chunk);
                 }
+                end.then(|| self.finish())
             }
             Mode::Stream(framer) => {
-                let events = framer.push(chunk);
+                let events = framer.push(chunk.as_deref().unwrap_or(&[]));
                 let mut text = String::new();
                 for event in &events {
                     text.push_str(&match self.direction {
@@ -259,27 +244,22 @@ impl ResponseTranslator {
                         Direction::PassThrough => String::new(),
                     });
                 }
-                if !text.is_empty() || end {
-                    out.push(HttpTask::Body(Some(Bytes::from(text)), end));
-                }
+                (!text.is_empty()).then(|| Bytes::from(text))
             }
-            Mode::Start | Mode::Other => {
-                out.push(HttpTask::Body(Some(Bytes::copy_from_slice(chunk)), end));
-            }
+            Mode::Other => chunk,
         }
     }
 
-    /// Emits a held JSON response, translated, with its exact length.
-    fn finish(&mut self, out: &mut Vec<HttpTask>) {
+    /// The held JSON response, translated.
+    fn finish(&mut self) -> Bytes {
         let Mode::Whole {
-            mut header,
+            status,
             body,
             error,
         } = std::mem::replace(&mut self.mode, Mode::Other)
         else {
-            return;
+            return Bytes::new();
         };
-        let status = header.status.as_u16();
         let translated = if error {
             Some(error_body(self.direction, status, &body))
         } else {
@@ -291,18 +271,11 @@ impl ResponseTranslator {
                     Direction::PassThrough => v,
                 })
         };
-        let body = match translated {
-            Some(v) => {
-                let _ = header.insert_header("content-type", "application/json");
-                Bytes::from(v.to_string())
-            }
+        match translated {
+            Some(v) => Bytes::from(v.to_string()),
             // Not JSON after all: passed on unchanged.
             None => Bytes::from(body),
-        };
-        let _ = header.insert_header("content-length", body.len().to_string());
-        header.remove_header("transfer-encoding");
-        out.push(HttpTask::Header(header, false));
-        out.push(HttpTask::Body(Some(body), true));
+        }
     }
 }
 

@@ -1,0 +1,582 @@
+//! One model request on its way through Pingora's proxy phase: the routed body, the attempt
+//! plan, the attempt in progress and what the response showed. The proxy callbacks drive it;
+//! it decides nothing itself that [`crate::attempt`] does not say.
+//!
+//! An exchange lives in the request's context, or moves into the subrequest that carries the
+//! request (see [`crate::subrequest`]) and back before the request is logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::attempt::{Failure, Next, Pick, Plan, Stage};
+use crate::auth::{self, AuthStyle};
+use crate::balancer::InFlight;
+use crate::body::{self, Inspected};
+use crate::config::Retry;
+use crate::error::GatewayError;
+use crate::metrics::{Metrics, UpstreamErrorClass};
+use crate::routing::RouteError;
+use crate::state::Snapshot;
+use crate::translate::{Api, Direction, ResponseTranslator};
+use crate::upstream;
+use crate::usage::ResponseWatch;
+
+/// Most attempts one request may make, fallbacks included; also Pingora's `max_retries`.
+pub const MAX_ATTEMPTS: u32 = 64;
+
+/// How an attempt ended, for metrics, health and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (maybe with an error status that was passed on).
+    Answered(Option<UpstreamErrorClass>),
+    Failed(Failure),
+    /// The client went away: says nothing about the endpoint.
+    ClientClosed,
+}
+
+/// A request's exchange with its providers.
+pub struct Exchange {
+    pub snapshot: Arc<Snapshot>,
+    pub api: Api,
+    pub request_id: String,
+    /// The client's query string, kept on the upstream path.
+    query: Option<String>,
+    /// The body as the client sent it, and what was found in it.
+    body: Bytes,
+    inspected: Inspected,
+    /// Pins a conversation to one endpoint: `x-model-affinity`, else the body's `user`.
+    affinity: Option<String>,
+    pub plan: Plan,
+    /// Where the next attempt goes, decided when the previous one ended.
+    pub next: Option<Next>,
+    pub attempt: Option<Attempt>,
+    /// The endpoint of the latest attempt, as labels.
+    pub route: Option<RouteLabels>,
+    pub watch: ResponseWatch,
+    /// Every attempt: endpoint name and outcome.
+    pub attempts: Vec<(String, &'static str)>,
+    /// Set when the request failed upstream and the gateway answered (or cut the response).
+    pub failed: Option<UpstreamErrorClass>,
+    /// The gateway's own answer, for `fail_to_proxy` to render.
+    pub error: Option<GatewayError>,
+    /// Whether the gateway's error (response or final stream event) was written.
+    pub error_written: bool,
+    /// The whole request's deadline.
+    pub deadline: Option<Instant>,
+    /// Time spent waiting on upstreams, over all attempts.
+    pub upstream_time: Duration,
+    /// Time spent waiting between attempts (backoff, `retry-after`).
+    pub waited: Duration,
+    /// Whether any stage translates between APIs.
+    pub translates: bool,
+}
+
+/// The attempt in progress.
+pub struct Attempt {
+    pub provider: usize,
+    /// The endpoint's addresses and which one this try uses (a refusal moves to the next).
+    addresses: Arc<Vec<SocketAddr>>,
+    address: usize,
+    address_tries: usize,
+    pub path: String,
+    pub body: Bytes,
+    pub auth: AuthStyle,
+    pub translator: Option<ResponseTranslator>,
+    started: Instant,
+    body_sent: bool,
+    _in_flight: InFlight,
+}
+
+/// The provider an attempt went to, as metric and log labels.
+pub struct RouteLabels {
+    pub prefix: String,
+    pub name: String,
+    pub upstream_model: String,
+}
+
+impl Exchange {
+    /// Routes a request body: validates it, resolves its model and plans the attempts. Fails
+    /// with the error the client gets.
+    pub fn route(
+        snapshot: Arc<Snapshot>,
+        api: Api,
+        req: &RequestHeader,
+        request_id: String,
+        body: Bytes,
+    ) -> std::result::Result<Exchange, GatewayError> {
+        let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
+        let route = snapshot
+            .routes
+            .resolve(&snapshot.config.providers, inspected.model.as_deref())
+            .map_err(|e| match e {
+                RouteError::MissingModel => GatewayError::MissingModel,
+                RouteError::UnknownModel => {
+                    GatewayError::ModelNotFound(inspected.model.clone().unwrap_or_default())
+                }
+            })?;
+        let (group, upstream_model) = (route.group, route.upstream_model.into_owned());
+        let routes = &snapshot.routes;
+        let listener = &snapshot.config.listener;
+        let stages: Vec<Stage> = std::iter::once(group)
+            .chain(routes.group(group).fallbacks.iter().copied())
+            .enumerate()
+            .filter_map(|(i, gid)| {
+                let members = &routes.group(gid).members;
+                let lead = snapshot.provider(*members.first()?);
+                let policy = lead
+                    .retry
+                    .clone()
+                    .or_else(|| listener.retry.clone())
+                    .unwrap_or(Retry {
+                        attempts: members.len() as u32,
+                        ..Retry::default()
+                    });
+                let model = if i == 0 {
+                    upstream_model.clone()
+                } else {
+                    lead.id.clone()
+                };
+                Some(Stage {
+                    group: gid,
+                    model,
+                    policy,
+                })
+            })
+            .collect();
+        let translates = stages.iter().any(|s| {
+            routes.group(s.group).members.iter().any(|&p| {
+                Direction::between(api, snapshot.provider(p).interface)
+                    .is_ok_and(|d| d != Direction::PassThrough)
+            })
+        });
+        let deadline = routes
+            .group(group)
+            .members
+            .first()
+            .and_then(|&p| snapshot.provider(p).timeouts.or(listener.timeouts).total)
+            .map(|t| Instant::now() + t);
+        let affinity = req
+            .headers
+            .get("x-model-affinity")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| inspected.user.clone());
+        let lead = routes.group(group).members.first().copied().unwrap_or(0);
+        let mut exchange = Exchange {
+            snapshot: snapshot.clone(),
+            api,
+            request_id,
+            query: req.uri.query().map(str::to_owned),
+            body,
+            inspected,
+            affinity,
+            plan: Plan::new(stages, MAX_ATTEMPTS),
+            next: None,
+            attempt: None,
+            route: None,
+            watch: ResponseWatch::default(),
+            attempts: Vec::new(),
+            failed: None,
+            error: None,
+            error_written: false,
+            deadline,
+            upstream_time: Duration::ZERO,
+            waited: Duration::ZERO,
+            translates,
+        };
+        let affinity = exchange.affinity.clone();
+        exchange.next = exchange
+            .plan
+            .first(|stage, tried| snapshot.offer(stage.group, tried, affinity.as_deref()));
+        if exchange.next.is_none() {
+            let wait = snapshot.next_available(group).unwrap_or_default();
+            return Err(GatewayError::NoEndpoint(
+                snapshot.provider(lead).name.clone(),
+                wait,
+            ));
+        }
+        Ok(exchange)
+    }
+
+    /// The model the client asked for.
+    pub fn client_model(&self) -> Option<&str> {
+        self.inspected.model.as_deref()
+    }
+
+    /// Picks the endpoint of the next attempt now (after a wait for a parked one).
+    pub fn pick_now(&self) -> Option<usize> {
+        self.snapshot.pick(
+            self.plan.stage().group,
+            self.plan.tried(),
+            self.affinity.as_deref(),
+        )
+    }
+
+    /// Opens an attempt to provider `pidx`: the body rewritten (or translated) for it, its path
+    /// and credential form. Fails with the error the client gets.
+    pub fn open(
+        &mut self,
+        pidx: usize,
+        addresses: Arc<Vec<SocketAddr>>,
+    ) -> std::result::Result<(), GatewayError> {
+        let snapshot = self.snapshot.clone();
+        let provider = snapshot.provider(pidx);
+        let model = self.plan.stage().model.clone();
+        self.route = Some(RouteLabels {
+            prefix: provider.prefix.clone(),
+            name: provider.name.clone(),
+            upstream_model: model.clone(),
+        });
+        if !auth::has_credentials(provider) {
+            return Err(GatewayError::NoAccessKey(provider.name.clone()));
+        }
+        let direction =
+            Direction::between(self.api, provider.interface).map_err(GatewayError::NotSupported)?;
+        let (body, translator) = match direction {
+            Direction::PassThrough => (body::with_model(&self.body, &self.inspected, &model), None),
+            _ => {
+                let (body, include_usage) = direction
+                    .request(&self.body, &model)
+                    .map_err(GatewayError::InvalidBody)?;
+                let translator = ResponseTranslator::new(direction, &model, include_usage);
+                (body, Some(translator))
+            }
+        };
+        let upstream_api = direction.upstream_api(self.api);
+        self.plan.started(pidx);
+        let address = snapshot.upstream(pidx).addresses.next_start() % addresses.len().max(1);
+        self.attempt = Some(Attempt {
+            provider: pidx,
+            addresses,
+            address,
+            address_tries: 1,
+            path: upstream::path(provider, upstream_api, &model, self.query.as_deref()),
+            body,
+            auth: AuthStyle::for_upstream(provider.interface, upstream_api),
+            translator,
+            started: Instant::now(),
+            body_sent: false,
+            _in_flight: snapshot.upstream(pidx).health.start(),
+        });
+        self.watch = ResponseWatch::default();
+        Ok(())
+    }
+
+    /// The address the current attempt connects to.
+    pub fn address(&self) -> Option<SocketAddr> {
+        let a = self.attempt.as_ref()?;
+        a.addresses.get(a.address).copied()
+    }
+
+    /// The rewritten body, once per attempt (Pingora's body filter may be called more than once).
+    pub fn take_body(&mut self) -> Option<Bytes> {
+        let a = self.attempt.as_mut()?;
+        if a.body_sent {
+            return None;
+        }
+        a.body_sent = true;
+        Some(a.body.clone())
+    }
+
+    /// A connection to the current address was refused: tries the endpoint's next address
+    /// within the same attempt, if it has one left.
+    pub fn next_address(&mut self) -> bool {
+        let Some(a) = self.attempt.as_mut() else {
+            return false;
+        };
+        if a.address_tries >= a.addresses.len() {
+            return false;
+        }
+        a.address = (a.address + 1) % a.addresses.len();
+        a.address_tries += 1;
+        self.next = Some(Next {
+            endpoint: Some(a.provider),
+            wait: Duration::ZERO,
+            failover: None,
+        });
+        true
+    }
+
+    /// The attempt failed before anything reached the client: records it and returns whether
+    /// the plan tries again (then `next` says where).
+    pub fn failed(&mut self, failure: Failure, metrics: &Metrics, jitter: f64) -> bool {
+        self.close(Outcome::Failed(failure), metrics);
+        self.replan(failure, jitter)
+    }
+
+    /// Plans the attempt after `failure`; returns whether there is one. Past the deadline there
+    /// is none.
+    pub fn replan(&mut self, failure: Failure, jitter: f64) -> bool {
+        let snapshot = self.snapshot.clone();
+        let affinity = self.affinity.clone();
+        self.next = if self.past_deadline() {
+            None
+        } else {
+            self.plan.after(failure, jitter, |stage, tried| {
+                snapshot.offer(stage.group, tried, affinity.as_deref())
+            })
+        };
+        if self.next.is_none() {
+            self.failed = Some(failure.class());
+        }
+        self.next.is_some()
+    }
+
+    /// The peer of the next attempt: waits out its backoff (ending early if the client leaves),
+    /// opens the attempt (or moves it to its endpoint's next address) and builds the peer.
+    pub async fn next_peer(
+        &mut self,
+        session: &mut Session,
+        metrics: &Metrics,
+        jitter: f64,
+    ) -> Result<Box<HttpPeer>> {
+        let next = self
+            .next
+            .take()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no attempt planned"))?;
+        if !next.wait.is_zero() {
+            let started = Instant::now();
+            wait_for_client(session, next.wait).await?;
+            self.waited += started.elapsed();
+        }
+        if let Some((from, to)) = next.failover {
+            metrics.failover(self.stage_lead(from), self.stage_lead(to));
+        }
+        if self.attempt.is_none() {
+            let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
+                let gid = self.plan.stage().group;
+                let wait = self.snapshot.next_available(gid).unwrap_or_default();
+                let name = self.stage_lead(0).to_owned();
+                return self.refuse(GatewayError::NoEndpoint(name, wait));
+            };
+            let snapshot = self.snapshot.clone();
+            let upstream = snapshot.upstream(pidx);
+            let addresses = upstream.addresses.current().await;
+            let resolved = addresses.as_ref().map_or(Vec::new().into(), Arc::clone);
+            if let Err(e) = self.open(pidx, resolved) {
+                return self.refuse(e);
+            }
+            if let Err(e) = addresses {
+                let mut e = Error::because(
+                    ErrorType::ConnectNoRoute,
+                    format!("cannot resolve {}", upstream.endpoint.host),
+                    e,
+                )
+                .into_up();
+                e.set_retry(self.failed(Failure::Connect, metrics, jitter));
+                return Err(e);
+            }
+        }
+        let Some(addr) = self.address() else {
+            let mut e = Error::explain(ErrorType::ConnectNoRoute, "the upstream has no address");
+            e.set_retry(self.failed(Failure::Connect, metrics, jitter));
+            return Err(e);
+        };
+        let pidx = self.attempt.as_ref().map_or(0, |a| a.provider);
+        Ok(Box::new(upstream::peer(
+            &self.snapshot,
+            pidx,
+            addr,
+            self.deadline,
+        )))
+    }
+
+    /// Ends the request with the gateway's own `error`, rendered by `fail_to_proxy`.
+    fn refuse<T>(&mut self, error: GatewayError) -> Result<T> {
+        let status = error.status();
+        self.error = Some(error);
+        Error::e_explain(ErrorType::HTTPStatus(status), "refused by the gateway")
+    }
+
+    /// The name of the first endpoint of stage `i`.
+    fn stage_lead(&self, i: usize) -> &str {
+        let group = self.snapshot.routes.group(self.plan.stage_at(i).group);
+        group
+            .members
+            .first()
+            .map_or("", |&p| self.snapshot.provider(p).name.as_str())
+    }
+
+    /// Whether the plan would retry an answer with `status` (a 429 or 5xx under the stage's
+    /// policy, while another attempt remains).
+    pub fn retries_status(&self, status: u16) -> bool {
+        Failure::retried_status(status, &self.plan.stage().policy)
+    }
+
+    /// Ends the current attempt, if one is open.
+    pub fn close(&mut self, outcome: Outcome, metrics: &Metrics) {
+        let Some(attempt) = self.attempt.take() else {
+            return;
+        };
+        self.upstream_time += attempt.started.elapsed();
+        let provider = self.snapshot.provider(attempt.provider);
+        let (class, retry_after) = match outcome {
+            Outcome::Answered(class) => (class, self.watch.retry_after),
+            Outcome::Failed(f) => (Some(f.class()), f.retry_after()),
+            Outcome::ClientClosed => (None, None),
+        };
+        let label = match outcome {
+            Outcome::ClientClosed => "client_closed",
+            _ => class.map_or("success", UpstreamErrorClass::as_str),
+        };
+        metrics.attempt(&provider.prefix, label);
+        self.attempts.push((provider.name.clone(), label));
+        if outcome == Outcome::ClientClosed {
+            return;
+        }
+        let health = &self.snapshot.upstream(attempt.provider).health;
+        match class {
+            None => {
+                health.succeeded();
+                metrics.endpoint_health(&provider.prefix, &provider.name, true);
+            }
+            Some(class) => {
+                if let Some(ra) = retry_after {
+                    health.park_for(ra);
+                    metrics.endpoint_health(&provider.prefix, &provider.name, false);
+                }
+                // A 4xx (a 429 included) says the endpoint is busy or the request bad, not
+                // that the endpoint is broken.
+                if class != UpstreamErrorClass::Status4xx
+                    && health.failed(&provider.outlier).is_some()
+                {
+                    log::warn!(
+                        "endpoint `{}` ejected after repeated failures",
+                        provider.name
+                    );
+                    metrics.endpoint_health(&provider.prefix, &provider.name, false);
+                }
+            }
+        }
+    }
+
+    /// The response header of the current attempt: watched, and translated if needed.
+    pub fn response_header(&mut self, header: &mut ResponseHeader) {
+        self.watch.retry_after = retry_after(header);
+        self.watch.header(
+            header.status.as_u16(),
+            header
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+        );
+        if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
+            t.header(header);
+        }
+    }
+
+    /// Whether the response is translated whole, so its writer must frame it (Pingora chose
+    /// chunked framing for it; the subrequest's pipe sends it with its exact length instead).
+    pub fn reframed(&self) -> bool {
+        self.attempt
+            .as_ref()
+            .and_then(|a| a.translator.as_ref())
+            .is_some_and(ResponseTranslator::is_whole)
+    }
+
+    /// A piece of the current attempt's response body: watched, and translated if needed.
+    pub fn response_body(&mut self, body: &mut Option<Bytes>, end: bool) {
+        let now = Instant::now();
+        if let Some(b) = body.as_deref() {
+            self.watch.body(b, now);
+        }
+        if end {
+            self.watch.end();
+        }
+        if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
+            *body = t.body(body.take(), end);
+        }
+    }
+
+    /// Whether the request's deadline has passed.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The outcome of an attempt that ended with error `e` after its response began (or with
+    /// no error).
+    pub fn outcome_of(&self, e: Option<&Error>) -> Outcome {
+        match e {
+            Some(e) if e.esource() != &ErrorSource::Upstream && !is_timeout(e) => {
+                Outcome::ClientClosed
+            }
+            Some(e) if is_timeout(e) => Outcome::Failed(Failure::Timeout),
+            Some(_) => Outcome::Failed(Failure::Protocol),
+            None => Outcome::Answered(match self.watch.status {
+                Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
+                Some(429) => Some(UpstreamErrorClass::Status4xx),
+                _ => None,
+            }),
+        }
+    }
+}
+
+/// Waits `wait`, unless the client leaves first.
+async fn wait_for_client(session: &mut Session, wait: Duration) -> Result<()> {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => Ok(()),
+        gone = session.downstream_session.read_body_or_idle(true) => Err(match gone {
+            Err(e) => e.into_down(),
+            Ok(_) => Error::explain(ErrorType::ConnectionClosed, "client sent data while waiting").into_down(),
+        }),
+    }
+}
+
+/// What a connect or proxy error says about the attempt.
+pub fn failure_of(e: &Error) -> Failure {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(status) => Failure::Status {
+            status: *status,
+            retry_after: None,
+        },
+        _ if is_timeout(e) => Failure::Timeout,
+        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+        | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError | BindError => {
+            Failure::Connect
+        }
+        _ => Failure::Protocol,
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
+    ) && e.esource() != &ErrorSource::Downstream
+}
+
+/// `retry-after` in seconds.
+fn retry_after(h: &ResponseHeader) -> Option<Duration> {
+    h.headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+impl Snapshot {
+    /// What endpoint selection offers the plan for group `gid`.
+    pub fn offer(&self, gid: usize, tried: &[usize], affinity: Option<&str>) -> Pick {
+        if let Some(p) = self.pick(gid, tried, affinity) {
+            return Pick::Now(p);
+        }
+        match self.next_available(gid) {
+            Some(wait) if !wait.is_zero() => Pick::After(wait),
+            _ => Pick::Nothing,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Taking a request in: which of the gateway's paths it asks for, and its whole body, bounded.
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::{Method, RequestHeader};
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::error::GatewayError;
+use crate::translate::Api;
+
+/// The paths the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Health,
+    Models,
+    /// A model request forwarded to a provider, in the client's API.
+    Model(Api),
+}
+
+/// What the request asks for, or the error it gets.
+pub fn classify(req: &RequestHeader) -> std::result::Result<Served, GatewayError> {
+    let path = req.uri.path();
+    let (served, allowed, allowed_name) = match path {
+        "/healthz" => (Served::Health, Method::GET, "GET"),
+        "/v1/models" => (Served::Models, Method::GET, "GET"),
+        p => match Api::from_path(p) {
+            Some(api) => (Served::Model(api), Method::POST, "POST"),
+            None => {
+                return Err(GatewayError::UnknownEndpoint {
+                    method: req.method.to_string(),
+                    path: path.to_owned(),
+                })
+            }
+        },
+    };
+    let head_ok = allowed == Method::GET && req.method == Method::HEAD;
+    if req.method != allowed && !head_ok {
+        return Err(GatewayError::MethodNotAllowed {
+            method: req.method.to_string(),
+            path: path.to_owned(),
+            allowed: allowed_name,
+        });
+    }
+    Ok(served)
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes. The outer `Result` is an I/O
+/// failure on the client connection; the inner one a body the gateway answers with an error.
+///
+/// Pingora's retry buffer is switched on first: a body of up to 64 KiB is then kept by Pingora
+/// and replayed into `request_body_filter` on each attempt of the main request's proxy phase.
+pub async fn read_body(
+    session: &mut Session,
+    limit: u64,
+) -> Result<std::result::Result<Bytes, GatewayError>> {
+    let too_large = GatewayError::BodyTooLarge { limit };
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Ok(Err(too_large));
+    }
+    // Pingora does not answer `Expect: 100-continue` when a filter reads the body.
+    if session.req_header().headers.get("expect").is_some() {
+        session.write_continue_response().await?;
+    }
+    session.enable_retry_buffering();
+    // Most bodies arrive as one chunk: that one is kept without copying.
+    let mut single: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| e.into_down())?
+    {
+        let total = single.as_ref().map_or(0, Bytes::len) + joined.len() + chunk.len();
+        if total as u64 > limit {
+            return Ok(Err(too_large));
+        }
+        if single.is_none() && joined.is_empty() {
+            single = Some(chunk);
+            continue;
+        }
+        if let Some(first) = single.take() {
+            joined.reserve(declared.map_or(total, |d| d as usize).max(total));
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&chunk);
+    }
+    Ok(Ok(single.unwrap_or_else(|| joined.freeze())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, path: &str) -> RequestHeader {
+        RequestHeader::build(method, path.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn paths_and_methods() {
+        assert_eq!(
+            classify(&req("POST", "/v1/chat/completions")).unwrap(),
+            Served::Model(Api::Chat)
+        );
+        assert_eq!(
+            classify(&req("POST", "/v1/messages")).unwrap(),
+            Served::Model(Api::Messages)
+        );
+        assert_eq!(classify(&req("GET", "/v1/models")).unwrap(), Served::Models);
+        assert_eq!(classify(&req("HEAD", "/healthz")).unwrap(), Served::Health);
+        let e = classify(&req("GET", "/v1/chat/completions")).unwrap_err();
+        assert_eq!(e.status(), 405);
+        let e = classify(&req("POST", "/v2/chat/completions")).unwrap_err();
+        assert_eq!(e.status(), 404);
+    }
+}
