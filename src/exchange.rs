@@ -460,8 +460,15 @@ impl Exchange {
     /// The response header of the current attempt: watched, and translated if needed.
     pub fn response_header(&mut self, header: &mut ResponseHeader) {
         self.watch.retry_after = retry_after(header);
+        let status = header.status.as_u16();
+        // A busy endpoint's `retry-after` parks it before the next attempt is planned.
+        if let (Some(ra), Some(a)) = (self.watch.retry_after, &self.attempt) {
+            if status == 429 || status >= 500 {
+                self.snapshot.upstream(a.provider).health.park_for(ra);
+            }
+        }
         self.watch.header(
-            header.status.as_u16(),
+            status,
             header
                 .headers
                 .get("content-type")

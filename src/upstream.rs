@@ -73,7 +73,6 @@ pub fn request(
         path.parse()
             .map_err(|_| pingora::Error::new_str("invalid upstream path"))?,
     );
-    req.set_version(http::Version::HTTP_11);
     for name in [
         header::TRANSFER_ENCODING,
         header::EXPECT,

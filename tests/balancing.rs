@@ -391,3 +391,66 @@ fn a_total_timeout_ends_a_long_stream_with_an_error_event() {
     assert!(last.starts_with("event: error\ndata: "), "{last}");
     assert!(last.contains(r#""type":"error""#), "{last}");
 }
+
+#[test]
+fn overhead_leaves_out_earlier_attempts_and_the_wait_between_them() {
+    let (slow_failure, good) = (Mock::start(), Mock::start());
+    slow_failure.set_mode("delay_ms=600,status=500");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}', name: a}}\n  - {{model: custom/m, base_url: '{}', name: b}}\n",
+        slow_failure.url(),
+        good.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    // The first request of a fresh gateway goes to the first endpoint, then to the second.
+    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    assert_eq!(resp.status, 200);
+    assert_eq!(slow_failure.received().len(), 1);
+    assert_eq!(good.received().len(), 1);
+    let count = r#"switchyard_overhead_seconds_count{provider="custom"}"#;
+    wait_for("the request's metrics", Duration::from_secs(5), || {
+        common::sample_value(&gw.metrics(), count) == 1.0
+    });
+    let sum = common::sample_value(
+        &gw.metrics(),
+        r#"switchyard_overhead_seconds_sum{provider="custom"}"#,
+    );
+    assert!(
+        sum < 0.3,
+        "overhead {sum} s includes the 0.6 s the first endpoint took"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_during_a_wait_between_attempts_cancels_the_next_one() {
+    let mock = Mock::start();
+    mock.set_mode("status=429,retry_after=2");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: custom/m, base_url: '{}', retry: {{attempts: 2, backoff: {{max: 5s}}}}}}\n",
+        mock.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let mut conn = common::Conn::open(gw.addr);
+    let body = br#"{"model":"m"}"#;
+    conn.send_head("POST", "/v1/chat/completions", &[], Some(body.len()));
+    std::io::Write::write_all(&mut conn.stream, body).unwrap();
+    wait_for("the first attempt", Duration::from_secs(5), || {
+        mock.received().len() == 1
+    });
+    // The gateway now waits out the 429's retry-after before its second attempt.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(mock.received().len(), 1, "the second attempt was sent");
+    let log = gw.access_log();
+    let line: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["path"] == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(line["status"], 499);
+    assert_eq!(
+        line["attempts"],
+        json!([{"endpoint": "custom/m", "outcome": "status_4xx"}])
+    );
+}

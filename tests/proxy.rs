@@ -564,3 +564,86 @@ fn upstream_host_names_are_resolved() {
         Some(format!("localhost:{}", mock.addr.port()).as_str())
     );
 }
+
+#[test]
+fn https_providers_are_offered_h2_by_alpn_and_h1_when_it_is_turned_off() {
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let mock = Mock::start_tls_h2();
+    let config = |extra: &str| {
+        let mut c = yaml(&format!(
+            "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{}/v1', access_key: $TEST_KEY{extra}}}\n  - {{model: anthropic/claude, base_url: '{}', access_key: $TEST_KEY{extra}}}\n",
+            mock.tls_url(),
+            mock.tls_url()
+        ));
+        c["overrides"] = json!({"upstream_tls_ca_path": ca});
+        c
+    };
+    let gw = Gateway::start(&config(""), &[("TEST_KEY", KEY)]);
+
+    // A small body (this request's proxy phase) and a 1 MiB one (a subrequest), byte-exact.
+    for size in [1024, 1 << 20] {
+        let body = body_of_size(size);
+        let resp = request(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            &body,
+        );
+        assert_eq!(resp.status, 200, "{size}: {}", gw.logs());
+        assert_eq!(resp.json()["model"], "gpt-4o");
+        let got = mock.received().pop().unwrap();
+        assert!(got.http2, "{size} bytes went over HTTP/1.1");
+        assert!(got.body == expected_upstream(&body), "{size} bytes differ");
+        assert_eq!(got.path, "/v1/chat/completions");
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+        assert_eq!(
+            got.header("host"),
+            Some(format!("localhost:{}", mock.addr.port()).as_str())
+        );
+    }
+
+    // SSE over h2 arrives event by event.
+    let mut conn = stream_request(&gw, "sse=4,gap_ms=250");
+    assert_eq!(conn.read_head().0, 200);
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    let mut text = String::new();
+    while let Some(chunk) = conn.read_chunk() {
+        arrivals.push(start.elapsed());
+        text.push_str(&String::from_utf8(chunk).unwrap());
+    }
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(*arrivals.last().unwrap() - arrivals[0] >= Duration::from_millis(600));
+    assert!(mock.received().pop().unwrap().http2);
+
+    // A Messages client to the Anthropic provider, streaming, and an OpenAI client translated
+    // to it, over h2 as well.
+    let resp = request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock", "anthropic")],
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", gw.logs());
+    assert_eq!(resp.json()["object"], "chat.completion");
+    let got = mock.received().pop().unwrap();
+    assert!(got.http2);
+    assert_eq!(got.path, "/v1/messages");
+    drop(gw);
+
+    // `http2: false`: the same provider over HTTP/1.1.
+    let before = mock.received().len();
+    let gw = Gateway::start(&config(", http2: false"), &[("TEST_KEY", KEY)]);
+    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    assert_eq!(resp.status, 200, "{}", gw.logs());
+    let got = mock.received();
+    assert_eq!(got.len(), before + 1);
+    assert!(!got[before].http2);
+}

@@ -25,6 +25,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// Which of the mock's TCP connections it came on (0, 1, … in accept order).
     pub connection: u64,
+    /// Whether it came over HTTP/2.
+    pub http2: bool,
 }
 
 /// The first value of header `name` (lower-case) in `headers`.
@@ -81,8 +83,17 @@ impl Mock {
     }
 
     /// An HTTPS mock with the `localhost` certificate from tests/fixtures/tls (signed by the
-    /// test CA in `ca.pem`).
+    /// test CA in `ca.pem`), speaking HTTP/1.1 only.
     pub fn start_tls() -> Mock {
+        Mock::start_tls_with(&[b"http/1.1"])
+    }
+
+    /// Like [`Mock::start_tls`], offering HTTP/2 by ALPN as well (preferred).
+    pub fn start_tls_h2() -> Mock {
+        Mock::start_tls_with(&[b"h2", b"http/1.1"])
+    }
+
+    fn start_tls_with(alpn: &[&[u8]]) -> Mock {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
         let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
             std::fs::File::open(dir.join("server.pem")).unwrap(),
@@ -102,6 +113,8 @@ impl Mock {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
+        let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Mock::start_with(
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
             "127.0.0.1:0",
@@ -143,8 +156,14 @@ impl Mock {
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
-                            if let Ok(stream) = acceptor.accept(socket).await {
-                                serve(stream, port, connection, recording.then_some(r), h, d).await;
+                            let Ok(stream) = acceptor.accept(socket).await else {
+                                return;
+                            };
+                            let r = recording.then_some(r);
+                            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                serve_h2(stream, port, connection, r, d).await;
+                            } else {
+                                serve(stream, port, connection, r, h, d).await;
                             }
                         });
                     }
@@ -297,6 +316,98 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return;
         }
+    }
+}
+
+/// Serves one HTTP/2 connection: each stream is recorded and answered as on HTTP/1.1 (JSON,
+/// status, SSE with gaps; `delay_ms` and `cut` are HTTP/1.1 only).
+async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    socket: S,
+    port: u16,
+    connection: u64,
+    received: Option<Arc<Mutex<Vec<Received>>>>,
+    default_mode: Arc<Mutex<String>>,
+) {
+    let Ok(mut conn) = h2::server::handshake(socket).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = conn.accept().await {
+        let (received, default_mode) = (received.clone(), default_mode.clone());
+        tokio::spawn(async move {
+            let (parts, mut body) = request.into_parts();
+            let mut data = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                data.extend_from_slice(&chunk);
+            }
+            let mut headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            if let Some(authority) = parts.uri.authority() {
+                headers.insert(0, ("host".to_owned(), authority.to_string()));
+            }
+            let req = Received {
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/".into(), |p| p.to_string()),
+                headers,
+                body: data,
+                connection,
+                http2: true,
+            };
+            let mode = match req.header("x-mock") {
+                Some(m) => m.to_owned(),
+                None => default_mode.lock().unwrap().clone(),
+            };
+            if let Some(received) = &received {
+                received.lock().unwrap().push(req.clone());
+            }
+            let opts = parse_mode(&mode);
+            let answer = |status: u16, content_type: &str| {
+                http::Response::builder()
+                    .status(status)
+                    .header("content-type", content_type)
+                    .header("x-mock-port", port.to_string())
+                    .body(())
+                    .unwrap()
+            };
+            if let Some(n) = opts.sse {
+                let Ok(mut stream) = respond.send_response(answer(200, "text/event-stream"), false)
+                else {
+                    return;
+                };
+                let (content, tail) = sse_events(n, &opts);
+                for event in content {
+                    if stream.send_data(event.into_bytes().into(), false).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(opts.gap_ms)).await;
+                }
+                let _ = stream.send_data(tail.concat().into_bytes().into(), true);
+                return;
+            }
+            let (status, body) = match opts.status {
+                Some(code) => (
+                    code,
+                    serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
+                ),
+                None => {
+                    let model = serde_json::from_slice::<Value>(&req.body)
+                        .ok()
+                        .and_then(|v| v.get("model").cloned())
+                        .unwrap_or(Value::Null);
+                    (200, json_answer(&opts, model))
+                }
+            };
+            if let Ok(mut stream) = respond.send_response(answer(status, "application/json"), false)
+            {
+                let _ = stream.send_data(body.to_string().into_bytes().into(), true);
+            }
+        });
     }
 }
 
@@ -497,6 +608,7 @@ async fn read_request<S: AsyncRead + Unpin>(
                 headers,
                 body,
                 connection: 0,
+                http2: false,
             };
             return Some((req, rest));
         }
