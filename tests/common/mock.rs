@@ -288,19 +288,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             continue;
         }
-        let (status, body) = match opts.status {
-            Some(code) => (
-                code,
-                serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
-            ),
-            None => {
-                let model = serde_json::from_slice::<Value>(&req.body)
-                    .ok()
-                    .and_then(|v| v.get("model").cloned())
-                    .unwrap_or(Value::Null);
-                (200, json_answer(&opts, model))
-            }
-        };
+        let (status, body) = reply(&opts, &req);
         let body = body.to_string();
         let retry_after = opts
             .retry_after
@@ -390,19 +378,7 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 let _ = stream.send_data(tail.concat().into_bytes().into(), true);
                 return;
             }
-            let (status, body) = match opts.status {
-                Some(code) => (
-                    code,
-                    serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
-                ),
-                None => {
-                    let model = serde_json::from_slice::<Value>(&req.body)
-                        .ok()
-                        .and_then(|v| v.get("model").cloned())
-                        .unwrap_or(Value::Null);
-                    (200, json_answer(&opts, model))
-                }
-            };
+            let (status, body) = reply(&opts, &req);
             if let Ok(mut stream) = respond.send_response(answer(status, "application/json"), false)
             {
                 let _ = stream.send_data(body.to_string().into_bytes().into(), true);
@@ -428,6 +404,23 @@ struct Mode {
     split: bool,
     /// With `status`: a `retry-after` header of this many seconds.
     retry_after: Option<u64>,
+}
+
+/// The status and JSON body of a non-streamed answer to `req`.
+fn reply(opts: &Mode, req: &Received) -> (u16, Value) {
+    match opts.status {
+        Some(code) => (
+            code,
+            serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
+        ),
+        None => {
+            let model = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v.get("model").cloned())
+                .unwrap_or(Value::Null);
+            (200, json_answer(opts, model))
+        }
+    }
 }
 
 /// A non-streamed answer in the shape and with the content `opts` ask for.
