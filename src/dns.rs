@@ -110,7 +110,7 @@ impl BackgroundService for Refresher {
                 if let Err(e) = addresses.refresh().await {
                     warn!(
                         "cannot resolve {} (provider `{}`): {e}",
-                        upstream.endpoint.host, upstream.provider_name
+                        upstream.origin.host, upstream.provider_name
                     );
                 }
             }

@@ -9,7 +9,7 @@ use crate::translate::Api;
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("Unknown endpoint: {method} {path}")]
-    UnknownEndpoint { method: String, path: String },
+    UnknownPath { method: String, path: String },
     #[error("Method {method} is not allowed on {path}; use {allowed}")]
     MethodNotAllowed {
         method: String,
@@ -63,7 +63,7 @@ impl GatewayError {
 
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::UnknownEndpoint { .. } => 404,
+            GatewayError::UnknownPath { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::InvalidBody(_) => 400,
             GatewayError::BodyTooLarge { .. } => 413,
@@ -92,7 +92,7 @@ impl GatewayError {
     /// OpenAI's `error.code`: stable, machine-readable.
     pub fn code(&self) -> &'static str {
         match self {
-            GatewayError::UnknownEndpoint { .. } => "unknown_url",
+            GatewayError::UnknownPath { .. } => "unknown_url",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::InvalidBody(_) => "invalid_request_body",
             GatewayError::BodyTooLarge { .. } => "request_too_large",

@@ -15,11 +15,11 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::attempt::{Failure, Next, Pick, Plan, Stage};
+use crate::attempt::{Failure, Next, Plan, Stage};
 use crate::auth::{self, AuthStyle};
-use crate::balancer::InFlight;
 use crate::body::{self, Inspected};
 use crate::config::Retry;
+use crate::endpoints::{self, health::InFlight};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, UpstreamErrorClass};
 use crate::routing::RouteError;
@@ -192,11 +192,11 @@ impl Exchange {
             translates,
         };
         let affinity = exchange.affinity.clone();
-        exchange.next = exchange
-            .plan
-            .first(|stage, tried| snapshot.offer(stage.group, tried, affinity.as_deref()));
+        exchange.next = exchange.plan.first(|stage, tried| {
+            endpoints::offer(&snapshot, stage.group, tried, affinity.as_deref())
+        });
         if exchange.next.is_none() {
-            let wait = snapshot.next_available(group).unwrap_or_default();
+            let wait = endpoints::next_available(&snapshot, group).unwrap_or_default();
             return Err(GatewayError::NoEndpoint(
                 snapshot.provider(lead).name.clone(),
                 wait,
@@ -212,7 +212,8 @@ impl Exchange {
 
     /// Picks the endpoint of the next attempt now (after a wait for a parked one).
     pub fn pick_now(&self) -> Option<usize> {
-        self.snapshot.pick(
+        endpoints::pick(
+            &self.snapshot,
             self.plan.stage().group,
             self.plan.tried(),
             self.affinity.as_deref(),
@@ -320,7 +321,7 @@ impl Exchange {
             None
         } else {
             self.plan.after(failure, jitter, |stage, tried| {
-                snapshot.offer(stage.group, tried, affinity.as_deref())
+                endpoints::offer(&snapshot, stage.group, tried, affinity.as_deref())
             })
         };
         if self.next.is_none() {
@@ -352,7 +353,7 @@ impl Exchange {
         if self.attempt.is_none() {
             let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
                 let gid = self.plan.stage().group;
-                let wait = self.snapshot.next_available(gid).unwrap_or_default();
+                let wait = endpoints::next_available(&self.snapshot, gid).unwrap_or_default();
                 let name = self.stage_lead(0).to_owned();
                 return self.refuse(GatewayError::NoEndpoint(name, wait));
             };
@@ -366,7 +367,7 @@ impl Exchange {
             if let Err(e) = addresses {
                 let mut e = Error::because(
                     ErrorType::ConnectNoRoute,
-                    format!("cannot resolve {}", upstream.endpoint.host),
+                    format!("cannot resolve {}", upstream.origin.host),
                     e,
                 )
                 .into_up();
@@ -432,29 +433,7 @@ impl Exchange {
             return;
         }
         let health = &self.snapshot.upstream(attempt.provider).health;
-        match class {
-            None => {
-                health.succeeded();
-                metrics.endpoint_health(&provider.prefix, &provider.name, true);
-            }
-            Some(class) => {
-                if let Some(ra) = retry_after {
-                    health.park_for(ra);
-                    metrics.endpoint_health(&provider.prefix, &provider.name, false);
-                }
-                // A 4xx (a 429 included) says the endpoint is busy or the request bad, not
-                // that the endpoint is broken.
-                if class != UpstreamErrorClass::Status4xx
-                    && health.failed(&provider.outlier).is_some()
-                {
-                    log::warn!(
-                        "endpoint `{}` ejected after repeated failures",
-                        provider.name
-                    );
-                    metrics.endpoint_health(&provider.prefix, &provider.name, false);
-                }
-            }
-        }
+        endpoints::health::record(metrics, provider, health, class, retry_after);
     }
 
     /// The response header of the current attempt: watched, and translated if needed.
@@ -573,17 +552,4 @@ fn retry_after(h: &ResponseHeader) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-impl Snapshot {
-    /// What endpoint selection offers the plan for group `gid`.
-    pub fn offer(&self, gid: usize, tried: &[usize], affinity: Option<&str>) -> Pick {
-        if let Some(p) = self.pick(gid, tried, affinity) {
-            return Pick::Now(p);
-        }
-        match self.next_available(gid) {
-            Some(wait) if !wait.is_zero() => Pick::After(wait),
-            _ => Pick::Nothing,
-        }
-    }
 }

@@ -26,7 +26,7 @@ pub fn classify(req: &RequestHeader) -> std::result::Result<Served, GatewayError
         p => match Api::from_path(p) {
             Some(api) => (Served::Model(api), Method::POST, "POST"),
             None => {
-                return Err(GatewayError::UnknownEndpoint {
+                return Err(GatewayError::UnknownPath {
                     method: req.method.to_string(),
                     path: path.to_owned(),
                 })

@@ -1,20 +1,32 @@
 //! switchyard: an edge gateway for LLM traffic on Pingora, configured with Plano's YAML.
 //!
-//! Where things live: `config` (the file), `providers` (built-in catalog), `routing` (model →
-//! provider), `auth` (upstream credentials), `body` (reading and rewriting the JSON body),
-//! `forward` (sending a pre-read body upstream), `proxy` (the `ProxyHttp` callbacks), `state`
-//! (the swappable snapshot), `dns` (upstream addresses), `server` (process wiring).
+//! Where things live:
+//! - `proxy`: the `ProxyHttp` callbacks, the map of a request's path;
+//! - `intake`: which path a request asks for, and its body; `exchange`: one model request on
+//!   its way through the proxy phase; `subrequest`: the proxy phase of a subrequest, for bodies
+//!   over 64 KiB and translated answers;
+//! - `routing`: model → group of endpoints; `attempt`: the attempt plan (retries, fallbacks,
+//!   backoff), pure; `endpoints`: which endpoint takes an attempt, and their health;
+//! - `upstream`: the peer and request header an attempt sends; `auth`: the credential;
+//!   `body`: reading and rewriting the JSON body; `translate`: OpenAI ↔ Anthropic;
+//! - `respond` and `error`: everything the gateway answers itself, in the client's API;
+//! - `usage`, `metrics`, `access_log`, `request_id`: observability;
+//! - `config`, `providers` (built-in catalog), `state` (the swappable snapshot), `reload`, `dns`
+//!   (upstream addresses), `server` (process wiring).
+//!
+//! Words: a *provider* is a `model_providers` entry; an *endpoint* is a provider entry as one of
+//! its model's targets; its *origin* is where it is reached; a *group* is the endpoints of one
+//! model; an *attempt* is one try of a request at one endpoint.
 
 pub mod access_log;
 pub mod attempt;
 pub mod auth;
-pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod dns;
+pub mod endpoints;
 pub mod error;
 pub mod exchange;
-pub mod health;
 pub mod intake;
 pub mod metrics;
 pub mod providers;

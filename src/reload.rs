@@ -73,7 +73,7 @@ impl Reloader {
             if let Err(e) = upstream.addresses.current().await {
                 warn!(
                     "config reload: cannot resolve {} (provider `{}`) yet: {e}",
-                    upstream.endpoint.host, upstream.provider_name
+                    upstream.origin.host, upstream.provider_name
                 );
             }
         }

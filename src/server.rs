@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::dns::Refresher;
-use crate::health::HealthChecker;
+use crate::endpoints::checks::HealthChecker;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;

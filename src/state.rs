@@ -10,11 +10,11 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::json;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use crate::balancer::{self, Health};
-use crate::config::{Config, Endpoint, LbPolicy, Provider};
+use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
+use crate::endpoints::health::Health;
 use crate::routing::Routes;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
@@ -28,14 +28,14 @@ pub struct Snapshot {
     /// The `GET /v1/models` response body.
     pub models_body: Bytes,
     /// Round-robin position of each routing group.
-    rotation: Vec<AtomicU64>,
+    pub(crate) rotation: Vec<AtomicU64>,
 }
 
 /// Where one provider's requests go.
 #[derive(Debug)]
 pub struct Upstream {
     pub provider_name: String,
-    pub endpoint: Endpoint,
+    pub origin: Origin,
     /// Shared by all providers on the same `host:port`.
     pub addresses: Arc<Addresses>,
     /// Passive health; kept across reloads while the provider is unchanged.
@@ -52,30 +52,30 @@ impl Snapshot {
     /// addresses (and so their pooled connections, which Pingora keys by address).
     pub fn after(config: Config, previous: Option<&Snapshot>) -> Snapshot {
         let mut by_host: HashMap<(String, u16), Arc<Addresses>> = HashMap::new();
-        let mut health: HashMap<(String, Endpoint), Arc<Health>> = HashMap::new();
+        let mut health: HashMap<(String, Origin), Arc<Health>> = HashMap::new();
         for upstream in previous.map_or(&[][..], |p| p.upstreams()) {
-            let key = (upstream.endpoint.host.clone(), upstream.endpoint.port);
+            let key = (upstream.origin.host.clone(), upstream.origin.port);
             by_host
                 .entry(key)
                 .or_insert_with(|| upstream.addresses.clone());
-            let key = (upstream.provider_name.clone(), upstream.endpoint.clone());
+            let key = (upstream.provider_name.clone(), upstream.origin.clone());
             health.insert(key, upstream.health.clone());
         }
         let upstreams = config
             .providers
             .iter()
             .map(|p| {
-                let key = (p.endpoint.host.clone(), p.endpoint.port);
+                let key = (p.origin.host.clone(), p.origin.port);
                 let addresses = by_host
                     .entry(key)
-                    .or_insert_with(|| Arc::new(Addresses::new(&p.endpoint.host, p.endpoint.port)))
+                    .or_insert_with(|| Arc::new(Addresses::new(&p.origin.host, p.origin.port)))
                     .clone();
                 let health = health
-                    .remove(&(p.name.clone(), p.endpoint.clone()))
+                    .remove(&(p.name.clone(), p.origin.clone()))
                     .unwrap_or_default();
                 Upstream {
                     provider_name: p.name.clone(),
-                    endpoint: p.endpoint.clone(),
+                    origin: p.origin.clone(),
                     addresses,
                     health,
                 }
@@ -107,65 +107,6 @@ impl Snapshot {
 
     pub fn upstreams(&self) -> &[Upstream] {
         &self.upstreams
-    }
-
-    /// Picks an available endpoint of group `gid` not in `tried`, weighted round-robin. When
-    /// every available endpoint was tried, one may be tried again; when all that are not parked
-    /// are ejected, the ejected ones are used.
-    pub fn pick(&self, gid: usize, tried: &[usize], affinity: Option<&str>) -> Option<usize> {
-        let now = balancer::now_ms();
-        let members = &self.routes.group(gid).members;
-        let weighted = |keep: &dyn Fn(&Health) -> bool| -> Vec<(usize, u32)> {
-            members
-                .iter()
-                .filter(|&&i| keep(&self.upstreams[i].health))
-                .map(|&i| (i, self.config.providers[i].weight))
-                .collect()
-        };
-        let mut available = weighted(&|h| h.available_at(now));
-        if available.is_empty() {
-            available = weighted(&|h| !h.parked_at(now));
-        }
-        // Endpoints this request has not tried yet (all of them on a first attempt).
-        if !tried.is_empty() {
-            let fresh: Vec<(usize, u32)> = available
-                .iter()
-                .copied()
-                .filter(|(i, _)| !tried.contains(i))
-                .collect();
-            if !fresh.is_empty() {
-                available = fresh;
-            }
-        }
-        let n = self
-            .rotation
-            .get(gid)
-            .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
-        let candidates = &available;
-        let lead = members.first().map(|&i| &self.config.providers[i]);
-        match (affinity, lead.map(|p| p.lb_policy)) {
-            (Some(key), _) => {
-                balancer::affinity(candidates, key, |i| self.config.providers[i].name.clone())
-            }
-            (None, Some(LbPolicy::LeastRequests)) => {
-                balancer::least_requests(candidates, n, |i| self.upstreams[i].health.in_flight())
-            }
-            _ => balancer::weighted(candidates, n),
-        }
-    }
-
-    /// How long until an endpoint of group `gid` takes requests again.
-    pub fn next_available(&self, gid: usize) -> Option<std::time::Duration> {
-        let soonest = self
-            .routes
-            .group(gid)
-            .members
-            .iter()
-            .map(|&i| self.upstreams[i].health.unavailable_until())
-            .min()?;
-        Some(std::time::Duration::from_millis(
-            soonest.saturating_sub(balancer::now_ms()),
-        ))
     }
 }
 

@@ -33,8 +33,8 @@ pub fn peer(
 ) -> HttpPeer {
     let config = &snapshot.config;
     let provider = snapshot.provider(pidx);
-    let endpoint = &provider.endpoint;
-    let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+    let origin = &provider.origin;
+    let mut peer = HttpPeer::new(addr, origin.tls, origin.host.clone());
     let timeouts = provider.timeouts.or(config.listener.timeouts);
     let idle = timeouts.idle.unwrap_or(config.listener.timeout);
     let mut read = timeouts.first_byte.map_or(idle, |f| f.min(idle));
@@ -51,7 +51,7 @@ pub fn peer(
     peer.options.write_timeout = Some(idle);
     peer.options.idle_timeout = Some(IDLE_POOL_TIMEOUT);
     // HTTPS providers are offered HTTP/2 and HTTP/1.1; plain-text ones speak HTTP/1.1.
-    if endpoint.tls && provider.http2 {
+    if origin.tls && provider.http2 {
         peer.options.set_http_version(2, 1);
         peer.options.max_h2_streams = H2_STREAMS;
     }
@@ -85,7 +85,7 @@ pub fn request(
     req.insert_header(header::CONTENT_LENGTH, body_len)?;
     let host = match &provider.http_host {
         Some(host) => host.clone(),
-        None => provider.endpoint.authority(),
+        None => provider.origin.authority(),
     };
     req.insert_header(header::HOST, host)?;
     req.insert_header(request_id::HEADER, request_id)?;
@@ -95,7 +95,7 @@ pub fn request(
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
 /// deployment path and an `api-version`), with the client's query kept.
 pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> String {
-    let prefix = &provider.endpoint.path_prefix;
+    let prefix = &provider.origin.path_prefix;
     if provider.interface == Interface::AzureOpenAi {
         let version = match query {
             Some(q) if q.split('&').any(|p| p.starts_with("api-version=")) => q.to_owned(),

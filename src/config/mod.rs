@@ -86,7 +86,7 @@ pub struct Provider {
     /// The part after the first `/` (may contain `/`); `*` for a wildcard.
     pub id: String,
     pub interface: Interface,
-    pub endpoint: Endpoint,
+    pub origin: Origin,
     /// Whether `base_url` was given (otherwise the endpoint is the prefix's built-in one).
     pub custom_base_url: bool,
     pub access_key: Option<Secret>,
@@ -212,9 +212,10 @@ impl Provider {
     }
 }
 
-/// Where a provider is reached.
+/// Where a provider is reached (from its `base_url` or the catalog): scheme, host, port and the
+/// path prefix. (An *endpoint* is a provider entry as one of its model's targets; see `endpoints`.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Endpoint {
+pub struct Origin {
     pub tls: bool,
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
@@ -223,7 +224,7 @@ pub struct Endpoint {
     pub path_prefix: String,
 }
 
-impl Endpoint {
+impl Origin {
     /// `host[:port]` for the Host header; the port is omitted when it is the scheme's default.
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {

@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Config, ConfigError, Endpoint, HealthCheck, LbPolicy, Listener, Outlier, Overrides, Prefer,
+    Config, ConfigError, HealthCheck, LbPolicy, Listener, Origin, Outlier, Overrides, Prefer,
     Provider, Retry, RoutingPreference, ServerSettings, Sink, Timeouts,
 };
 use crate::providers::{self, Interface};
@@ -580,7 +580,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         return None;
     }
 
-    // Wire API and endpoint: explicit interface, else the catalog, else OpenAI when a base_url is
+    // Wire API and origin: explicit interface, else the catalog, else OpenAI when a base_url is
     // given for an unknown prefix (the Plano passthrough rule's own example omits the interface).
     let built_in = providers::built_in(&prefix);
     if built_in.is_none()
@@ -609,7 +609,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
             return None;
         }
     };
-    let endpoint = match (base_url, built_in.and_then(|b| b.host)) {
+    let origin = match (base_url, built_in.and_then(|b| b.host)) {
         (Some(mut e), _) => {
             if e.path_prefix.is_empty() {
                 e.path_prefix = default_path.to_owned();
@@ -617,7 +617,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
             e
         }
         (None, _) if base_url_given => return None,
-        (None, Some(host)) => Endpoint {
+        (None, Some(host)) => Origin {
             tls: true,
             host: host.to_owned(),
             port: 443,
@@ -642,7 +642,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         prefix,
         id,
         interface,
-        endpoint,
+        origin,
         custom_base_url: base_url_given,
         access_key,
         passthrough_auth,
@@ -663,7 +663,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
 }
 
 /// Splits `http(s)://host[:port][/path]`. An empty or `/` path means "the provider's default".
-fn parse_base_url(raw: &str) -> Result<Endpoint, &'static str> {
+fn parse_base_url(raw: &str) -> Result<Origin, &'static str> {
     let uri: Uri = raw.parse().map_err(|_| "not a URL")?;
     let tls = match uri.scheme_str() {
         Some("https") => true,
@@ -688,7 +688,7 @@ fn parse_base_url(raw: &str) -> Result<Endpoint, &'static str> {
     }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path().trim_end_matches('/').to_owned();
-    Ok(Endpoint {
+    Ok(Origin {
         tls,
         host,
         port,

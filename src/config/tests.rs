@@ -89,9 +89,9 @@ tracing: {random_sampling: 10}
         ("openai", "gpt-4o")
     );
     assert_eq!(openai.name, "openai/gpt-4o");
-    assert_eq!(openai.endpoint.host, "api.openai.com");
-    assert_eq!(openai.endpoint.path_prefix, "/v1");
-    assert!(openai.endpoint.tls && openai.default);
+    assert_eq!(openai.origin.host, "api.openai.com");
+    assert_eq!(openai.origin.path_prefix, "/v1");
+    assert!(openai.origin.tls && openai.default);
     assert_eq!(
         openai.access_key.as_ref().map(Secret::expose),
         Some("sk-openai-secret")
@@ -107,15 +107,15 @@ tracing: {random_sampling: 10}
 
     let litellm = &c.providers[3];
     assert!(litellm.is_wildcard() && litellm.passthrough_auth);
-    assert_eq!(litellm.endpoint.host, "litellm.internal");
-    assert_eq!(litellm.endpoint.path_prefix, "/v1");
+    assert_eq!(litellm.origin.host, "litellm.internal");
+    assert_eq!(litellm.origin.path_prefix, "/v1");
 
     let ollama = &c.providers[4];
     assert_eq!(ollama.name, "local");
     assert_eq!(ollama.interface, Interface::OpenAi);
-    assert!(!ollama.endpoint.tls);
-    assert_eq!(ollama.endpoint.port, 11434);
-    assert_eq!(ollama.endpoint.path_prefix, "/v1");
+    assert!(!ollama.origin.tls);
+    assert_eq!(ollama.origin.port, 11434);
+    assert_eq!(ollama.origin.path_prefix, "/v1");
     assert_eq!(ollama.http_host.as_deref(), Some("ollama.internal"));
 
     assert_eq!(
@@ -207,7 +207,7 @@ model_providers:
   - {model: qwen/qwen-max, base_url: "https://dashscope.example", access_key: $OPENAI_API_KEY}
 "#,
     );
-    let e: Vec<_> = c.providers.iter().map(|p| &p.endpoint).collect();
+    let e: Vec<_> = c.providers.iter().map(|p| &p.origin).collect();
     assert_eq!(
         (e[0].host.as_str(), e[0].path_prefix.as_str()),
         ("api.groq.com", "/openai/v1")

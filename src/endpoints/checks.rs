@@ -82,13 +82,13 @@ async fn probe(connector: &Connector, upstream: &Upstream, check: &HealthCheck) 
     let attempt = async {
         let addrs = upstream.addresses.current().await.ok()?;
         let addr = *addrs.first()?;
-        let endpoint = &upstream.endpoint;
-        let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+        let origin = &upstream.origin;
+        let mut peer = HttpPeer::new(addr, origin.tls, origin.host.clone());
         peer.options.total_connection_timeout = Some(check.timeout);
         peer.options.read_timeout = Some(check.timeout);
         let (mut session, _) = connector.get_http_session(&peer).await.ok()?;
         let mut req = RequestHeader::build("GET", check.path.as_bytes(), None).ok()?;
-        req.insert_header("host", endpoint.authority()).ok()?;
+        req.insert_header("host", origin.authority()).ok()?;
         session.write_request_header(Box::new(req)).await.ok()?;
         session.finish_request_body().await.ok()?;
         session.read_response_header().await.ok()?;

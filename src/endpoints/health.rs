@@ -1,16 +1,14 @@
-//! Choosing one of a model's endpoints, and keeping score of each endpoint's health.
-//!
-//! Selection is weighted round-robin over the endpoints that are available: not ejected by
-//! passive health (consecutive failures eject for a cool-down that doubles on repeat) and not
-//! parked by a 429's `retry-after`. Ejection never takes the last endpoints out: when every
-//! endpoint not parked is ejected, the ejected ones are used (Envoy's "panic" mode), so a
-//! single-endpoint model is never failed by the gateway itself. State is lock-free atomics.
+//! One endpoint's health: passive (consecutive failures eject it for a cool-down that doubles
+//! on repeat; a `retry-after` parks it) and active (`checks`), and its requests in flight.
+//! Lock-free atomics, shared by every request and kept across reloads while the endpoint is
+//! unchanged.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use crate::config::Outlier;
+use crate::config::{Outlier, Provider};
+use crate::metrics::{Metrics, UpstreamErrorClass};
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -25,7 +23,7 @@ pub struct Health {
     /// Requests being served by the endpoint (for `least_requests`).
     in_flight: AtomicU32,
     /// Set by the active health check.
-    down: std::sync::atomic::AtomicBool,
+    down: AtomicBool,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until: AtomicU64,
@@ -110,71 +108,37 @@ impl Drop for InFlight {
     }
 }
 
-/// Picks among `candidates` (index, weight): the `n`-th slot of a weighted round-robin.
-pub fn weighted(candidates: &[(usize, u32)], n: u64) -> Option<usize> {
-    let total: u64 = candidates.iter().map(|(_, w)| u64::from(*w)).sum();
-    if total == 0 {
-        return None;
+/// Scores an attempt's outcome on its endpoint: a success clears the failure streak; a failure
+/// counts towards ejection (a 4xx, a 429 included, says the endpoint is busy or the request bad,
+/// not that it is broken); a `retry-after` parks it. The health gauge follows.
+pub fn record(
+    metrics: &Metrics,
+    provider: &Provider,
+    health: &Health,
+    class: Option<UpstreamErrorClass>,
+    retry_after: Option<Duration>,
+) {
+    let Some(class) = class else {
+        health.succeeded();
+        metrics.endpoint_health(&provider.prefix, &provider.name, true);
+        return;
+    };
+    if let Some(ra) = retry_after {
+        health.park_for(ra);
+        metrics.endpoint_health(&provider.prefix, &provider.name, false);
     }
-    let mut slot = n % total;
-    for (i, w) in candidates {
-        let w = u64::from(*w);
-        if slot < w {
-            return Some(*i);
-        }
-        slot -= w;
+    if class != UpstreamErrorClass::Status4xx && health.failed(&provider.outlier).is_some() {
+        log::warn!(
+            "endpoint `{}` ejected after repeated failures",
+            provider.name
+        );
+        metrics.endpoint_health(&provider.prefix, &provider.name, false);
     }
-    None
-}
-
-/// Power of two choices: of two candidates drawn from `n`, the one with fewer requests in
-/// flight (`load`).
-pub fn least_requests(
-    candidates: &[(usize, u32)],
-    n: u64,
-    load: impl Fn(usize) -> u32,
-) -> Option<usize> {
-    let len = candidates.len() as u64;
-    if len == 0 {
-        return None;
-    }
-    let mix = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let a = candidates[(mix % len) as usize].0;
-    let b = candidates[((mix >> 32) % len) as usize].0;
-    Some(if load(b) < load(a) { b } else { a })
-}
-
-/// Rendezvous hashing: the candidate `key` maps to, stable while the candidates are.
-pub fn affinity(
-    candidates: &[(usize, u32)],
-    key: &str,
-    name: impl Fn(usize) -> String,
-) -> Option<usize> {
-    use std::hash::{Hash, Hasher};
-    candidates
-        .iter()
-        .map(|(i, _)| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut h);
-            name(*i).hash(&mut h);
-            (h.finish(), *i)
-        })
-        .max()
-        .map(|(_, i)| i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn weighted_round_robin_follows_the_weights() {
-        let c = [(7, 3), (8, 1)];
-        let picks: Vec<usize> = (0..8).filter_map(|n| weighted(&c, n)).collect();
-        assert_eq!(picks.iter().filter(|&&i| i == 7).count(), 6);
-        assert_eq!(picks.iter().filter(|&&i| i == 8).count(), 2);
-        assert_eq!(weighted(&[], 3), None);
-    }
 
     #[test]
     fn ejection_after_a_streak_doubles_on_repeat() {
@@ -193,38 +157,6 @@ mod tests {
         assert_eq!(h.failed(&o), Some(Duration::from_millis(300)), "capped");
         h.succeeded();
         assert_eq!(h.failed(&o), None, "a success resets the streak");
-    }
-
-    #[test]
-    fn least_requests_takes_the_less_loaded_of_two() {
-        let c = [(0, 1), (1, 1)];
-        let load = |i: usize| if i == 0 { 5 } else { 0 };
-        // Whenever both are drawn, the idle one wins; over many draws the busy one rarely does.
-        let busy = (0..100)
-            .filter(|&n| least_requests(&c, n, load) == Some(0))
-            .count();
-        assert!(busy < 50, "{busy}");
-        assert_eq!(least_requests(&[], 1, load), None);
-    }
-
-    #[test]
-    fn affinity_is_stable_and_spreads() {
-        let c: Vec<(usize, u32)> = (0..4).map(|i| (i, 1)).collect();
-        let name = |i: usize| format!("e{i}");
-        let first = affinity(&c, "conversation-1", name);
-        assert!((0..10).all(|_| affinity(&c, "conversation-1", name) == first));
-        let spread: std::collections::HashSet<_> = (0..40)
-            .filter_map(|k| affinity(&c, &format!("conv-{k}"), name))
-            .collect();
-        assert!(spread.len() > 1);
-        // Losing another endpoint does not move the conversation.
-        let first = first.unwrap();
-        let fewer: Vec<(usize, u32)> = c
-            .iter()
-            .copied()
-            .filter(|(i, _)| *i != (first + 1) % 4)
-            .collect();
-        assert_eq!(affinity(&fewer, "conversation-1", name), Some(first));
     }
 
     #[test]
