@@ -446,15 +446,15 @@ impl Exchange {
                 self.snapshot.upstream(a.provider).health.park_for(ra);
             }
         }
-        self.watch.header(
-            status,
-            header
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
-        );
-        if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
-            t.header(header);
+        let translator = self.attempt.as_mut().and_then(|a| a.translator.as_mut());
+        let content_type = header
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        self.watch
+            .header(status, content_type, translator.is_some());
+        if let Some(t) = translator {
+            t.header(header, self.watch.is_stream());
         }
     }
 
@@ -463,21 +463,17 @@ impl Exchange {
     pub fn reframed(&self) -> bool {
         self.attempt
             .as_ref()
-            .and_then(|a| a.translator.as_ref())
-            .is_some_and(ResponseTranslator::is_whole)
+            .is_some_and(|a| a.translator.is_some())
+            && !self.watch.is_stream()
     }
 
-    /// A piece of the current attempt's response body: watched, and translated if needed.
+    /// A piece of the current attempt's response body, read once by the watch (usage, TTFT) and
+    /// handed to the translator if there is one.
     pub fn response_body(&mut self, body: &mut Option<Bytes>, end: bool) {
-        let now = Instant::now();
-        if let Some(b) = body.as_deref() {
-            self.watch.body(b, now);
-        }
-        if end {
-            self.watch.end();
-        }
+        let chunk = body.as_deref().unwrap_or(&[]);
+        let piece = self.watch.body(chunk, end, Instant::now());
         if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
-            *body = t.body(body.take(), end);
+            *body = t.body(&piece, body.take());
         }
     }
 

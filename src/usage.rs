@@ -8,6 +8,9 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::translate::sse::{Event, Framer};
 
 /// Tokens the upstream reported for one request.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,9 +73,10 @@ impl Usage {
     /// Reads usage from one JSON document (a response body or an SSE event's data); returns
     /// whether it had any.
     fn merge_json(&mut self, json: &[u8]) -> bool {
-        let Ok(doc) = serde_json::from_slice::<WithUsage>(json) else {
-            return false;
-        };
+        serde_json::from_slice::<WithUsage>(json).is_ok_and(|doc| self.merge_doc(&doc))
+    }
+
+    fn merge_doc(&mut self, doc: &WithUsage) -> bool {
         let mut found = false;
         for raw in [
             doc.usage.as_ref(),
@@ -88,34 +92,48 @@ impl Usage {
     }
 }
 
-/// Largest non-streamed body kept to read its usage; larger ones are passed on uncounted.
+/// Largest non-streamed body kept whole; a larger one is passed on unread (and uncounted).
 const MAX_JSON_BODY: usize = 8 << 20;
-/// Longest SSE line kept while waiting for its end.
-const MAX_SSE_LINE: usize = 1 << 20;
 
-/// Follows one response: when its first byte and first token went out, how many bytes, and the
-/// usage the upstream reported.
+/// What a piece of the response body amounts to, for whoever rewrites it (translation).
+#[derive(Debug)]
+pub enum Piece {
+    /// SSE: the events this piece completed (maybe none).
+    Events(Vec<Event>),
+    /// A body held whole: not complete yet.
+    Held,
+    /// A body held whole, complete: its bytes and, when asked for, its parsed JSON.
+    Whole(Vec<u8>, Option<Value>),
+    /// Anything else: the piece as it came.
+    Raw,
+}
+
+/// Follows one response and reads it once: when its first byte and first token went out, how
+/// many bytes, the usage the upstream reported, and its body as SSE events or one document,
+/// handed on to translation.
 #[derive(Debug, Default)]
 pub struct ResponseWatch {
     pub status: Option<u16>,
     pub first_byte: Option<Instant>,
-    /// First SSE `data:` event when streaming, else the first body byte.
+    /// First SSE event with data when streaming, else the first body byte.
     pub first_token: Option<Instant>,
     pub bytes_out: u64,
     pub usage: Option<Usage>,
     /// The upstream's `retry-after`, if its answer had one.
     pub retry_after: Option<std::time::Duration>,
     mode: Mode,
-    /// An SSE event has lines but not yet its closing blank line.
-    open_event: bool,
 }
 
 #[derive(Debug, Default)]
 enum Mode {
     #[default]
     Other,
-    Json(Vec<u8>),
-    Sse(Vec<u8>),
+    /// Held whole; `parse`: the whole document is wanted as JSON (for translation).
+    Whole {
+        buf: Vec<u8>,
+        parse: bool,
+    },
+    Sse(Framer),
 }
 
 impl ResponseWatch {
@@ -124,95 +142,94 @@ impl ResponseWatch {
         matches!(self.mode, Mode::Sse(_))
     }
 
-    /// Whether the stream stopped inside an event (a line or an event not yet ended).
+    /// Whether the stream stopped inside an event.
     pub fn mid_event(&self) -> bool {
-        match &self.mode {
-            Mode::Sse(line) => !line.is_empty() || self.open_event,
-            _ => false,
-        }
+        matches!(&self.mode, Mode::Sse(f) if f.pending())
     }
 
-    /// The response header: decides how the body is read.
-    pub fn header(&mut self, status: u16, content_type: Option<&str>) {
+    /// The response header: decides how the body is read. `whole`: a translator wants the body
+    /// whole and parsed, whatever its type (an error body is re-shaped even when it is text).
+    pub fn header(&mut self, status: u16, content_type: Option<&str>, whole: bool) {
         self.status = Some(status);
         let content_type = content_type.unwrap_or("").to_ascii_lowercase();
-        self.mode = if content_type.starts_with("text/event-stream") {
-            Mode::Sse(Vec::new())
-        } else if content_type.contains("json") {
-            Mode::Json(Vec::new())
+        self.mode = if content_type.starts_with("text/event-stream") && !(whole && status >= 400) {
+            Mode::Sse(Framer::default())
+        } else if whole || content_type.contains("json") {
+            Mode::Whole {
+                buf: Vec::new(),
+                parse: whole,
+            }
         } else {
             Mode::Other
         };
     }
 
-    /// A piece of the response body, as it goes to the client.
-    pub fn body(&mut self, chunk: &[u8], now: Instant) {
-        if chunk.is_empty() {
-            return;
+    /// A piece of the response body (`end`: the last); returns what it amounts to.
+    pub fn body(&mut self, chunk: &[u8], end: bool, now: Instant) -> Piece {
+        if !chunk.is_empty() {
+            self.bytes_out += chunk.len() as u64;
+            self.first_byte.get_or_insert(now);
         }
-        self.bytes_out += chunk.len() as u64;
-        self.first_byte.get_or_insert(now);
-        self.mode = match std::mem::take(&mut self.mode) {
+        match &mut self.mode {
             Mode::Other => {
-                self.first_token.get_or_insert(now);
-                Mode::Other
+                if !chunk.is_empty() {
+                    self.first_token.get_or_insert(now);
+                }
+                Piece::Raw
             }
-            Mode::Json(mut buf) => {
-                self.first_token.get_or_insert(now);
-                if buf.len() + chunk.len() > MAX_JSON_BODY {
-                    Mode::Other
+            Mode::Whole { buf, parse } => {
+                if !chunk.is_empty() {
+                    self.first_token.get_or_insert(now);
+                }
+                if buf.len() + chunk.len() > MAX_JSON_BODY && !*parse {
+                    self.mode = Mode::Other;
+                    return Piece::Raw;
+                }
+                buf.extend_from_slice(chunk);
+                if !end {
+                    return Piece::Held;
+                }
+                let (buf, parse) = (std::mem::take(buf), *parse);
+                self.mode = Mode::Other;
+                let mut usage = Usage::default();
+                let doc = if parse {
+                    let doc: Option<Value> = serde_json::from_slice(&buf).ok();
+                    let found = doc.as_ref().is_some_and(|v| {
+                        WithUsage::deserialize(v).is_ok_and(|w| usage.merge_doc(&w))
+                    });
+                    if found {
+                        self.usage = Some(usage);
+                    }
+                    doc
                 } else {
-                    buf.extend_from_slice(chunk);
-                    Mode::Json(buf)
-                }
+                    if usage.merge_json(&buf) {
+                        self.usage = Some(usage);
+                    }
+                    None
+                };
+                Piece::Whole(buf, doc)
             }
-            Mode::Sse(mut line) => {
-                let mut rest = chunk;
-                while let Some(end) = rest.iter().position(|b| *b == b'\n') {
-                    line.extend_from_slice(&rest[..end]);
-                    rest = &rest[end + 1..];
-                    self.sse_line(&line, now);
-                    line.clear();
+            Mode::Sse(framer) => {
+                let mut events = framer.push(chunk);
+                if end {
+                    events.extend(framer.finish());
                 }
-                if line.len() + rest.len() > MAX_SSE_LINE {
-                    line.clear();
-                } else {
-                    line.extend_from_slice(rest);
+                if !events.is_empty() {
+                    self.first_token.get_or_insert(now);
                 }
-                Mode::Sse(line)
-            }
-        };
-    }
-
-    fn sse_line(&mut self, line: &[u8], now: Instant) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.open_event = !line.is_empty();
-        let Some(data) = line.strip_prefix(b"data:") else {
-            return;
-        };
-        self.first_token.get_or_insert(now);
-        // Only events that mention usage are parsed.
-        if contains(data, b"\"usage\"") {
-            let usage = self.usage.get_or_insert_with(Usage::default);
-            if !usage.merge_json(data) && *usage == Usage::default() {
-                self.usage = None;
+                for event in &events {
+                    // Only events that mention usage are parsed.
+                    if event.data.contains("\"usage\"") {
+                        let usage = self.usage.get_or_insert_with(Usage::default);
+                        if !usage.merge_json(event.data.as_bytes()) && *usage == Usage::default() {
+                            self.usage = None;
+                        }
+                    }
+                }
+                Piece::Events(events)
             }
         }
     }
-
-    /// The response is complete: a buffered JSON body is read for its usage.
-    pub fn end(&mut self) {
-        if let Mode::Json(buf) = std::mem::take(&mut self.mode) {
-            let mut usage = Usage::default();
-            if usage.merge_json(&buf) {
-                self.usage = Some(usage);
-            }
-        }
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -221,10 +238,18 @@ mod tests {
 
     fn watch_json(body: &str) -> Option<Usage> {
         let mut w = ResponseWatch::default();
-        w.header(200, Some("application/json"));
-        w.body(body.as_bytes(), Instant::now());
-        w.end();
-        w.usage
+        w.header(200, Some("application/json"), false);
+        w.body(body.as_bytes(), true, Instant::now());
+        let typed = w.usage;
+        // Read for translation (parsed whole): the same usage.
+        let mut w = ResponseWatch::default();
+        w.header(200, Some("application/json"), true);
+        assert!(matches!(
+            w.body(body.as_bytes(), true, Instant::now()),
+            Piece::Whole(..)
+        ));
+        assert_eq!(w.usage, typed);
+        typed
     }
 
     #[test]
@@ -268,11 +293,11 @@ mod tests {
     /// Feeds `stream` split at every possible pair of boundaries' worth of chunk sizes.
     fn watch_sse(stream: &str, chunk: usize) -> ResponseWatch {
         let mut w = ResponseWatch::default();
-        w.header(200, Some("text/event-stream; charset=utf-8"));
-        for piece in stream.as_bytes().chunks(chunk) {
-            w.body(piece, Instant::now());
+        w.header(200, Some("text/event-stream; charset=utf-8"), false);
+        let pieces: Vec<&[u8]> = stream.as_bytes().chunks(chunk).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            w.body(piece, i + 1 == pieces.len(), Instant::now());
         }
-        w.end();
         w
     }
 
@@ -326,15 +351,17 @@ mod tests {
     #[test]
     fn first_token_waits_for_a_data_event() {
         let mut w = ResponseWatch::default();
-        w.header(200, Some("text/event-stream"));
+        w.header(200, Some("text/event-stream"), false);
         let t0 = Instant::now();
-        w.body(b": keep-alive comment\n\nevent: ping\n", t0);
+        w.body(b": keep-alive comment\n\nevent: ping\n", false, t0);
         assert!(w.first_byte.is_some());
         assert!(w.first_token.is_none());
+        assert!(w.mid_event());
         let t1 = Instant::now();
-        w.body(b"da", t1);
-        assert!(w.first_token.is_none(), "not a complete line yet");
-        w.body(b"ta: {}\n\n", t1);
+        w.body(b"da", false, t1);
+        assert!(w.first_token.is_none(), "not a complete event yet");
+        w.body(b"ta: {}\n\n", false, t1);
         assert_eq!(w.first_token, Some(t1));
+        assert!(!w.mid_event());
     }
 }

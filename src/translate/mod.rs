@@ -20,6 +20,7 @@ use pingora::http::ResponseHeader;
 use serde_json::{json, Value};
 
 use crate::providers::Interface;
+use crate::usage::Piece;
 
 /// The client-facing APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,19 +129,17 @@ pub fn anthropic_error(status: u16, message: &str) -> Value {
 }
 
 /// An upstream error body, re-shaped for the client.
-fn error_body(direction: Direction, status: u16, body: &[u8]) -> Value {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+fn error_body(direction: Direction, status: u16, body: &[u8], parsed: Option<&Value>) -> Value {
     let raw = || String::from_utf8_lossy(body).trim().to_owned();
     match direction {
         Direction::MessagesToChat => {
             let message = parsed
-                .as_ref()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(raw);
             anthropic_error(status, &message)
         }
         _ => {
-            let e = parsed.as_ref().map(|v| &v["error"]);
+            let e = parsed.map(|v| &v["error"]);
             let message = e
                 .and_then(|e| e["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(raw);
@@ -157,26 +156,14 @@ fn error_body(direction: Direction, status: u16, body: &[u8]) -> Value {
 }
 
 /// Rewrites the upstream's response into the client's API: the header in place, then the body
-/// chunk by chunk as Pingora's response filters see it.
+/// as the response watch read it (`usage::Piece`): SSE events one by one, a JSON answer (or any
+/// error) whole.
 pub struct ResponseTranslator {
     direction: Direction,
     model: String,
-    mode: Mode,
+    status: u16,
     chat_stream: chat_to_messages::StreamState,
     messages_stream: messages_to_chat::StreamState,
-}
-
-enum Mode {
-    /// A JSON body (or an error): kept until complete, then translated whole. The header went
-    /// out without a length; whoever writes the response frames the whole body.
-    Whole {
-        status: u16,
-        body: Vec<u8>,
-        error: bool,
-    },
-    Stream(sse::Framer),
-    /// Neither JSON nor SSE: passed on as is.
-    Other,
 }
 
 impl ResponseTranslator {
@@ -187,57 +174,30 @@ impl ResponseTranslator {
         ResponseTranslator {
             direction,
             model: model.to_owned(),
-            mode: Mode::Other,
+            status: 0,
             chat_stream,
             messages_stream: messages_to_chat::StreamState::new(model),
         }
     }
 
-    /// The response header: decides how the body is translated. A translated body has another
-    /// length, so the upstream's `content-length` goes.
-    pub fn header(&mut self, header: &mut ResponseHeader) {
-        let status = header.status.as_u16();
-        let content_type = header
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if status >= 400 || content_type.contains("json") {
-            self.mode = Mode::Whole {
-                status,
-                body: Vec::new(),
-                error: status >= 400,
-            };
-            header.remove_header("content-length");
+    /// The response header. A translated body has another length, so the upstream's
+    /// `content-length` goes; a body sent whole (not `stream`) is JSON and has no length yet:
+    /// whoever writes it frames it.
+    pub fn header(&mut self, header: &mut ResponseHeader, stream: bool) {
+        self.status = header.status.as_u16();
+        header.remove_header("content-length");
+        if !stream {
             header.remove_header("transfer-encoding");
             let _ = header.insert_header("content-type", "application/json");
-        } else if content_type.starts_with("text/event-stream") {
-            self.mode = Mode::Stream(sse::Framer::default());
-            header.remove_header("content-length");
-        } else {
-            self.mode = Mode::Other;
         }
     }
 
-    /// Whether the body is held and sent whole (a JSON answer): it has no length yet.
-    pub fn is_whole(&self) -> bool {
-        matches!(self.mode, Mode::Whole { .. })
-    }
-
-    /// A piece of the body (`end`: the last one); returns what the client gets instead.
-    pub fn body(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
-        match &mut self.mode {
-            Mode::Whole { body, .. } => {
-                if let Some(chunk) = chunk {
-                    body.extend_from_slice(&chunk);
-                }
-                end.then(|| self.finish())
-            }
-            Mode::Stream(framer) => {
-                let events = framer.push(chunk.as_deref().unwrap_or(&[]));
+    /// What the client gets for a piece of the body (`original`: the bytes as they came).
+    pub fn body(&mut self, piece: &Piece, original: Option<Bytes>) -> Option<Bytes> {
+        match piece {
+            Piece::Events(events) => {
                 let mut text = String::new();
-                for event in &events {
+                for event in events {
                     text.push_str(&match self.direction {
                         Direction::ChatToMessages => self.chat_stream.event(event),
                         Direction::MessagesToChat => self.messages_stream.event(event),
@@ -246,35 +206,27 @@ impl ResponseTranslator {
                 }
                 (!text.is_empty()).then(|| Bytes::from(text))
             }
-            Mode::Other => chunk,
+            Piece::Held => None,
+            Piece::Whole(raw, doc) => Some(self.whole(raw, doc.as_ref())),
+            Piece::Raw => original,
         }
     }
 
-    /// The held JSON response, translated.
-    fn finish(&mut self) -> Bytes {
-        let Mode::Whole {
-            status,
-            body,
-            error,
-        } = std::mem::replace(&mut self.mode, Mode::Other)
-        else {
-            return Bytes::new();
-        };
-        let translated = if error {
-            Some(error_body(self.direction, status, &body))
+    /// A whole answer, translated; a body that is not JSON after all passes unchanged, unless it
+    /// is an error, which always takes the client's shape.
+    fn whole(&self, raw: &[u8], doc: Option<&Value>) -> Bytes {
+        let translated = if self.status >= 400 {
+            Some(error_body(self.direction, self.status, raw, doc))
         } else {
-            serde_json::from_slice::<Value>(&body)
-                .ok()
-                .map(|v| match self.direction {
-                    Direction::ChatToMessages => chat_to_messages::response(&v),
-                    Direction::MessagesToChat => messages_to_chat::response(&v, &self.model),
-                    Direction::PassThrough => v,
-                })
+            doc.map(|v| match self.direction {
+                Direction::ChatToMessages => chat_to_messages::response(v),
+                Direction::MessagesToChat => messages_to_chat::response(v, &self.model),
+                Direction::PassThrough => v.clone(),
+            })
         };
         match translated {
             Some(v) => Bytes::from(v.to_string()),
-            // Not JSON after all: passed on unchanged.
-            None => Bytes::from(body),
+            None => Bytes::copy_from_slice(raw),
         }
     }
 }

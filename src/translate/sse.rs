@@ -45,6 +45,11 @@ impl Framer {
         events
     }
 
+    /// Whether part of an event is waiting for its end.
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// What is left when the stream ends without a final blank line.
     pub fn finish(&mut self) -> Option<Event> {
         let rest = std::mem::take(&mut self.buf);

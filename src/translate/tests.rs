@@ -149,12 +149,17 @@ fn translate_response(
     header
         .insert_header("content-length", body.len().to_string())
         .unwrap();
-    t.header(&mut header);
+    // As the exchange does it: the watch reads each piece once, the translator rewrites it.
+    let mut watch = crate::usage::ResponseWatch::default();
+    watch.header(status, Some(content_type), true);
+    t.header(&mut header, watch.is_stream());
     let mut text = Vec::new();
     let pieces: Vec<&[u8]> = body.as_bytes().chunks(chunk.max(1)).collect();
     for (i, piece) in pieces.iter().enumerate() {
         let end = i + 1 == pieces.len();
-        if let Some(out) = t.body(Some(Bytes::copy_from_slice(piece)), end) {
+        let original = Bytes::copy_from_slice(piece);
+        let read = watch.body(piece, end, std::time::Instant::now());
+        if let Some(out) = t.body(&read, Some(original)) {
             text.extend_from_slice(&out);
         }
     }
