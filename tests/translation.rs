@@ -326,6 +326,12 @@ fn errors_take_the_clients_shape() {
         405,
         "invalid_request_error",
     );
+    // A body that cannot be read (broken chunked framing): Pingora's error, rendered by
+    // `fail_to_proxy`, in the Messages client's shape too.
+    let mut conn = common::Conn::open(gw.addr);
+    conn.send_head("POST", "/v1/messages", &[], None);
+    std::io::Write::write_all(&mut conn.stream, b"zz\r\n{}\r\n0\r\n\r\n").unwrap();
+    anthropic_shape(&conn.read_response(), 400, "invalid_request_error");
     // An OpenAI upstream's 429, translated for a Messages client.
     let resp = post(
         &gw,
