@@ -291,57 +291,22 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    /// The one place the gateway's errors are written, in the client's API (respond).
+    /// The gateway's error, in the client's API (respond).
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let api = ctx.api;
         let request_id = ctx.request_id.clone();
-        let (error, code) = match ctx.exchange.as_mut() {
-            Some(x) if x.error_written => (None, status_for(e, None)),
-            Some(x) => {
-                x.error_written = true;
-                let name = x
-                    .route
-                    .as_ref()
-                    .map_or_else(String::new, |r| r.name.clone());
-                let error = x.error.take().unwrap_or_else(|| local_error(e, name));
-                let code = status_for(e, Some(&error));
-                if session.response_written().is_some() {
-                    // A stream that broke off ends with an error event; the connection closes
-                    // without the final chunk, so it never looks complete.
-                    if x.watch.is_stream() && code != 0 {
-                        let mid_event = x.watch.mid_event()
-                            && x.attempt.as_ref().is_none_or(|a| a.translator.is_none());
-                        let _ = respond::stream_error(session, &error, api, mid_event).await;
-                    }
-                    return FailToProxy {
-                        error_code: code,
-                        can_reuse_downstream: false,
-                    };
-                }
-                (Some(error), code)
-            }
-            None => {
-                let error = local_error(e, String::new());
-                let code = status_for(e, Some(&error));
-                (Some(error), code)
-            }
-        };
-        let mut reuse = false;
-        if let Some(error) = error.filter(|_| code != 0 && session.response_written().is_none()) {
-            reuse = respond::error(session, &error, api, &request_id)
-                .await
-                .is_ok()
-                && session.is_body_done();
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: reuse,
-        }
+        respond::failure(
+            session,
+            e,
+            ctx.exchange.as_deref_mut(),
+            ctx.api,
+            &request_id,
+        )
+        .await
     }
 
     /// Runs once per request, also when the client went away: metrics and the access log. A
@@ -507,25 +472,5 @@ fn access_entry<'a>(
                     .collect()
             })
             .unwrap_or_default(),
-    }
-}
-
-/// The error the client gets for `e` when the gateway has none of its own to say.
-fn local_error(e: &Error, provider: String) -> GatewayError {
-    use ErrorType::*;
-    match (e.etype(), e.esource()) {
-        (ReadTimedout, ErrorSource::Downstream) => GatewayError::ClientTimeout,
-        (_, ErrorSource::Downstream) => GatewayError::Unreadable,
-        (InternalError, _) => GatewayError::Internal,
-        _ => GatewayError::upstream(e, provider),
-    }
-}
-
-/// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.
-fn status_for(e: &Error, error: Option<&GatewayError>) -> u16 {
-    use ErrorType::*;
-    match (e.etype(), e.esource()) {
-        (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
-        _ => error.map_or(502, GatewayError::status),
     }
 }

@@ -4,10 +4,11 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
-use pingora::Result;
+use pingora::proxy::{FailToProxy, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::error::GatewayError;
+use crate::exchange::Exchange;
 use crate::request_id;
 use crate::translate::{self, Api};
 
@@ -85,4 +86,76 @@ pub async fn stream_error(
     session
         .write_response_body(Some(Bytes::from(text)), false)
         .await
+}
+
+/// Answers a request that failed with `e` (Pingora's `fail_to_proxy`): the gateway's own error
+/// if the exchange has one, else what `e` says, as a whole response while nothing was sent, or
+/// as a final stream event (the connection then closes without a clean end). Nothing when the
+/// client is gone, or when the error was already written.
+pub async fn failure(
+    session: &mut Session,
+    e: &Error,
+    exchange: Option<&mut Exchange>,
+    api: Option<Api>,
+    request_id: &str,
+) -> FailToProxy {
+    let (error, code) = match exchange {
+        Some(x) if x.error_written => (None, status_for(e, None)),
+        Some(x) => {
+            x.error_written = true;
+            let name = x
+                .route
+                .as_ref()
+                .map_or_else(String::new, |r| r.name.clone());
+            let error = x.error.take().unwrap_or_else(|| local_error(e, name));
+            let code = status_for(e, Some(&error));
+            if session.response_written().is_some() {
+                if x.watch.is_stream() && code != 0 {
+                    // A translated stream is written in whole events.
+                    let mid_event = x.watch.mid_event()
+                        && x.attempt.as_ref().is_none_or(|a| a.translator.is_none());
+                    let _ = stream_error(session, &error, api, mid_event).await;
+                }
+                return FailToProxy {
+                    error_code: code,
+                    can_reuse_downstream: false,
+                };
+            }
+            (Some(error), code)
+        }
+        None => {
+            let error = local_error(e, String::new());
+            let code = status_for(e, Some(&error));
+            (Some(error), code)
+        }
+    };
+    let mut reuse = false;
+    if let Some(error) = error.filter(|_| code != 0 && session.response_written().is_none()) {
+        reuse =
+            self::error(session, &error, api, request_id).await.is_ok() && session.is_body_done();
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: reuse,
+    }
+}
+
+/// The error the client gets for `e` when the gateway has none of its own to say.
+fn local_error(e: &Error, provider: String) -> GatewayError {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (ReadTimedout, ErrorSource::Downstream) => GatewayError::ClientTimeout,
+        (_, ErrorSource::Downstream) => GatewayError::Unreadable,
+        (InternalError, _) => GatewayError::Internal,
+        _ => GatewayError::upstream(e, provider),
+    }
+}
+
+/// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.
+fn status_for(e: &Error, error: Option<&GatewayError>) -> u16 {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
+        _ => error.map_or(502, GatewayError::status),
+    }
 }
