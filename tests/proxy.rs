@@ -471,20 +471,25 @@ fn h2c_clients_are_served() {
         .enable_all()
         .build()
         .unwrap();
-    let big = body_of_size(1 << 20);
+    // Every size the HTTP/1.1 test sends: this request's proxy phase and the subrequest's.
+    let bodies: Vec<Vec<u8>> = [1024, 64 * 1024 + 100, 1 << 20, 10 << 20]
+        .into_iter()
+        .map(body_of_size)
+        .collect();
+    let bare = br#"{"model":"gpt-4o","n":1}"#.to_vec();
     rt.block_on(async {
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(conn);
         let mut client = client.ready().await.unwrap();
-        for body in [br#"{"model":"gpt-4o","n":1}"#.to_vec(), big.clone()] {
+        for body in std::iter::once(&bare).chain(&bodies) {
             let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.addr))
                 .header("authorization", "Bearer sk-client")
                 .body(())
                 .unwrap();
             let (resp, mut stream) = client.send_request(req, false).unwrap();
             stream.reserve_capacity(body.len());
-            stream.send_data(body.into(), true).unwrap();
+            stream.send_data(body.clone().into(), true).unwrap();
             let resp = resp.await.unwrap();
             assert_eq!(resp.status(), 200);
             let mut data = resp.into_body();
@@ -500,13 +505,23 @@ fn h2c_clients_are_served() {
         }
     });
     let got = mock.received();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].body, br#"{"model":"gpt-4o","n":1}"#);
-    assert!(got[1].body == expected_upstream(&big));
-    assert_eq!(
-        got[1].header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    assert_eq!(got.len(), 1 + bodies.len());
+    assert_eq!(got[0].body, bare, "a bare model is sent as it came");
+    for (got, body) in got[1..].iter().zip(&bodies) {
+        assert!(
+            got.body == expected_upstream(body),
+            "{} bytes differ",
+            body.len()
+        );
+        assert_eq!(
+            got.header("content-length"),
+            Some(expected_upstream(body).len().to_string().as_str())
+        );
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+    }
 }
 
 #[test]
