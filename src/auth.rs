@@ -43,19 +43,17 @@ pub fn has_credentials(provider: &Provider) -> bool {
 /// Sets the upstream credential on `req`, then the provider's extra `headers` (which may
 /// override it, as in Plano).
 pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> Result<()> {
-    let client_credential = client_credential(req);
-    req.remove_header("authorization");
-    req.remove_header("x-api-key");
-    req.remove_header("api-key");
-
     let credential = if provider.passthrough_auth {
-        client_credential
+        client_credential(req)
     } else {
         provider
             .access_key
             .as_ref()
             .map(|k| Credential::Token(k.expose().to_owned()))
     };
+    for name in ["authorization", "x-api-key", "api-key"] {
+        remove(req, name);
+    }
     match (credential, style) {
         (None, _) => {}
         (Some(Credential::Token(token)), AuthStyle::Bearer) => {
@@ -74,8 +72,8 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
     }
     // Anthropic's headers mean nothing to other upstreams.
     if style != AuthStyle::XApiKey {
-        req.remove_header("anthropic-version");
-        req.remove_header("anthropic-beta");
+        remove(req, "anthropic-version");
+        remove(req, "anthropic-beta");
     }
     if style == AuthStyle::XApiKey && req.headers.get("anthropic-version").is_none() {
         req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
@@ -84,6 +82,13 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
         req.insert_header(name.clone(), value.expose())?;
     }
     Ok(())
+}
+
+/// Removes a header if present (most are not; removing also walks Pingora's case map).
+pub fn remove(req: &mut RequestHeader, name: &str) {
+    if req.headers.contains_key(name) {
+        req.remove_header(name);
+    }
 }
 
 enum Credential {

@@ -57,11 +57,11 @@ pub struct Exchange {
     /// Where the next attempt goes, decided when the previous one ended.
     pub next: Option<Next>,
     pub attempt: Option<Attempt>,
-    /// The endpoint of the latest attempt, as labels.
-    pub route: Option<RouteLabels>,
+    /// The endpoint of the latest attempt and the model it was asked for.
+    pub routed: Option<Routed>,
     pub watch: ResponseWatch,
-    /// Every attempt: endpoint name and outcome.
-    pub attempts: Vec<(String, &'static str)>,
+    /// Every attempt: endpoint (provider index) and outcome.
+    pub attempts: Vec<(usize, &'static str)>,
     /// Set when the request failed upstream and the gateway answered (or cut the response).
     pub failed: Option<UpstreamErrorClass>,
     /// The gateway's own answer, for `fail_to_proxy` to render.
@@ -94,11 +94,10 @@ pub struct Attempt {
     _in_flight: InFlight,
 }
 
-/// The provider an attempt went to, as metric and log labels.
-pub struct RouteLabels {
-    pub prefix: String,
-    pub name: String,
-    pub upstream_model: String,
+/// Where the latest attempt went: the endpoint, and the model it was asked for.
+pub struct Routed {
+    pub provider: usize,
+    pub model: String,
 }
 
 impl Exchange {
@@ -180,7 +179,7 @@ impl Exchange {
             plan: Plan::new(stages, MAX_ATTEMPTS),
             next: None,
             attempt: None,
-            route: None,
+            routed: None,
             watch: ResponseWatch::default(),
             attempts: Vec::new(),
             failed: None,
@@ -203,6 +202,17 @@ impl Exchange {
             ));
         }
         Ok(exchange)
+    }
+
+    /// The latest attempt's endpoint, as metric labels: its prefix and name.
+    pub fn endpoint_labels(&self) -> Option<(&str, &str)> {
+        let p = self.snapshot.provider(self.routed.as_ref()?.provider);
+        Some((p.prefix.as_str(), p.name.as_str()))
+    }
+
+    /// The name of endpoint `pidx`.
+    pub fn endpoint_name(&self, pidx: usize) -> &str {
+        &self.snapshot.provider(pidx).name
     }
 
     /// The model the client asked for.
@@ -230,10 +240,9 @@ impl Exchange {
         let snapshot = self.snapshot.clone();
         let provider = snapshot.provider(pidx);
         let model = self.plan.stage().model.clone();
-        self.route = Some(RouteLabels {
-            prefix: provider.prefix.clone(),
-            name: provider.name.clone(),
-            upstream_model: model.clone(),
+        self.routed = Some(Routed {
+            provider: pidx,
+            model: model.clone(),
         });
         if !auth::has_credentials(provider) {
             return Err(GatewayError::NoAccessKey(provider.name.clone()));
@@ -428,7 +437,7 @@ impl Exchange {
             _ => class.map_or("success", UpstreamErrorClass::as_str),
         };
         metrics.attempt(&provider.prefix, label);
-        self.attempts.push((provider.name.clone(), label));
+        self.attempts.push((attempt.provider, label));
         if outcome == Outcome::ClientClosed {
             return;
         }

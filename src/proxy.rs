@@ -167,7 +167,16 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no attempt open"))?;
         let provider = x.snapshot.provider(a.provider);
-        upstream::request(req, provider, &a.path, a.body.len(), a.auth, &x.request_id)
+        let host = &x.snapshot.upstream(a.provider).host_header;
+        upstream::request(
+            req,
+            provider,
+            host,
+            &a.path,
+            a.body.len(),
+            a.auth,
+            &x.request_id,
+        )
     }
 
     /// Pingora replays the body it kept (the client's, or the subrequest's placeholder); the
@@ -331,9 +340,7 @@ impl ProxyHttp for Gateway {
         if ctx.model_request {
             let x = ctx.exchange.as_deref();
             self.metrics.request_finished(&RequestRecord {
-                provider: x
-                    .and_then(|x| x.route.as_ref())
-                    .map(|r| (r.prefix.as_str(), r.name.as_str())),
+                provider: x.and_then(Exchange::endpoint_labels),
                 status,
                 duration,
                 ttft: x
@@ -449,10 +456,8 @@ fn access_entry<'a>(
         method: req.method.as_str(),
         path: req.uri.path(),
         model: ctx.model.as_deref().map(|m| access_log::truncate(m, 256)),
-        provider: x.and_then(|x| x.route.as_ref()).map(|r| r.name.as_str()),
-        upstream_model: x
-            .and_then(|x| x.route.as_ref())
-            .map(|r| r.upstream_model.as_str()),
+        provider: x.and_then(Exchange::endpoint_labels).map(|(_, name)| name),
+        upstream_model: x.and_then(|x| x.routed.as_ref()).map(|r| r.model.as_str()),
         status,
         duration_ms: ms(duration),
         ttft_ms: x
@@ -468,7 +473,10 @@ fn access_entry<'a>(
             .map(|x| {
                 x.attempts
                     .iter()
-                    .map(|(endpoint, outcome)| access_log::Attempt { endpoint, outcome })
+                    .map(|&(pidx, outcome)| access_log::Attempt {
+                        endpoint: x.endpoint_name(pidx),
+                        outcome,
+                    })
                     .collect()
             })
             .unwrap_or_default(),

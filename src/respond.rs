@@ -104,9 +104,8 @@ pub async fn failure(
         Some(x) => {
             x.error_written = true;
             let name = x
-                .route
-                .as_ref()
-                .map_or_else(String::new, |r| r.name.clone());
+                .endpoint_labels()
+                .map_or_else(String::new, |(_, name)| name.to_owned());
             let error = x.error.take().unwrap_or_else(|| local_error(e, name));
             let code = status_for(e, Some(&error));
             if session.response_written().is_some() {

@@ -36,6 +36,8 @@ pub struct Snapshot {
 pub struct Upstream {
     pub provider_name: String,
     pub origin: Origin,
+    /// The `Host` header its requests carry.
+    pub host_header: String,
     /// Shared by all providers on the same `host:port`.
     pub addresses: Arc<Addresses>,
     /// Passive health; kept across reloads while the provider is unchanged.
@@ -74,6 +76,7 @@ impl Snapshot {
                     .remove(&(p.name.clone(), p.origin.clone()))
                     .unwrap_or_default();
                 Upstream {
+                    host_header: crate::upstream::host_header(p),
                     provider_name: p.name.clone(),
                     origin: p.origin.clone(),
                     addresses,

@@ -64,6 +64,7 @@ pub fn peer(
 pub fn request(
     req: &mut RequestHeader,
     provider: &Provider,
+    host: &str,
     path: &str,
     body_len: usize,
     auth: AuthStyle,
@@ -74,22 +75,26 @@ pub fn request(
             .map_err(|_| pingora::Error::new_str("invalid upstream path"))?,
     );
     for name in [
-        header::TRANSFER_ENCODING,
-        header::EXPECT,
+        "transfer-encoding",
+        "expect",
         // The response must be plain bytes for usage accounting and translation.
-        header::ACCEPT_ENCODING,
-        header::CONNECTION,
+        "accept-encoding",
+        "connection",
     ] {
-        req.remove_header(&name);
+        auth::remove(req, name);
     }
     req.insert_header(header::CONTENT_LENGTH, body_len)?;
-    let host = match &provider.http_host {
-        Some(host) => host.clone(),
-        None => provider.origin.authority(),
-    };
     req.insert_header(header::HOST, host)?;
     req.insert_header(request_id::HEADER, request_id)?;
     auth::apply(req, provider, auth)
+}
+
+/// The `Host` an endpoint is sent: `http_host`, else its origin's authority.
+pub fn host_header(provider: &Provider) -> String {
+    match &provider.http_host {
+        Some(host) => host.clone(),
+        None => provider.origin.authority(),
+    }
 }
 
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
@@ -172,6 +177,7 @@ mod tests {
         request(
             &mut req,
             &p,
+            &host_header(&p),
             "/v1/chat/completions?x=1",
             18,
             AuthStyle::Bearer,
