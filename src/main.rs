@@ -10,8 +10,8 @@ use switchyard::server::{self, Launch};
 /// An edge gateway for LLM traffic, configured with Plano's YAML.
 ///
 /// The config file is a Plano config (version, listeners, model_providers, model_aliases, …)
-/// plus an optional `server` block for process settings (threads, metrics_address, pid_file,
-/// upgrade_sock, grace_period, max_request_body). `$VAR` and `${VAR}` in access_key, base_url,
+/// plus an optional `server` block for process settings (threads, metrics_address, access_log,
+/// pid_file, upgrade_sock, grace_period, max_request_body). `$VAR` and `${VAR}` in access_key, base_url,
 /// http_host and headers are read from the environment.
 ///
 /// Signals: SIGHUP reloads the config file (and the `.env` beside it) without dropping anything;
@@ -28,8 +28,8 @@ struct Cli {
     #[arg(short = 't', long = "test")]
     test: bool,
 
-    /// Graceful upgrade: take the listening sockets over from the running instance (which is
-    /// then sent SIGQUIT).
+    /// Graceful upgrade: wait for the running instance's listening sockets; send that instance
+    /// SIGQUIT to hand them over (README, Operations).
     #[arg(short = 'u', long = "upgrade")]
     upgrade: bool,
 
