@@ -662,3 +662,42 @@ fn https_providers_are_offered_h2_by_alpn_and_h1_when_it_is_turned_off() {
     assert_eq!(got.len(), before + 1);
     assert!(!got[before].http2);
 }
+
+#[test]
+fn a_request_the_upstream_may_have_read_is_never_sent_again() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    // A first request leaves a pooled connection; the next one goes over it, is read by the
+    // upstream, and the connection is closed without an answer. With one attempt allowed it
+    // must reach the upstream exactly once (on a fresh connection as on a reused one).
+    for i in 0..2 {
+        let before = mock.received().len();
+        assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+        let resp = chat(
+            gw.addr,
+            &[("x-mock", "hangup")],
+            &json!({"model": "gpt-4o"}),
+        );
+        assert_gateway_error(&resp, 502, "upstream_error");
+        let got = mock.received();
+        assert_eq!(got.len(), before + 2, "round {i}: sent again");
+        assert_eq!(got[before].connection, got[before + 1].connection, "reused");
+    }
+    let hung = || -> Vec<Value> {
+        gw.access_log()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["status"] == 502)
+            .collect()
+    };
+    common::wait_for("two access-log lines", Duration::from_secs(5), || {
+        hung().len() == 2
+    });
+    let hung = hung();
+    for line in hung {
+        assert_eq!(
+            line["attempts"],
+            json!([{"endpoint": "openai/gpt-4o", "outcome": "protocol"}])
+        );
+    }
+}

@@ -59,7 +59,8 @@ impl Received {
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
 /// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
-/// - `retry_after=S` (with `status`): a `retry-after: S` header.
+/// - `retry_after=S` (with `status`): a `retry-after: S` header;
+/// - `hangup`: the request is read, then the connection closed without an answer.
 ///
 /// A request without `x-mock` gets the mock's default mode (`set_mode`, initially "").
 pub struct Mock {
@@ -240,6 +241,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let opts = parse_mode(&mode);
 
+        if opts.hangup {
+            return;
+        }
         if let Some(ms) = opts.delay_ms {
             let mut probe = [0u8; 1];
             tokio::select! {
@@ -404,6 +408,8 @@ struct Mode {
     split: bool,
     /// With `status`: a `retry-after` header of this many seconds.
     retry_after: Option<u64>,
+    /// Read the request, then close the connection without answering.
+    hangup: bool,
 }
 
 /// The status and JSON body of a non-streamed answer to `req`.
@@ -541,6 +547,7 @@ fn parse_mode(mode: &str) -> Mode {
             "sse" => m.sse = v.parse().ok(),
             "gap_ms" => m.gap_ms = v.parse().unwrap_or(0),
             "cut" => m.cut = true,
+            "hangup" => m.hangup = true,
             "delay_ms" => m.delay_ms = v.parse().ok(),
             "anthropic" => m.anthropic = true,
             "usage" => m.usage = true,
