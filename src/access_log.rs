@@ -38,6 +38,8 @@ pub struct Entry<'a> {
     pub bytes_in: usize,
     pub bytes_out: usize,
     pub error: Option<&'a str>,
+    /// Why the upstream failed (`connection refused`, `cannot resolve the host`, …), if it did.
+    pub cause: Option<&'a str>,
     /// Every upstream attempt: endpoint name and outcome (`success` or an error class).
     pub attempts: Vec<Attempt<'a>>,
 }

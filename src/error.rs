@@ -26,12 +26,13 @@ pub enum GatewayError {
     ModelNotFound(String),
     #[error("Provider `{0}` has no access_key configured and passthrough_auth is off")]
     NoAccessKey(String),
-    #[error("Could not connect to provider `{0}`")]
-    UpstreamUnreachable(String),
-    #[error("Provider `{0}` did not answer in time")]
-    UpstreamTimeout(String),
-    #[error("The request to provider `{0}` failed")]
-    UpstreamFailed(String),
+    /// The provider's name and why (`cause`).
+    #[error("Could not connect to provider `{0}`: {1}")]
+    UpstreamUnreachable(String, &'static str),
+    #[error("Provider `{0}` did not answer in time: {1}")]
+    UpstreamTimeout(String, &'static str),
+    #[error("The request to provider `{0}` failed: {1}")]
+    UpstreamFailed(String, &'static str),
     #[error("{0}")]
     NotSupported(String),
     #[error("The request body was not received in time")]
@@ -49,15 +50,26 @@ impl GatewayError {
     /// What the client is told when the request to `provider` failed with `e`.
     pub fn upstream(e: &pingora::Error, provider: String) -> GatewayError {
         use pingora::ErrorType::*;
+        let why = cause(e);
         match e.etype() {
             ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-                GatewayError::UpstreamTimeout(provider)
+                GatewayError::UpstreamTimeout(provider, why)
             }
             ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
             | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError => {
-                GatewayError::UpstreamUnreachable(provider)
+                GatewayError::UpstreamUnreachable(provider, why)
             }
-            _ => GatewayError::UpstreamFailed(provider),
+            _ => GatewayError::UpstreamFailed(provider, why),
+        }
+    }
+
+    /// Whether this error says an upstream failed (its cause is then worth logging).
+    pub fn upstream_cause(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::UpstreamUnreachable(_, why)
+            | GatewayError::UpstreamTimeout(_, why)
+            | GatewayError::UpstreamFailed(_, why) => Some(why),
+            _ => None,
         }
     }
 
@@ -70,9 +82,9 @@ impl GatewayError {
             GatewayError::MissingModel => 400,
             GatewayError::ModelNotFound(_) => 404,
             GatewayError::NoAccessKey(_) => 500,
-            GatewayError::UpstreamUnreachable(_) => 502,
-            GatewayError::UpstreamTimeout(_) => 504,
-            GatewayError::UpstreamFailed(_) => 502,
+            GatewayError::UpstreamUnreachable(..) => 502,
+            GatewayError::UpstreamTimeout(..) => 504,
+            GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
             GatewayError::NoEndpoint(..) => 503,
             GatewayError::ClientTimeout => 408,
@@ -99,9 +111,9 @@ impl GatewayError {
             GatewayError::MissingModel => "model_required",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::NoAccessKey(_) => "provider_misconfigured",
-            GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
-            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
-            GatewayError::UpstreamFailed(_) => "upstream_error",
+            GatewayError::UpstreamUnreachable(..) => "upstream_unreachable",
+            GatewayError::UpstreamTimeout(..) => "upstream_timeout",
+            GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
             GatewayError::NoEndpoint(..) => "no_endpoint_available",
             GatewayError::ClientTimeout => "request_timeout",
@@ -146,6 +158,29 @@ impl GatewayError {
     }
 }
 
+/// Why an upstream exchange failed, in words a user can act on. Never holds a secret: only the
+/// kind of failure is named.
+pub fn cause(e: &pingora::Error) -> &'static str {
+    use pingora::ErrorType::*;
+    match e.etype() {
+        ConnectNoRoute => "cannot resolve or route to the host",
+        ConnectRefused => "connection refused",
+        ConnectTimedout => "connect timed out",
+        TLSHandshakeTimedout => "TLS handshake timed out",
+        InvalidCert => "TLS certificate verification failed",
+        TLSHandshakeFailure | HandshakeError => "TLS handshake failed",
+        ConnectError | ConnectProxyFailure | SocketError => "connection failed",
+        ReadTimedout => "no response in time",
+        WriteTimedout => "request could not be sent in time",
+        ConnectionClosed => "the upstream closed the connection",
+        ReadError => "reading the response failed",
+        WriteError => "sending the request failed",
+        H2Error | InvalidH2 | H2Downgrade => "HTTP/2 protocol error",
+        InvalidHTTPHeader => "invalid response from the upstream",
+        _ => "upstream error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,8 +197,10 @@ mod tests {
             v["error"]["message"],
             "The model `gpt-\"9\"` does not exist or is not configured on this gateway"
         );
-        let v: serde_json::Value =
-            serde_json::from_slice(&GatewayError::UpstreamTimeout("p".into()).body()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &GatewayError::UpstreamTimeout("p".into(), "no response in time").body(),
+        )
+        .unwrap();
         assert_eq!(v["error"]["type"], "server_error");
         assert_eq!(v["error"]["param"], serde_json::Value::Null);
     }

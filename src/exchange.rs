@@ -64,6 +64,8 @@ pub struct Exchange {
     pub attempts: Vec<(usize, &'static str)>,
     /// Set when the request failed upstream and the gateway answered (or cut the response).
     pub failed: Option<UpstreamErrorClass>,
+    /// Why the latest attempt failed, when it did (for the access log).
+    pub cause: Option<&'static str>,
     /// The gateway's own answer, for `fail_to_proxy` to render.
     pub error: Option<GatewayError>,
     /// Whether the gateway's error (response or final stream event) was written.
@@ -183,6 +185,7 @@ impl Exchange {
             watch: ResponseWatch::default(),
             attempts: Vec::new(),
             failed: None,
+            cause: None,
             error: None,
             error_written: false,
             deadline,
@@ -374,6 +377,7 @@ impl Exchange {
                 return self.refuse(e);
             }
             if let Err(e) = addresses {
+                self.cause = Some("cannot resolve the host");
                 let mut e = Error::because(
                     ErrorType::ConnectNoRoute,
                     format!("cannot resolve {}", upstream.origin.host),

@@ -30,7 +30,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::access_log::{self, AccessLog};
 use crate::attempt::Failure;
-use crate::error::GatewayError;
+use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
 use crate::intake::{self, Served};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
@@ -201,6 +201,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(x) = ctx.exchange.as_mut() {
+            x.cause = Some(error::cause(&e));
             let refused = e.etype() == &ErrorType::ConnectRefused;
             let retry = (refused && x.next_address())
                 || x.failed(exchange::failure_of(&e), &self.metrics, jitter());
@@ -469,6 +470,7 @@ fn access_entry<'a>(
         error: upstream_error
             .map(UpstreamErrorClass::as_str)
             .or(e.map(|e| e.etype().as_str())),
+        cause: x.and_then(|x| x.cause),
         attempts: x
             .map(|x| {
                 x.attempts

@@ -108,6 +108,9 @@ pub async fn failure(
                 .map_or_else(String::new, |(_, name)| name.to_owned());
             let error = x.error.take().unwrap_or_else(|| local_error(e, name));
             let code = status_for(e, Some(&error));
+            if let Some(why) = error.upstream_cause() {
+                x.cause = Some(why);
+            }
             if session.response_written().is_some() {
                 if x.watch.is_stream() && code != 0 {
                     // A translated stream is written in whole events.

@@ -424,10 +424,21 @@ fn refused_upstream_is_502() {
     let gw = start(&mock, "overrides: {upstream_connect_timeout: 1s}");
     let resp = chat(gw.addr, &[], &json!({"model": "dead/model"}));
     assert_gateway_error(&resp, 502, "upstream_unreachable");
-    assert!(resp.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("dead/model"));
+    let message = resp.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("dead/model"), "{message}");
+    // The cause, in the answer and in the access log.
+    assert!(message.contains("connection refused"), "{message}");
+    common::wait_for("the access-log line", Duration::from_secs(5), || {
+        gw.access_log().contains("\"status\":502")
+    });
+    let line: Value = gw
+        .access_log()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["status"] == 502)
+        .unwrap();
+    assert_eq!(line["error"], "connect");
+    assert_eq!(line["cause"], "connection refused");
 }
 
 #[test]
@@ -557,6 +568,8 @@ fn https_upstreams_are_verified_against_the_configured_ca() {
     let gw = Gateway::start(&config(None), &[("TEST_KEY", KEY)]);
     let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
     assert_gateway_error(&resp, 502, "upstream_unreachable");
+    let message = resp.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("TLS"), "{message}");
     assert_eq!(mock.received().len(), 1);
 }
 
