@@ -98,9 +98,27 @@ fn the_openai_python_sdk_works_through_the_gateway() {
         json!({"name": "get_weather", "arguments": {"city": "Paris"}, "finish_reason": "tool_calls"})
     );
 
+    // Streams the SDK closed right after `[DONE]` are successes in metrics and the access log.
+    assert_eq!(seen["streams_done"], 20);
+    let successes = r#"switchyard_upstream_attempts_total{outcome="success",provider="openai"}"#;
+    common::wait_for(
+        "every stream's metrics",
+        std::time::Duration::from_secs(5),
+        || common::sample_value(&gw.metrics(), successes) == 22.0,
+    );
+    let scrape = gw.metrics();
+    assert_eq!(
+        common::sample_value(
+            &scrape,
+            r#"switchyard_upstream_attempts_total{outcome="client_closed",provider="openai"}"#
+        ),
+        0.0
+    );
+    assert!(!gw.access_log().contains("client_closed"));
+
     // What the OpenAI provider received (the unknown model never left the gateway).
     let got = openai.received();
-    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got.len(), 23, "{got:#?}");
     for r in &got {
         assert_eq!(r.header("authorization"), Some("Bearer sk-tenant-from-sdk"));
         assert_eq!(r.path, "/v1/chat/completions");

@@ -92,4 +92,16 @@ for chunk in stream:
     finish = choice.finish_reason or finish
 seen["claude_stream_tools"] = {"name": name, "arguments": json.loads(args), "finish_reason": finish}
 
+# The SDK closes its connection as soon as it has read `[DONE]`; the gateway must still count
+# every one of these streams as a success.
+done = 0
+for _ in range(20):
+    for _ in client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "again"}], stream=True,
+        extra_headers={"x-mock": "sse=2"},
+    ):
+        pass
+    done += 1
+seen["streams_done"] = done
+
 print(json.dumps(seen))
