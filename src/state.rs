@@ -90,7 +90,7 @@ impl Snapshot {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             routes,
-            models_body: models_body(&config.providers),
+            models_body: models_body(&config.providers, &config.aliases),
             upstreams,
             config,
         }
@@ -113,20 +113,29 @@ impl Snapshot {
     }
 }
 
-/// OpenAI's model list; ids are provider names. Wildcards are not concrete models and are left out.
-fn models_body(providers: &[Provider]) -> Bytes {
-    let data: Vec<_> = providers
+/// OpenAI's model list: provider names, then `model_aliases` (owned by their target's
+/// provider). Wildcards are not concrete models and are left out.
+fn models_body(providers: &[Provider], aliases: &[(String, String)]) -> Bytes {
+    let entry = |id: &str, owned_by: &str| {
+        json!({
+            "id": id,
+            "object": "model",
+            "created": 0,
+            "owned_by": owned_by,
+        })
+    };
+    let mut data: Vec<_> = providers
         .iter()
         .filter(|p| !p.is_wildcard())
-        .map(|p| {
-            json!({
-                "id": p.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": p.prefix,
-            })
-        })
+        .map(|p| entry(&p.name, &p.prefix))
         .collect();
+    for (alias, target) in aliases {
+        let owner = providers
+            .iter()
+            .find(|p| &p.name == target || &p.model == target)
+            .map_or("switchyard", |p| p.prefix.as_str());
+        data.push(entry(alias, owner));
+    }
     Bytes::from(json!({"object": "list", "data": data}).to_string())
 }
 

@@ -468,7 +468,9 @@ fn models_and_health_are_served_locally() {
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids, ["openai/gpt-4o", "mini", "dead/model"]);
+    // Providers by name, then aliases (Plano's clients are told to call /v1/models).
+    assert_eq!(ids, ["openai/gpt-4o", "mini", "dead/model", "fast"]);
+    assert_eq!(resp.json()["data"][3]["owned_by"], "openai");
     assert_eq!(resp.json()["object"], "list");
     assert_eq!(request(gw.addr, "GET", "/healthz", &[], b"").status, 200);
     assert!(mock.received().is_empty());
