@@ -16,6 +16,7 @@ use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::lifecycle::Lifecycle;
 use crate::usage::Usage;
 
 /// One access-log line. Only ids, names, sizes and timings: never a credential.
@@ -76,11 +77,12 @@ pub struct Writer {
     rx: Mutex<Option<mpsc::Receiver<String>>>,
     sink: Sink,
     dropped: Arc<AtomicU64>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl AccessLog {
     /// The log and, unless it is off, the service that writes it.
-    pub fn new(sink: Sink) -> (AccessLog, Option<Writer>) {
+    pub fn new(sink: Sink, lifecycle: Arc<Lifecycle>) -> (AccessLog, Option<Writer>) {
         let dropped = Arc::new(AtomicU64::new(0));
         if sink == Sink::Off {
             return (AccessLog { tx: None, dropped }, None);
@@ -90,6 +92,7 @@ impl AccessLog {
             rx: Mutex::new(Some(rx)),
             sink,
             dropped: dropped.clone(),
+            lifecycle,
         };
         (
             AccessLog {
@@ -141,16 +144,19 @@ impl Writer {
 
 #[async_trait]
 impl BackgroundService for Writer {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start(&self, _shutdown: ShutdownWatch) {
         let Some(mut rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
             return;
         };
         let Some(out) = self.open() else { return };
+        self.lifecycle.log_writer_started();
         let mut out = std::io::BufWriter::new(out);
+        // Pingora's shutdown broadcast is not the end: requests finishing during the drain still
+        // get their line. The writer stops when the process is about to exit.
         loop {
             let line = tokio::select! {
                 line = rx.recv() => line,
-                _ = shutdown.changed() => None,
+                () = self.lifecycle.exiting() => None,
             };
             let Some(line) = line else { break };
             let mut ok = writeln!(out, "{line}").is_ok();
@@ -169,14 +175,15 @@ impl BackgroundService for Writer {
             // the writing itself. Lines wait at most this long.
             tokio::select! {
                 _ = tokio::time::sleep(BATCH_INTERVAL) => {}
-                _ = shutdown.changed() => {}
+                () = self.lifecycle.exiting() => {}
             }
         }
-        // Whatever is queued at shutdown still gets written.
+        // Whatever is queued at exit still gets written.
         while let Ok(line) = rx.try_recv() {
             let _ = writeln!(out, "{line}");
         }
         let _ = out.flush();
+        self.lifecycle.log_flushed();
     }
 }
 
@@ -226,7 +233,7 @@ mod tests {
 
     #[test]
     fn off_means_no_writer() {
-        let (log, writer) = AccessLog::new(Sink::Off);
+        let (log, writer) = AccessLog::new(Sink::Off, Lifecycle::new());
         assert!(!log.enabled() && writer.is_none());
     }
 

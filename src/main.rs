@@ -15,8 +15,8 @@ use switchyard::server::{self, Launch};
 /// http_host and headers are read from the environment.
 ///
 /// Signals: SIGHUP reloads the config file (and the `.env` beside it) without dropping anything;
-/// SIGTERM stops gracefully (in-flight requests get `server.grace_period`); SIGINT stops at once;
-/// SIGQUIT hands the listeners to a process started with `-u`.
+/// SIGTERM drains and exits (in-flight requests get up to `server.grace_period`); SIGINT stops at
+/// once; SIGQUIT hands the listeners to a process started with `-u` (which sends it itself).
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, verbatim_doc_comment)]
 struct Cli {
@@ -28,8 +28,8 @@ struct Cli {
     #[arg(short = 't', long = "test")]
     test: bool,
 
-    /// Graceful upgrade: wait for the running instance's listening sockets; send that instance
-    /// SIGQUIT to hand them over (README, Operations).
+    /// Graceful upgrade: take the listening sockets over from the instance in `server.pid_file`
+    /// (signalled once this one is ready), which then drains (README, Operations).
     #[arg(short = 'u', long = "upgrade")]
     upgrade: bool,
 
@@ -40,6 +40,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    switchyard::lifecycle::ignore_hangups_until_reload_runs();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let config = match Config::load(&cli.conf) {

@@ -33,6 +33,7 @@ use crate::attempt::Failure;
 use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
 use crate::intake::{self, Served};
+use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::request_id;
 use crate::respond;
@@ -46,14 +47,21 @@ pub struct Gateway {
     state: SharedState,
     metrics: Arc<Metrics>,
     access_log: AccessLog,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl Gateway {
-    pub fn new(state: SharedState, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+    pub fn new(
+        state: SharedState,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         Gateway {
             state,
             metrics,
             access_log,
+            lifecycle,
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct RequestCtx {
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
+    /// Holds the process open while the request lives (lifecycle).
+    _in_flight: InFlight,
 }
 
 #[async_trait]
@@ -88,6 +98,7 @@ impl ProxyHttp for Gateway {
             model: None,
             exchange: None,
             sub: false,
+            _in_flight: self.lifecycle.request_started(),
         }
     }
 
@@ -96,12 +107,16 @@ impl ProxyHttp for Gateway {
         session.subrequest_ctx.is_none()
     }
 
-    /// A subrequest takes over its main request's exchange (subrequest).
+    /// A draining process closes the connection after this answer (lifecycle); a subrequest
+    /// takes over its main request's exchange (subrequest).
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if self.lifecycle.draining() {
+            session.set_keepalive(None);
+        }
         if session.subrequest_ctx.is_some() {
             ctx.sub = true;
             let x = subrequest::adopt(session).ok_or_else(|| {
@@ -267,13 +282,17 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// The request id; a translated JSON answer is framed by the subrequest's pipe.
+    /// The request id; a translated JSON answer is framed by the subrequest's pipe; a process
+    /// that began draining since the request came closes the connection after it (lifecycle).
     async fn response_filter(
         &self,
         session: &mut Session,
         header: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if self.lifecycle.draining() {
+            session.set_keepalive(None);
+        }
         if ctx.sub && ctx.exchange.as_ref().is_some_and(|x| x.reframed()) {
             subrequest::reframe(session);
         }

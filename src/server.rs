@@ -6,7 +6,7 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +15,12 @@ use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::dns::Refresher;
 use crate::endpoints::checks::HealthChecker;
+use crate::lifecycle::{Lifecycle, Signals};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::state::Snapshot;
+use crate::upgrade;
 
 /// How the process was started.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,11 +64,26 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config, launch));
+    if launch.upgrade {
+        match upgrade::running(&config.server.pid_file) {
+            Ok(running) => running.signal_when_listening(config.server.upgrade_sock.clone()),
+            Err(e) => {
+                log::error!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    // With -u this waits for the running instance's listeners.
     server.bootstrap();
+    if !launch.daemon {
+        upgrade::write_pid_file(&config.server.pid_file);
+    }
 
     let bind = config.listener.bind_address();
     let metrics_address = config.server.metrics_address;
-    let (access_log, access_log_writer) = AccessLog::new(config.server.access_log.clone());
+    let lifecycle = Lifecycle::new();
+    let (access_log, access_log_writer) =
+        AccessLog::new(config.server.access_log.clone(), lifecycle.clone());
     let metrics = match Metrics::register(pingora_prometheus::prometheus::default_registry()) {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -75,6 +92,8 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         }
     };
     let startup = config.clone();
+    let config_grace = config.server.grace_period;
+    let config_upgrade_sock = config.server.upgrade_sock.clone();
     let ca_file = config
         .overrides
         .upstream_tls_ca_path
@@ -83,7 +102,13 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     let health_metrics = metrics.clone();
     let state = Snapshot::new(config).into_shared();
 
-    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log);
+    let signals = Signals {
+        lifecycle: lifecycle.clone(),
+        grace: config_grace,
+        upgrade_sock: config_upgrade_sock,
+        phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
+    };
+    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log, lifecycle);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
@@ -124,5 +149,8 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         server.add_service(background_service("access log", writer));
     }
     log::info!("switchyard listening on {bind}, metrics on {metrics_address}");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    std::process::exit(0)
 }

@@ -1,6 +1,7 @@
 //! Zero-downtime operations on the real binary with real signals: SIGHUP reload under continuous
-//! load, a broken config on reload, key rotation through `.env`, graceful upgrade (`-u` +
-//! SIGQUIT) with a stream in flight, and SIGTERM with a stream in flight.
+//! load (and right after start), a broken config on reload, key rotation through `.env`, the
+//! graceful upgrade (`-u`) with streams and keep-alive clients in flight, and stopping
+//! (SIGTERM's drain, SIGINT, a SIGQUIT nobody can answer).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 mod common;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{chat, request, wait_for, yaml, Conn, Gateway, Mock};
+use common::{alive, chat, request, wait_for, yaml, Conn, Gateway, Mock, Prepared};
 use serde_json::{json, Value};
 
 fn config_for(upstream: &Mock) -> Value {
@@ -32,7 +33,20 @@ struct Load {
 }
 
 impl Load {
+    /// `clients` clients, each opening a new connection per request.
     fn start(addr: SocketAddr, clients: usize) -> Load {
+        Load::spawn(addr, clients, false)
+    }
+
+    /// `clients` clients that keep their connection open across requests, as SDKs do: they
+    /// reconnect only when the gateway said `Connection: close` or closed an idle connection
+    /// (which they notice before sending, like urllib3 and hyper). A request lost on a kept
+    /// connection is a failure: a POST is not retried.
+    fn start_keep_alive(addr: SocketAddr, clients: usize) -> Load {
+        Load::spawn(addr, clients, true)
+    }
+
+    fn spawn(addr: SocketAddr, clients: usize, keep_alive: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -40,14 +54,31 @@ impl Load {
             .map(|_| {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
                 std::thread::spawn(move || {
+                    let mut kept: Option<Conn> = None;
                     while !stop.load(Ordering::Relaxed) {
-                        let result = std::panic::catch_unwind(|| {
-                            chat(addr, &[], &json!({"model": "m", "messages": []})).status
+                        let reused = kept.take().filter(|c| keep_alive && still_open(c));
+                        let result = std::panic::catch_unwind(move || {
+                            let mut conn = reused.unwrap_or_else(|| Conn::open(addr));
+                            let body = json!({"model": "m", "messages": []}).to_string();
+                            conn.send_head(
+                                "POST",
+                                "/v1/chat/completions",
+                                &[("content-type", "application/json")],
+                                Some(body.len()),
+                            );
+                            conn.stream.write_all(body.as_bytes()).unwrap();
+                            let resp = conn.read_response();
+                            let close = resp.header("connection") == Some("close");
+                            (resp.status, (!close).then_some(conn))
                         });
                         match result {
-                            Ok(200) => ok.fetch_add(1, Ordering::Relaxed),
+                            Ok((200, conn)) => {
+                                kept = conn;
+                                ok.fetch_add(1, Ordering::Relaxed)
+                            }
                             other => {
-                                eprintln!("load request failed: {other:?}");
+                                let status = other.map(|(status, _)| status);
+                                eprintln!("load request failed: {status:?}");
                                 failed.fetch_add(1, Ordering::Relaxed)
                             }
                         };
@@ -74,6 +105,15 @@ impl Load {
             self.failed.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Whether a kept connection is still open: nothing to read and no end of stream.
+fn still_open(conn: &Conn) -> bool {
+    let mut probe = [0u8; 1];
+    conn.stream.set_nonblocking(true).unwrap();
+    let open = matches!(conn.stream.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    conn.stream.set_nonblocking(false).unwrap();
+    open
 }
 
 /// Which mock served a request to model `m`.
@@ -218,14 +258,29 @@ fn read_stream(conn: &mut Conn) -> String {
     String::from_utf8(text).unwrap()
 }
 
+/// Waits for process `pid` to be gone; panics after `within`. Returns how long it took.
+fn wait_exit(pid: u32, within: Duration) -> Duration {
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < within,
+            "pid {pid} still running after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
 #[test]
 fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
     let mock = Mock::start();
     let mut old = Gateway::start(&config_for(&mock), &[]);
-    let load = Load::start(old.addr, 3);
+    let fresh = Load::start(old.addr, 2);
+    let kept = Load::start_keep_alive(old.addr, 3);
     let mut stream = open_stream(old.addr, 30, 100);
+    std::thread::sleep(Duration::from_millis(300));
 
-    // The new process waits on the upgrade socket for the listeners; then the old one is told.
+    // One command: the new process takes the listeners over and tells the old one to drain.
     let new_log = old.dir.join("new.log");
     let mut new = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["-u", "-c"])
@@ -234,8 +289,6 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
         .stderr(std::fs::File::create(&new_log).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    old.signal("QUIT");
 
     let text = read_stream(&mut stream);
     assert_eq!(
@@ -245,7 +298,7 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
     );
     assert!(text.ends_with("data: [DONE]\n\n"));
 
-    // The old process exits (after Pingora's 5 s hand-over window and the grace period).
+    // The old process exits once drained (after Pingora's 5 s hand-over window).
     let deadline = Instant::now() + Duration::from_secs(20);
     let exited = loop {
         if let Some(status) = old.child.try_wait().unwrap() {
@@ -254,22 +307,203 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
         assert!(Instant::now() < deadline, "the old process did not exit");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(exited.success() || exited.code().is_some(), "{exited:?}");
+    assert!(exited.success(), "{exited:?}");
     // The new process serves on the same address.
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, failed) = load.finish();
+    let (ok, failed) = fresh.finish();
+    let (kept_ok, kept_failed) = kept.finish();
     let after = chat(old.addr, &[], &json!({"model": "m"}));
     let _ = new.kill();
     let _ = new.wait();
-    eprintln!("upgrade under load: {ok} requests succeeded, {failed} failed");
+    eprintln!("upgrade under load: new connections {ok} ok, {failed} failed; keep-alive {kept_ok} ok, {kept_failed} failed");
     assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
-    assert!(ok > 50, "too little load to prove anything: {ok}");
+    assert_eq!(
+        kept_failed, 0,
+        "keep-alive clients: {kept_ok} requests succeeded, {kept_failed} failed"
+    );
+    assert!(
+        ok > 50 && kept_ok > 50,
+        "too little load to prove anything: {ok}, {kept_ok}"
+    );
     assert_eq!(
         after.status,
         200,
         "{}",
         std::fs::read_to_string(&new_log).unwrap_or_default()
     );
+}
+
+/// README's upgrade, exactly as documented: the running daemon, then `switchyard -u -c F -d`.
+#[test]
+fn the_documented_upgrade_command_hands_over_without_a_failed_request() {
+    let mock = Mock::start();
+    let prepared = Prepared::new(&config_for(&mock), &[]);
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let conf = prepared.conf.display().to_string();
+    // The daemon keeps what it inherits open: its output goes to files, not to pipes.
+    let sh = |line: &str| {
+        let status = Command::new("sh")
+            .args(["-c", line])
+            .stdout(std::fs::File::create(prepared.dir.join("sh.out")).unwrap())
+            .stderr(std::fs::File::create(prepared.dir.join("sh.err")).unwrap())
+            .status()
+            .unwrap();
+        let err = std::fs::read_to_string(prepared.dir.join("sh.err")).unwrap_or_default();
+        assert!(status.success(), "`{line}` failed: {status:?}: {err}");
+    };
+    sh(&format!("{bin} -c {conf} -d"));
+    wait_for("the daemon", Duration::from_secs(10), || {
+        prepared.pid().is_some_and(alive)
+            && std::panic::catch_unwind(|| request(prepared.addr, "GET", "/healthz", &[], b""))
+                .is_ok_and(|r| r.status == 200)
+    });
+    let old = prepared.pid().unwrap();
+    let kept = Load::start_keep_alive(prepared.addr, 3);
+    std::thread::sleep(Duration::from_millis(300));
+
+    sh(&format!("{bin} -u -c {conf} -d"));
+    let new = prepared.pid().unwrap();
+    assert_ne!(new, old, "the pid file names the new process");
+    assert!(alive(new));
+    wait_exit(old, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = kept.finish();
+    let after = chat(prepared.addr, &[], &json!({"model": "m"}));
+    common::signal(new, "TERM");
+    wait_exit(new, Duration::from_secs(10));
+    eprintln!("documented upgrade: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
+    assert!(ok > 50, "too little load to prove anything: {ok}");
+    assert_eq!(after.status, 200);
+}
+
+#[test]
+fn upgrade_without_a_running_instance_changes_nothing() {
+    let prepared = Prepared::new(&config_for(&Mock::start()), &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["-u", "-c"])
+        .arg(&prepared.conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no running instance"), "{stderr}");
+    assert!(std::net::TcpStream::connect(prepared.addr).is_err());
+}
+
+#[test]
+fn sigquit_with_no_new_process_waiting_is_refused_and_serving_goes_on() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&config_for(&mock), &[]);
+    gw.signal("QUIT");
+    // Pingora alone would retry the hand-over for about 5 s, then stop serving.
+    std::thread::sleep(Duration::from_millis(6500));
+    assert!(
+        gw.child.id() > 0 && alive(gw.child.id()),
+        "the process stopped"
+    );
+    assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    assert!(gw.logs().contains("SIGQUIT refused"), "{}", gw.logs());
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_exits_at_once() {
+    let mock = Mock::start();
+    let mut config = config_for(&mock);
+    config["server"]["grace_period"] = "30s".into();
+    let gw = Gateway::start(&config, &[]);
+    assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    gw.signal("TERM");
+    let took = wait_exit(gw.child.id(), Duration::from_secs(10));
+    eprintln!("idle SIGTERM: exited after {took:?}");
+}
+
+#[test]
+fn requests_that_finish_during_the_drain_get_their_access_log_line() {
+    let mock = Mock::start();
+    let mut gw = Gateway::start(&config_for(&mock), &[]);
+    let mut stream = open_stream(gw.addr, 10, 100);
+    gw.signal("TERM");
+    read_stream(&mut stream);
+    wait_exit(gw.child.id(), Duration::from_secs(10));
+    let _ = gw.child.wait();
+    let log = gw.access_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v1/chat/completions"))
+        .unwrap_or_else(|| panic!("no access-log line for the stream: {log}"));
+    let entry: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["status"], 200, "{line}");
+}
+
+#[test]
+fn a_response_finished_while_draining_closes_its_connection() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&config_for(&mock), &[]);
+    let mut conn = Conn::open(gw.addr);
+    let body = br#"{"model":"m"}"#;
+    conn.send_head("POST", "/v1/chat/completions", &[], Some(body.len()));
+    conn.stream.write_all(body).unwrap();
+    let before = conn.read_response();
+    assert_eq!(before.status, 200);
+    assert_eq!(before.header("connection"), Some("keep-alive"));
+    // The next answer is slow; the stop signal comes while the upstream thinks.
+    conn.send_head(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock", "delay_ms=1000")],
+        Some(body.len()),
+    );
+    conn.stream.write_all(body).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    gw.signal("TERM");
+    let during = conn.read_response();
+    assert_eq!(during.status, 200);
+    assert_eq!(during.header("connection"), Some("close"));
+}
+
+#[test]
+fn sigint_always_ends_the_process_promptly_and_quietly() {
+    let mock = Mock::start();
+    for round in 0..10 {
+        let gw = Gateway::start(&config_for(&mock), &[]);
+        let mut stream = open_stream(gw.addr, 3, 10);
+        read_stream(&mut stream);
+        wait_for("the stream's metrics", Duration::from_secs(5), || {
+            gw.metrics().contains("switchyard_requests_total")
+        });
+        gw.signal("INT");
+        wait_exit(gw.child.id(), Duration::from_secs(3));
+        let logged = std::fs::metadata(gw.dir.join("stderr.log")).unwrap().len();
+        assert!(logged < 100_000, "round {round}: {logged} bytes of log");
+    }
+}
+
+#[test]
+fn sighup_right_after_the_pid_file_appears_is_safe() {
+    let mock = Mock::start();
+    for round in 0..6 {
+        let prepared = Prepared::new(&config_for(&mock), &[]);
+        let status = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["-d", "-c"])
+            .arg(&prepared.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pid = loop {
+            if let Some(pid) = prepared.pid() {
+                break pid;
+            }
+            std::thread::yield_now();
+        };
+        common::signal(pid, "HUP");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(pid), "round {round}: SIGHUP killed the daemon");
+        common::signal(pid, "TERM");
+        wait_exit(pid, Duration::from_secs(10));
+    }
 }
 
 #[test]

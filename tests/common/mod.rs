@@ -31,6 +31,84 @@ pub struct Gateway {
     log: PathBuf,
 }
 
+/// A config file ready to run: the model listener on a free port of 127.0.0.1, and private
+/// metrics port, pid file and upgrade socket, in a fresh directory.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub config: Value,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub log: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+impl Prepared {
+    pub fn new(config: &Value, files: &[(&str, &str)]) -> Prepared {
+        let dir = temp_dir("gw");
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+        let port = free_port();
+        let mut config = config.clone();
+        // The model listener the test gave (if any), moved to 127.0.0.1 on a free port.
+        let mut listener = config["listeners"]
+            .get(0)
+            .cloned()
+            .unwrap_or(serde_json::json!({"name": "llm", "type": "model"}));
+        listener["address"] = "127.0.0.1".into();
+        listener["port"] = port.into();
+        config["listeners"] = serde_json::json!([listener]);
+        let server = config
+            .as_object_mut()
+            .unwrap()
+            .entry("server")
+            .or_insert(serde_json::json!({}));
+        server["threads"] = 1.into();
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        server["metrics_address"] = metrics_addr.to_string().into();
+        let pid_file = dir.join("switchyard.pid");
+        server["pid_file"] = pid_file.to_string_lossy().into_owned().into();
+        server["upgrade_sock"] = dir
+            .join("upgrade.sock")
+            .to_string_lossy()
+            .into_owned()
+            .into();
+        let conf = dir.join("config.yaml");
+        std::fs::write(&conf, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        Prepared {
+            log: dir.join("switchyard.log"),
+            dir,
+            conf,
+            config,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            metrics_addr,
+            pid_file,
+        }
+    }
+
+    /// The pid in the pid file, once it is there.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Whether process `pid` is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
@@ -62,59 +140,25 @@ impl Gateway {
         env: &[(&str, &str)],
         files: &[(&str, &str)],
     ) -> Gateway {
-        let dir = temp_dir("gw");
-        for (name, content) in files {
-            std::fs::write(dir.join(name), content).unwrap();
-        }
-        let port = free_port();
-        let mut config = config.clone();
-        // The model listener the test gave (if any), moved to 127.0.0.1 on a free port.
-        let mut listener = config["listeners"]
-            .get(0)
-            .cloned()
-            .unwrap_or(serde_json::json!({"name": "llm", "type": "model"}));
-        listener["address"] = "127.0.0.1".into();
-        listener["port"] = port.into();
-        config["listeners"] = serde_json::json!([listener]);
-        let server = config
-            .as_object_mut()
-            .unwrap()
-            .entry("server")
-            .or_insert(serde_json::json!({}));
-        server["threads"] = 1.into();
-        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        server["metrics_address"] = metrics_addr.to_string().into();
-        server["pid_file"] = dir
-            .join("switchyard.pid")
-            .to_string_lossy()
-            .into_owned()
-            .into();
-        server["upgrade_sock"] = dir
-            .join("upgrade.sock")
-            .to_string_lossy()
-            .into_owned()
-            .into();
-        let conf = dir.join("config.yaml");
-        std::fs::write(&conf, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-        let log = dir.join("switchyard.log");
+        let prepared = Prepared::new(config, files);
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("-c")
-            .arg(&conf)
+            .arg(&prepared.conf)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .stdout(std::fs::File::create(&prepared.log).unwrap())
+            .stderr(std::fs::File::create(prepared.dir.join("stderr.log")).unwrap())
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
         let gw = Gateway {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            metrics_addr,
+            addr: prepared.addr,
+            metrics_addr: prepared.metrics_addr,
             child,
-            dir,
-            conf,
-            config,
-            log,
+            dir: prepared.dir,
+            conf: prepared.conf,
+            config: prepared.config,
+            log: prepared.log,
         };
         gw.wait_ready();
         gw

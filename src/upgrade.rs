@@ -1,0 +1,130 @@
+//! `switchyard -u`: the whole graceful upgrade in one command.
+//!
+//! Pingora's hand-over needs two steps in this order: the new process listens on
+//! `server.upgrade_sock`, then the running one gets SIGQUIT and sends its listening sockets there.
+//! Done by hand the order is easy to get wrong, and either mistake is an outage (a new process
+//! gives up after about 5 s alone; an old one told to quit with nobody waiting stops serving).
+//! So `-u` does both: it finds the running instance through `server.pid_file`, and signals it
+//! only once its own upgrade socket is listening. The running instance also refuses a SIGQUIT
+//! while nobody waits on the socket (lifecycle).
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log::{error, info};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long the new process waits for its own upgrade socket to appear (Pingora binds it at
+/// once; this only bounds a failure).
+const SOCKET_WAIT: Duration = Duration::from_secs(5);
+
+/// The running instance, found through its pid file.
+#[derive(Debug)]
+pub struct Running {
+    pid: Pid,
+}
+
+/// Finds the running instance to take over; an error says why there is none.
+pub fn running(pid_file: &Path) -> Result<Running, String> {
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        format!(
+            "-u: no running instance to take over: cannot read {}: {e}",
+            pid_file.display()
+        )
+    })?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        format!(
+            "-u: {} does not hold a process id: {:?}",
+            pid_file.display(),
+            text.trim()
+        )
+    })?;
+    let pid = Pid::from_raw(pid);
+    if pid == Pid::this() || pid.as_raw() <= 0 {
+        return Err(format!(
+            "-u: {} names this process or no process",
+            pid_file.display()
+        ));
+    }
+    kill(pid, None).map_err(|e| {
+        format!(
+            "-u: the instance in {} (pid {pid}) is not running: {e}",
+            pid_file.display()
+        )
+    })?;
+    Ok(Running { pid })
+}
+
+impl Running {
+    /// Tells the running instance to hand its sockets over as soon as `upgrade_sock` listens:
+    /// from a thread, because Pingora's bootstrap blocks on that socket meanwhile.
+    pub fn signal_when_listening(self, upgrade_sock: PathBuf) {
+        // A socket file left by an earlier attempt would look ready; Pingora replaces it anyway.
+        if is_socket(&upgrade_sock) {
+            let _ = std::fs::remove_file(&upgrade_sock);
+        }
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + SOCKET_WAIT;
+            while !is_socket(&upgrade_sock) {
+                if Instant::now() > deadline {
+                    error!(
+                        "-u: {} never appeared; the running instance was not signalled",
+                        upgrade_sock.display()
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            match kill(self.pid, Signal::SIGQUIT) {
+                Ok(()) => info!(
+                    "-u: asked the running instance (pid {}) for its listeners",
+                    self.pid
+                ),
+                Err(e) => error!("-u: cannot signal pid {}: {e}", self.pid),
+            }
+        });
+    }
+}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// Writes this process's id to `pid_file` (in the foreground; `-d` writes it when it forks),
+/// so that the next `-u` and `kill -HUP $(cat …)` find it the same way in both modes.
+pub fn write_pid_file(pid_file: &Path) {
+    if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+        error!("cannot write pid file {}: {e}", pid_file.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_pid_file_means_nothing_to_take_over() {
+        let err = running(Path::new("/nonexistent/switchyard.pid")).unwrap_err();
+        assert!(err.contains("no running instance"), "{err}");
+    }
+
+    #[test]
+    fn a_pid_file_with_garbage_is_refused() {
+        let path = std::env::temp_dir().join(format!("sy-upgrade-{}.pid", std::process::id()));
+        std::fs::write(&path, "not a pid\n").unwrap();
+        let err = running(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("does not hold a process id"), "{err}");
+    }
+
+    #[test]
+    fn our_own_pid_is_not_an_instance_to_take_over() {
+        let path = std::env::temp_dir().join(format!("sy-upgrade-self-{}.pid", std::process::id()));
+        write_pid_file(&path);
+        let err = running(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("names this process"), "{err}");
+    }
+}
