@@ -24,6 +24,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod dns;
+pub mod downstream;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;

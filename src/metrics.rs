@@ -52,6 +52,8 @@ pub struct Metrics {
     attempts: IntCounterVec,
     failovers: IntCounterVec,
     endpoint_healthy: IntGaugeVec,
+    connections: IntGauge,
+    connections_closed: IntCounterVec,
 }
 
 /// What one finished request contributes.
@@ -163,6 +165,17 @@ impl Metrics {
                 ),
                 &["provider", "endpoint"],
             )?,
+            connections: IntGauge::new(
+                "switchyard_downstream_connections",
+                "Client connections open",
+            )?,
+            connections_closed: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_downstream_connections_closed_total",
+                    "Client connections the gateway closed at a limit: header_timeout, keepalive_timeout, max_connections",
+                ),
+                &["reason"],
+            )?,
         };
         let build_info = IntGaugeVec::new(
             Opts::new("switchyard_build_info", "Build information"),
@@ -184,12 +197,29 @@ impl Metrics {
         registry.register(Box::new(m.attempts.clone()))?;
         registry.register(Box::new(m.failovers.clone()))?;
         registry.register(Box::new(m.endpoint_healthy.clone()))?;
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.connections_closed.clone()))?;
+        for reason in crate::downstream::Limit::ALL {
+            m.connections_closed.with_label_values(&[reason.as_str()]);
+        }
         // Both results exist from the start, so a dashboard shows 0 rather than no data.
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result]);
         }
         m.last_reload_success.set(unix_now());
         Ok(m)
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.connections.add(delta);
+    }
+
+    /// A client connection closed at one of the limits.
+    pub fn connection_closed(&self, limit: crate::downstream::Limit) {
+        self.connections_closed
+            .with_label_values(&[limit.as_str()])
+            .inc();
     }
 
     pub fn request_started(&self) {

@@ -15,7 +15,8 @@
 //!                           retries becomes a retryable error
 //!  upstream_response_body_filter  watch (usage, TTFT) and translate each chunk; total deadline
 //!  fail_to_proxy            respond: the gateway's error, in the client's API
-//!  logging                  metrics and one access-log line
+//!  logging                  metrics and one access-log line; the client connection is idle
+//!                           (downstream)
 //! ```
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::access_log::{self, AccessLog};
 use crate::attempt::Failure;
+use crate::downstream;
 use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
 use crate::intake::{self, Served};
@@ -107,13 +109,17 @@ impl ProxyHttp for Gateway {
         session.subrequest_ctx.is_none()
     }
 
-    /// A draining process closes the connection after this answer (lifecycle); a subrequest
-    /// takes over its main request's exchange (subrequest).
+    /// The client connection's head time limit ends (downstream); a draining process closes
+    /// the connection after this answer (lifecycle); a subrequest takes over its main request's
+    /// exchange (subrequest).
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if session.subrequest_ctx.is_none() {
+            downstream::request_arrived(session);
+        }
         if self.lifecycle.draining() {
             session.set_keepalive(None);
         }
@@ -383,6 +389,7 @@ impl ProxyHttp for Gateway {
                 upstream_error,
             ));
         }
+        downstream::request_done();
     }
 }
 

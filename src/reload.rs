@@ -105,6 +105,18 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.grace_period", o.grace_period != n.grace_period),
         ("server.access_log", o.access_log != n.access_log),
         (
+            "server.header_timeout",
+            o.header_timeout != n.header_timeout,
+        ),
+        (
+            "server.keepalive_timeout",
+            o.keepalive_timeout != n.keepalive_timeout,
+        ),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
             "overrides.upstream_tls_ca_path",
             old.overrides.upstream_tls_ca_path != new.overrides.upstream_tls_ca_path,
         ),

@@ -4,9 +4,10 @@
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::background_service;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::dns::Refresher;
+use crate::downstream::{Downstream, Limits};
 use crate::endpoints::checks::HealthChecker;
 use crate::lifecycle::{Lifecycle, Signals};
 use crate::metrics::Metrics;
@@ -92,6 +94,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         }
     };
     let startup = config.clone();
+    let limits = Limits::of(&config.server);
     let config_grace = config.server.grace_period;
     let config_upgrade_sock = config.server.upgrade_sock.clone();
     let ca_file = config
@@ -109,12 +112,16 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
     };
     let gateway = Gateway::new(state.clone(), metrics.clone(), access_log, lifecycle);
-    let mut proxy = http_proxy_service(&server.configuration, gateway);
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        app.server_options = Some(options);
-    }
+    let mut proxy = http_proxy(&server.configuration, gateway);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    options.h2_idle_timeout = Some(limits.keepalive);
+    proxy.server_options = Some(options);
+    // The client side (downstream): connection limits and timeouts around Pingora's HTTP app.
+    let mut proxy = Service::new(
+        "switchyard".to_owned(),
+        Downstream::new(proxy, limits, metrics.clone()),
+    );
     // Client connections read straight into the HTTP parser's buffers: Pingora's default 64 KiB
     // read buffer per connection is zeroed memory that 1,000 idle-waiting streams would hold
     // (64 MiB), and saves no system calls here since whole requests are read anyway.

@@ -291,6 +291,12 @@ pub struct ServerSettings {
     pub max_request_body: u64,
     /// Where the JSON access log goes: `stdout` (default), `off`, or a file path.
     pub access_log: Sink,
+    /// Client connections: how long a request head may take to arrive (from the connection's
+    /// start or the next request's first byte), how long a connection may sit idle between
+    /// requests, and how many may be open at once.
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -303,6 +309,11 @@ impl Default for ServerSettings {
             grace_period: Duration::from_secs(30),
             max_request_body: 32 << 20,
             access_log: Sink::Stdout,
+            // Envoy's edge recommendation for the head, nginx's keepalive_timeout; connections
+            // well below the 65,536 descriptors of the systemd unit.
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
         }
     }
 }

@@ -961,6 +961,25 @@ fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
             s.grace_period = t;
         }
     }
+    if let Some((p, n)) = f.take("header_timeout") {
+        match duration(r, &p, n) {
+            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
+            Some(t) => s.header_timeout = t,
+            None => {}
+        }
+    }
+    if let Some((p, n)) = f.take("keepalive_timeout") {
+        match duration(r, &p, n) {
+            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
+            Some(t) => s.keepalive_timeout = t,
+            None => {}
+        }
+    }
+    if let Some((p, n)) = f.take("max_connections") {
+        if let Some(c) = yaml::integer(r, &p, n, 1, 10_000_000) {
+            s.max_connections = c as usize;
+        }
+    }
     if let Some((p, n)) = f.take("max_request_body") {
         let size = match &n.value {
             Value::Int(i) if *i > 0 => Some(*i as u64),
