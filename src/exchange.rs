@@ -483,10 +483,17 @@ impl Exchange {
     /// A piece of the current attempt's response body, read once by the watch (usage, TTFT) and
     /// handed to the translator if there is one.
     pub fn response_body(&mut self, body: &mut Option<Bytes>, end: bool) {
+        // A stream passes in whole events: a partial one waits for its end, so a stream cut in
+        // the middle of an event never shows the client half of it.
+        let held: Option<Bytes> = (self.watch.is_stream()
+            && !self.watch.partial_event().is_empty())
+        .then(|| Bytes::copy_from_slice(self.watch.partial_event()));
         let chunk = body.as_deref().unwrap_or(&[]);
         let piece = self.watch.body(chunk, end, Instant::now());
         if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
             *body = t.body(&piece, body.take());
+        } else if self.watch.is_stream() {
+            *body = whole_events(held, body.take(), self.watch.partial_event().len());
         }
     }
 
@@ -511,6 +518,26 @@ impl Exchange {
             }),
         }
     }
+}
+
+/// What passes of a stream: the partial event held from earlier chunks and `chunk`, without the
+/// `partial` bytes at their end that do not complete an event yet (the framer holds those).
+fn whole_events(held: Option<Bytes>, chunk: Option<Bytes>, partial: usize) -> Option<Bytes> {
+    let chunk = chunk.unwrap_or_default();
+    let held_len = held.as_ref().map_or(0, Bytes::len);
+    let pass = (held_len + chunk.len()).saturating_sub(partial);
+    let out = match held {
+        _ if pass == 0 => return None,
+        None => chunk.slice(..pass),
+        Some(held) => {
+            let mut joined = Vec::with_capacity(pass);
+            joined.extend_from_slice(&held);
+            joined.extend_from_slice(&chunk);
+            joined.truncate(pass);
+            Bytes::from(joined)
+        }
+    };
+    Some(out)
 }
 
 /// Waits `wait`, unless the client leaves first.
@@ -561,4 +588,61 @@ fn retry_after(h: &ResponseHeader) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::sse::Framer;
+
+    /// Feeds `chunks` through a framer as `response_body` does; returns what the client got.
+    fn passed(chunks: &[&str], end: bool) -> String {
+        let mut framer = Framer::default();
+        let mut out = String::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let held =
+                (!framer.pending().is_empty()).then(|| Bytes::copy_from_slice(framer.pending()));
+            framer.push(chunk.as_bytes());
+            if end && i + 1 == chunks.len() {
+                framer.finish();
+            }
+            let sent = whole_events(
+                held,
+                Some(Bytes::from(chunk.to_string())),
+                framer.pending().len(),
+            );
+            out.push_str(std::str::from_utf8(&sent.unwrap_or_default()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_passes_in_whole_events() {
+        let chunks = [
+            "data: {\"a\"",
+            ":1}\n",
+            "\ndata: {\"b\":2}\n\ndata: {\"c",
+            "\":3}\n\n",
+        ];
+        assert_eq!(passed(&chunks[..1], false), "");
+        assert_eq!(
+            passed(&chunks[..3], false),
+            "data: {\"a\":1}\n\ndata: {\"b\":2}\n\n"
+        );
+        assert_eq!(passed(&chunks, false), chunks.concat());
+    }
+
+    #[test]
+    fn a_stream_cut_inside_an_event_never_shows_half_of_it() {
+        let got = passed(&["data: {\"a\":1}\n\ndata: {\"id\": \"c\", \"obj"], false);
+        assert_eq!(got, "data: {\"a\":1}\n\n");
+    }
+
+    #[test]
+    fn a_stream_that_ends_without_a_blank_line_passes_its_last_bytes() {
+        assert_eq!(
+            passed(&["data: 1\n\n", "data: [DONE]"], true),
+            "data: 1\n\ndata: [DONE]"
+        );
+    }
 }

@@ -62,27 +62,24 @@ pub async fn error(
     .await
 }
 
-/// Ends a stream that broke off with `error` as its last event, in the client's API. The event
-/// starts on an event boundary: when the upstream's last event was cut short, a blank line
-/// first ends what the client already has of it.
+/// Ends a stream that broke off with `error` as its last event, in the client's API. Streams
+/// reach the client in whole events (exchange), so this one starts on an event boundary.
 pub async fn stream_error(
     session: &mut Session,
     error: &GatewayError,
     api: Option<Api>,
-    mid_event: bool,
 ) -> Result<()> {
-    let mut text = String::new();
-    if mid_event {
-        text.push_str("\n\n");
-    }
     let message = error.to_string();
-    text.push_str(&if api.is_some_and(Api::anthropic) {
-        translate::sse::named("error", &translate::anthropic_error(error.status(), &message))
+    let text = if api.is_some_and(Api::anthropic) {
+        translate::sse::named(
+            "error",
+            &translate::anthropic_error(error.status(), &message),
+        )
     } else {
         translate::sse::data(&serde_json::json!({
             "error": {"message": message, "type": "server_error", "param": null, "code": error.code()}
         }))
-    });
+    };
     session
         .write_response_body(Some(Bytes::from(text)), false)
         .await
@@ -113,10 +110,8 @@ pub async fn failure(
             }
             if session.response_written().is_some() {
                 if x.watch.is_stream() && code != 0 {
-                    // A translated stream is written in whole events.
-                    let mid_event = x.watch.mid_event()
-                        && x.attempt.as_ref().is_none_or(|a| a.translator.is_none());
-                    let _ = stream_error(session, &error, api, mid_event).await;
+                    // Streams pass in whole events (exchange): this one starts on a boundary.
+                    let _ = stream_error(session, &error, api).await;
                 }
                 return FailToProxy {
                     error_code: code,

@@ -142,9 +142,12 @@ impl ResponseWatch {
         matches!(self.mode, Mode::Sse(_))
     }
 
-    /// Whether the stream stopped inside an event.
-    pub fn mid_event(&self) -> bool {
-        matches!(&self.mode, Mode::Sse(f) if f.pending())
+    /// The part of an SSE event held back, waiting for its end (empty when none).
+    pub fn partial_event(&self) -> &[u8] {
+        match &self.mode {
+            Mode::Sse(f) => f.pending(),
+            _ => &[],
+        }
     }
 
     /// The response header: decides how the body is read. `whole`: a translator wants the body
@@ -356,12 +359,12 @@ mod tests {
         w.body(b": keep-alive comment\n\nevent: ping\n", false, t0);
         assert!(w.first_byte.is_some());
         assert!(w.first_token.is_none());
-        assert!(w.mid_event());
+        assert_eq!(w.partial_event(), b"event: ping\n");
         let t1 = Instant::now();
         w.body(b"da", false, t1);
         assert!(w.first_token.is_none(), "not a complete event yet");
         w.body(b"ta: {}\n\n", false, t1);
         assert_eq!(w.first_token, Some(t1));
-        assert!(!w.mid_event());
+        assert!(w.partial_event().is_empty());
     }
 }

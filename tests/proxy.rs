@@ -255,6 +255,33 @@ fn a_stream_cut_mid_way_never_looks_complete() {
 }
 
 #[test]
+fn a_stream_cut_inside_an_event_ends_with_whole_events_only() {
+    let mock = Mock::start();
+    let gw = start(&mock, "");
+    for mode in ["sse=3,gap_ms=20,cut_mid", "sse=3,gap_ms=20,cut_mid,split"] {
+        let mut conn = stream_request(&gw, mode);
+        assert_eq!(conn.read_head().0, 200);
+        let mut got = Vec::new();
+        while let Ok(Some(chunk)) = conn.try_read_chunk() {
+            got.extend(chunk);
+        }
+        let text = String::from_utf8(got).unwrap();
+        assert!(text.ends_with("\n\n"), "{mode}: {text}");
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 4, "{mode}: {text}");
+        // Every event parses, as an SDK would parse it: no half of the cut one.
+        let parsed: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            parsed[3]["error"]["code"], "upstream_error",
+            "{mode}: {text}"
+        );
+    }
+}
+
+#[test]
 fn a_client_that_leaves_cancels_the_upstream_request() {
     let mock = Mock::start();
     let gw = start(&mock, "");

@@ -45,9 +45,9 @@ impl Framer {
         events
     }
 
-    /// Whether part of an event is waiting for its end.
-    pub fn pending(&self) -> bool {
-        !self.buf.is_empty()
+    /// The part of an event waiting for its end.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
     }
 
     /// What is left when the stream ends without a final blank line.

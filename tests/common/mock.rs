@@ -59,6 +59,7 @@ impl Received {
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
 /// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
+/// - `cut_mid` (with `sse=N`): half of the event after the N deltas, then the connection drops;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
 /// - `hangup`: the request is read, then the connection closed without an answer.
 ///
@@ -285,6 +286,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if opts.cut {
                 return;
             }
+            if opts.cut_mid {
+                // Half of the next event, then the connection drops.
+                let half = &tail[0][..tail[0].len() / 2];
+                let _ = socket
+                    .write_all(format!("{:x}\r\n{half}\r\n", half.len()).as_bytes())
+                    .await;
+                let _ = socket.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
             let tail = tail.concat();
             let tail = format!("{:x}\r\n{tail}\r\n0\r\n\r\n", tail.len());
             if socket.write_all(tail.as_bytes()).await.is_err() {
@@ -404,6 +415,8 @@ struct Mode {
     usage: bool,
     /// Answer with a `get_weather` tool call (arguments streamed in fragments).
     tools: bool,
+    /// Cut the stream in the middle of an event (with `sse=N`).
+    cut_mid: bool,
     /// Write SSE in 5-byte pieces, so events are split across TCP reads.
     split: bool,
     /// With `status`: a `retry-after` header of this many seconds.
@@ -547,6 +560,7 @@ fn parse_mode(mode: &str) -> Mode {
             "sse" => m.sse = v.parse().ok(),
             "gap_ms" => m.gap_ms = v.parse().unwrap_or(0),
             "cut" => m.cut = true,
+            "cut_mid" => m.cut_mid = true,
             "hangup" => m.hangup = true,
             "delay_ms" => m.delay_ms = v.parse().ok(),
             "anthropic" => m.anthropic = true,
