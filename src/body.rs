@@ -173,4 +173,66 @@ mod tests {
         assert!(inspect(b"{} trailing").is_err());
         assert!(inspect(b"\xff\xfe").is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn object() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(Value::from),
+                "\\PC{0,10}".prop_map(Value::from),
+            ];
+            let value = leaf.prop_recursive(3, 24, 4, |inner| {
+                prop::collection::vec(inner, 0..4).prop_map(Value::Array)
+            });
+            prop::collection::btree_map(
+                prop_oneof!["model", "stream", "user", "messages", "[a-z]{1,6}"],
+                value,
+                0..6,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_are_inspected_without_a_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..200)
+            ) {
+                if let Ok(inspected) = inspect(&bytes) {
+                    let out = with_model(&bytes, &inspected, "m2");
+                    let v: Value = serde_json::from_slice(&out).expect("rewritten body is JSON");
+                    prop_assert_eq!(&v["model"], "m2");
+                }
+            }
+
+            #[test]
+            fn a_json_object_keeps_everything_but_its_model(
+                v in object(),
+                pretty in any::<bool>(),
+            ) {
+                let body = if pretty {
+                    serde_json::to_string_pretty(&v).unwrap()
+                } else {
+                    v.to_string()
+                };
+                let outcome = inspect(body.as_bytes());
+                // Only a non-string model is refused.
+                let model_ok = v.get("model").is_none_or(|m| m.is_string() || m.is_null());
+                prop_assert_eq!(outcome.is_ok(), model_ok);
+                if let Ok(inspected) = outcome {
+                    let out = with_model(body.as_bytes(), &inspected, "m2");
+                    let mut got: Value = serde_json::from_slice(&out).unwrap();
+                    prop_assert_eq!(&got["model"], "m2");
+                    let mut want = v.clone();
+                    want["model"] = "m2".into();
+                    got.as_object_mut().unwrap().remove("model");
+                    want.as_object_mut().unwrap().remove("model");
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
 }

@@ -645,4 +645,30 @@ mod tests {
             "data: 1\n\ndata: [DONE]"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn a_passed_stream_loses_and_repeats_no_byte(
+            text in "(data: [ -~]{0,12}\n\n|: x\n\n){0,6}(data: [ -~]{0,12})?",
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..5),
+            end in proptest::prelude::any::<bool>(),
+        ) {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(text.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for to in points.into_iter().chain([text.len()]) {
+                chunks.push(&text[from..to]);
+                from = to;
+            }
+            let got = passed(&chunks, end);
+            if end {
+                proptest::prop_assert_eq!(got, text);
+            } else {
+                // Everything up to the last complete event, nothing after it.
+                let complete = text.rfind("\n\n").map_or(0, |i| i + 2);
+                proptest::prop_assert_eq!(got, &text[..complete]);
+            }
+        }
+    }
 }

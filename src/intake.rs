@@ -118,4 +118,28 @@ mod tests {
         let e = classify(&req("POST", "/v2/chat/completions")).unwrap_err();
         assert_eq!(e.status(), 404);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_method_and_path_is_classified_or_refused_without_a_panic(
+                method in "[A-Z]{1,8}",
+                path in "/[ -~]{0,40}",
+            ) {
+                if let Ok(req) = RequestHeader::build(method.as_str(), path.as_bytes(), None) {
+                    match classify(&req) {
+                        Ok(Served::Model(api)) => {
+                            prop_assert_eq!(Some(api), Api::from_path(req.uri.path()));
+                            prop_assert_eq!(req.method.as_str(), "POST");
+                        }
+                        Ok(_) => prop_assert!(matches!(req.method.as_str(), "GET" | "HEAD")),
+                        Err(e) => prop_assert!(e.status() == 404 || e.status() == 405, "{e}"),
+                    }
+                }
+            }
+        }
+    }
 }

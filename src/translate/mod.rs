@@ -232,4 +232,6 @@ impl ResponseTranslator {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
