@@ -31,6 +31,7 @@ pub mod exchange;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod models;
 pub mod providers;
 pub mod proxy;
 pub mod reload;

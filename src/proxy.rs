@@ -2,9 +2,10 @@
 //! callback is short and names the module it delegates to.
 //!
 //! ```text
-//!  request_filter           intake: local answers (/healthz, /v1/models, errors), or the whole
-//!                           body read and routed (exchange); a body over 64 KiB or a translated
-//!                           answer continues in a subrequest (subrequest), the rest right here
+//!  request_filter           intake: local answers (/healthz, errors; /v1/models: models), or the
+//!                           whole body read and routed (exchange); a body over 64 KiB or a
+//!                           translated answer continues in a subrequest (subrequest), the rest
+//!                           right here
 //!  upstream_peer            exchange + attempt: the endpoint of this attempt (after any backoff),
 //!                           its body and translator; upstream: its HttpPeer
 //!  fail_to_connect,         attempt: is this failure tried again, and where
@@ -37,6 +38,7 @@ use crate::exchange::{self, Exchange};
 use crate::intake::{self, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
+use crate::models::ModelLists;
 use crate::request_id;
 use crate::respond;
 use crate::state::SharedState;
@@ -50,6 +52,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     access_log: AccessLog,
     lifecycle: Arc<Lifecycle>,
+    models: ModelLists,
 }
 
 impl Gateway {
@@ -58,12 +61,14 @@ impl Gateway {
         metrics: Arc<Metrics>,
         access_log: AccessLog,
         lifecycle: Arc<Lifecycle>,
+        models: ModelLists,
     ) -> Self {
         Gateway {
             state,
             metrics,
             access_log,
             lifecycle,
+            models,
         }
     }
 }
@@ -157,7 +162,8 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Served::Models => {
-                let body = self.state.load().models_body.clone();
+                let snapshot = self.state.load_full();
+                let body = self.models.body(&snapshot, session.req_header()).await;
                 respond::json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
             }

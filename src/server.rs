@@ -19,6 +19,7 @@ use crate::downstream::{Downstream, Limits};
 use crate::endpoints::checks::HealthChecker;
 use crate::lifecycle::{Lifecycle, Signals};
 use crate::metrics::Metrics;
+use crate::models::ModelLists;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::state::Snapshot;
@@ -111,7 +112,13 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         upgrade_sock: config_upgrade_sock,
         phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
     };
-    let gateway = Gateway::new(state.clone(), metrics.clone(), access_log, lifecycle);
+    let gateway = Gateway::new(
+        state.clone(),
+        metrics.clone(),
+        access_log,
+        lifecycle,
+        ModelLists::new(ca_file.clone()),
+    );
     let mut proxy = http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
     options.h2c = true;

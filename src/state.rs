@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
+use crate::models::entry;
 use crate::routing::Routes;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
@@ -25,8 +26,9 @@ pub struct Snapshot {
     pub routes: Routes,
     /// One per provider, same order as `config.providers`.
     upstreams: Vec<Upstream>,
-    /// The `GET /v1/models` response body.
+    /// The `GET /v1/models` answer without wildcard providers; with them, its first entries.
     pub models_body: Bytes,
+    pub models: Vec<serde_json::Value>,
     /// Round-robin position of each routing group.
     pub(crate) rotation: Vec<AtomicU64>,
 }
@@ -85,12 +87,14 @@ impl Snapshot {
             })
             .collect();
         let routes = Routes::new(&config.providers, &config.aliases);
+        let models = models(&config.providers, &config.aliases);
         Snapshot {
             rotation: (0..routes.group_count())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             routes,
-            models_body: models_body(&config.providers, &config.aliases),
+            models_body: Bytes::from(json!({"object": "list", "data": models}).to_string()),
+            models,
             upstreams,
             config,
         }
@@ -114,16 +118,8 @@ impl Snapshot {
 }
 
 /// OpenAI's model list: provider names, then `model_aliases` (owned by their target's
-/// provider). Wildcards are not concrete models and are left out.
-fn models_body(providers: &[Provider], aliases: &[(String, String)]) -> Bytes {
-    let entry = |id: &str, owned_by: &str| {
-        json!({
-            "id": id,
-            "object": "model",
-            "created": 0,
-            "owned_by": owned_by,
-        })
-    };
+/// provider). Wildcards are listed by what their upstream says (models).
+fn models(providers: &[Provider], aliases: &[(String, String)]) -> Vec<serde_json::Value> {
     let mut data: Vec<_> = providers
         .iter()
         .filter(|p| !p.is_wildcard())
@@ -136,7 +132,7 @@ fn models_body(providers: &[Provider], aliases: &[(String, String)]) -> Bytes {
             .map_or("switchyard", |p| p.prefix.as_str());
         data.push(entry(alias, owner));
     }
-    Bytes::from(json!({"object": "list", "data": data}).to_string())
+    data
 }
 
 #[cfg(test)]

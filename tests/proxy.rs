@@ -504,6 +504,67 @@ fn models_and_health_are_served_locally() {
 }
 
 #[test]
+fn wildcard_providers_list_what_their_upstream_lists() {
+    let (proxy, managed, dead) = (Mock::start(), Mock::start(), common::free_port());
+    let config = yaml(&format!(
+        r#"
+model_providers:
+  - {{model: openai/gpt-4o, base_url: '{managed}', access_key: sk-managed}}
+  - {{model: custom/*, base_url: '{proxy}', passthrough_auth: true}}
+  - {{model: groq/*, base_url: '{managed}/openai/v1', access_key: sk-managed}}
+  - {{model: gone/*, base_url: 'http://127.0.0.1:{dead}', access_key: sk-managed}}
+"#,
+        managed = managed.url(),
+        proxy = proxy.url(),
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let list = |key: &str| -> Vec<String> {
+        let resp = request(gw.addr, "GET", "/v1/models", &[("authorization", key)], b"");
+        assert_eq!(resp.status, 200);
+        resp.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The dead upstream is left out; the rest come under their prefix, after the named models.
+    let expected = [
+        "openai/gpt-4o",
+        "custom/alpha",
+        "custom/beta",
+        "groq/alpha",
+        "groq/beta",
+    ];
+    assert_eq!(list("Bearer sk-caller-1"), expected);
+    // The passthrough upstream was asked with the caller's key; the managed one with its own.
+    let asked = proxy.only();
+    assert_eq!(
+        (asked.method.as_str(), asked.path.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(asked.header("authorization"), Some("Bearer sk-caller-1"));
+    let managed_asked = managed.only();
+    assert_eq!(managed_asked.path, "/openai/v1/models");
+    assert_eq!(
+        managed_asked.header("authorization"),
+        Some("Bearer sk-managed")
+    );
+    // Cached: the same caller again asks nobody; another caller's key asks the passthrough
+    // upstream (its list may differ), not the managed one.
+    assert_eq!(list("Bearer sk-caller-1"), expected);
+    assert_eq!(proxy.received().len(), 1);
+    assert_eq!(list("Bearer sk-caller-2"), expected);
+    assert_eq!(proxy.received().len(), 2);
+    assert_eq!(
+        proxy.received()[1].header("authorization"),
+        Some("Bearer sk-caller-2")
+    );
+    assert_eq!(managed.received().len(), 1);
+    assert!(!gw.logs().contains("sk-caller"));
+}
+
+#[test]
 fn h2c_clients_are_served() {
     let mock = Mock::start();
     let gw = start(&mock, "");

@@ -432,6 +432,13 @@ fn reply(opts: &Mode, req: &Received) -> (u16, Value) {
             code,
             serde_json::json!({"error": {"message": "mock error", "type": "mock", "code": code}}),
         ),
+        // An upstream's own model list (what wildcard providers contribute to /v1/models).
+        None if req.method == "GET" && req.path.ends_with("/models") => (
+            200,
+            serde_json::json!({"object": "list", "data": [
+                {"id": "alpha", "object": "model"}, {"id": "beta", "object": "model"}
+            ]}),
+        ),
         None => {
             let model = serde_json::from_slice::<Value>(&req.body)
                 .ok()
