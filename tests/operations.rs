@@ -56,7 +56,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let mut kept: Option<Conn> = None;
                     while !stop.load(Ordering::Relaxed) {
-                        let reused = kept.take().filter(|c| keep_alive && still_open(c));
+                        let reused = kept.take().filter(|c| keep_alive && c.still_open());
                         let result = std::panic::catch_unwind(move || {
                             let mut conn = reused.unwrap_or_else(|| Conn::open(addr));
                             let body = json!({"model": "m", "messages": []}).to_string();
@@ -105,15 +105,6 @@ impl Load {
             self.failed.load(Ordering::Relaxed),
         )
     }
-}
-
-/// Whether a kept connection is still open: nothing to read and no end of stream.
-fn still_open(conn: &Conn) -> bool {
-    let mut probe = [0u8; 1];
-    conn.stream.set_nonblocking(true).unwrap();
-    let open = matches!(conn.stream.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-    conn.stream.set_nonblocking(false).unwrap();
-    open
 }
 
 /// Which mock served a request to model `m`.

@@ -341,6 +341,16 @@ impl Conn {
         }
     }
 
+    /// Whether a kept connection is still open (nothing to read, no end of stream): what SDKs
+    /// check before reusing a pooled connection.
+    pub fn still_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.stream.set_nonblocking(true).unwrap();
+        let open = matches!(self.stream.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).unwrap();
+        open
+    }
+
     /// Writes a request head; `content_length: None` sends `Transfer-Encoding: chunked`.
     pub fn send_head(
         &mut self,
