@@ -82,6 +82,9 @@ pub const CATALOG: &[BuiltIn] = &[
     openai("vercel", Some("ai-gateway.vercel.sh"), "/v1"),
     openai("qwen", None, "/compatible-mode/v1"),
     openai("ollama", None, "/v1"),
+    // Plano's router and orchestrator models (Arch-Router, Plano-Orchestrator) self-hosted on
+    // vLLM or Ollama: OpenAI-compatible, at the given base_url.
+    openai("plano", None, "/v1"),
     BuiltIn {
         prefix: "azure_openai",
         aliases: &[],
@@ -95,7 +98,7 @@ pub const CATALOG: &[BuiltIn] = &[
 pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
 
 /// Prefixes in Plano's schema whose wire format switchyard does not speak yet.
-pub const NOT_YET_SUPPORTED: &[&str] = &["amazon_bedrock", "amazon", "chatgpt", "plano"];
+pub const NOT_YET_SUPPORTED: &[&str] = &["amazon_bedrock", "amazon", "chatgpt"];
 
 /// Looks a prefix (or one of its aliases) up in the catalog.
 pub fn built_in(prefix: &str) -> Option<&'static BuiltIn> {
@@ -219,6 +222,7 @@ mod tests {
         ),
         ("qwen", Interface::OpenAi, None, "/compatible-mode/v1"),
         ("ollama", Interface::OpenAi, None, "/v1"),
+        ("plano", Interface::OpenAi, None, "/v1"),
         (
             "azure_openai",
             Interface::AzureOpenAi,

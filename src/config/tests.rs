@@ -307,6 +307,7 @@ fn provider_rejections() {
         ("- {model: custom/x}", "unknown provider prefix `custom`: set `base_url`"),
         ("- {model: qwen/x, access_key: k}", "`base_url` is required for `qwen` providers"),
         ("- {model: ollama/x}", "`base_url` is required for `ollama` providers"),
+        ("- {model: plano/Arch-Router}", "`base_url` is required for `plano` providers"),
         ("- {model: azure_openai/gpt-4o, access_key: k}", "`base_url` is required for `azure_openai` providers"),
         ("- {model: amazon_bedrock/claude, access_key: k}", "provider `amazon_bedrock` is not supported by switchyard yet"),
         ("- {model: custom/x, base_url: 'http://h', provider_interface: cobol}", "unsupported provider_interface `cobol`"),
@@ -501,4 +502,21 @@ fn repeated_models_are_endpoints_of_one_model() {
 fn empty_file_is_an_empty_config() {
     let c = load("");
     assert!(c.providers.is_empty());
+}
+
+/// Plano's own configs name a self-hosted router model with the `plano/` prefix.
+#[test]
+fn a_plano_router_model_is_an_openai_compatible_provider_at_its_base_url() {
+    let c = Config::from_yaml(
+        "model_providers:\n  - model: plano/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M\n    base_url: http://localhost:11434\n",
+        &|_| None,
+    )
+    .unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.prefix, "plano");
+    assert_eq!(p.id, "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M");
+    assert_eq!(p.interface, Interface::OpenAi);
+    assert_eq!(p.origin.path_prefix, "/v1");
+    assert_eq!(p.origin.port, 11434);
+    assert!(crate::auth::has_credentials(p), "self-hosted: no key needed");
 }
