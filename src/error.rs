@@ -35,6 +35,9 @@ pub enum GatewayError {
     UpstreamFailed(String, &'static str),
     #[error("{0}")]
     NotSupported(String),
+    /// The model and its provider prefix (`amazon_bedrock`, `chatgpt`).
+    #[error("The model `{0}` is served by provider `{1}`, which switchyard does not support yet")]
+    ProviderNotSupported(String, String),
     #[error("The request body was not received in time")]
     ClientTimeout,
     #[error("The request could not be read")]
@@ -86,6 +89,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(..) => 504,
             GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
+            GatewayError::ProviderNotSupported(..) => 501,
             GatewayError::NoEndpoint(..) => 503,
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
@@ -115,6 +119,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(..) => "upstream_timeout",
             GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
+            GatewayError::ProviderNotSupported(..) => "provider_not_supported",
             GatewayError::NoEndpoint(..) => "no_endpoint_available",
             GatewayError::ClientTimeout => "request_timeout",
             GatewayError::Unreadable => "invalid_request",

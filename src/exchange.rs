@@ -119,7 +119,15 @@ impl Exchange {
             .map_err(|e| match e {
                 RouteError::MissingModel => GatewayError::MissingModel,
                 RouteError::UnknownModel => {
-                    GatewayError::ModelNotFound(inspected.model.clone().unwrap_or_default())
+                    let requested = inspected.model.as_deref().unwrap_or_default();
+                    let model = snapshot.routes.unalias(requested);
+                    match snapshot.config.unsupported.iter().find(|u| u.is(model)) {
+                        Some(u) => GatewayError::ProviderNotSupported(
+                            requested.to_owned(),
+                            u.prefix.clone(),
+                        ),
+                        None => GatewayError::ModelNotFound(requested.to_owned()),
+                    }
                 }
             })?;
         let (group, upstream_model) = (route.group, route.upstream_model.into_owned());

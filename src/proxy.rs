@@ -421,7 +421,9 @@ impl Gateway {
         let x = match routed {
             Ok(x) => Box::new(x),
             Err(e) => {
-                if let GatewayError::ModelNotFound(m) = &e {
+                if let GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) =
+                    &e
+                {
                     ctx.model = Some(m.clone());
                 }
                 respond::error(session, &e, Some(api), &ctx.request_id).await?;

@@ -122,6 +122,13 @@ impl Routes {
         self.groups.get(gid).unwrap_or(&EMPTY)
     }
 
+    /// The model an alias stands for (one exact hop), or `requested` itself.
+    pub fn unalias<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.aliases
+            .get(requested)
+            .map_or(requested, String::as_str)
+    }
+
     /// Resolves a requested model: alias → provider name → `provider/id` → bare id → wildcard
     /// `provider/*`. No model at all means the default provider.
     pub fn resolve<'a>(
@@ -133,10 +140,7 @@ impl Routes {
             let gid = self.default.ok_or(RouteError::MissingModel)?;
             return Ok(self.route(providers, gid));
         };
-        let model = self
-            .aliases
-            .get(requested)
-            .map_or(requested, String::as_str);
+        let model = self.unalias(requested);
         if let Some(gid) = self.lookup(model) {
             return Ok(self.route(providers, gid));
         }

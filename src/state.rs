@@ -126,11 +126,13 @@ fn models(providers: &[Provider], aliases: &[(String, String)]) -> Vec<serde_jso
         .map(|p| entry(&p.name, &p.prefix))
         .collect();
     for (alias, target) in aliases {
-        let owner = providers
-            .iter()
-            .find(|p| &p.name == target || &p.model == target)
-            .map_or("switchyard", |p| p.prefix.as_str());
-        data.push(entry(alias, owner));
+        // An alias of a provider switchyard does not speak yet is not listed: it cannot answer.
+        let owner = providers.iter().find(|p| {
+            !p.is_wildcard() && (&p.name == target || &p.model == target || &p.id == target)
+        });
+        if let Some(owner) = owner {
+            data.push(entry(alias, &owner.prefix));
+        }
     }
     data
 }

@@ -12,7 +12,7 @@ use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
     Config, ConfigError, HealthCheck, LbPolicy, Listener, Origin, Outlier, Overrides, Prefer,
-    Provider, Retry, RoutingPreference, ServerSettings, Sink, Timeouts,
+    Provider, Retry, RoutingPreference, ServerSettings, Sink, Timeouts, Unsupported,
 };
 use crate::providers::{self, Interface};
 
@@ -117,27 +117,32 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         (None, None) => None,
     };
     let mut providers = Vec::new();
+    let mut unsupported = Vec::new();
     if let Some((path, node)) = providers_node {
         for (i, item) in yaml::list(r, &path, node)
             .unwrap_or_default()
             .iter()
             .enumerate()
         {
-            if let Some((p, prefs)) = provider(r, &index(&path, i), item, env) {
-                inline_prefs.push((p.model.clone(), prefs));
-                providers.push(p);
+            match provider(r, &index(&path, i), item, env) {
+                Some(Entry::Served(p, prefs)) => {
+                    inline_prefs.push((p.model.clone(), prefs));
+                    providers.push(*p);
+                }
+                Some(Entry::Unsupported(u)) => unsupported.push(u),
+                None => {}
             }
         }
     }
 
     let aliases = f
         .take("model_aliases")
-        .map(|(path, node)| model_aliases(r, &path, node, &providers))
+        .map(|(path, node)| model_aliases(r, &path, node, &providers, &unsupported))
         .unwrap_or_default();
 
     let mut routing_preferences = f
         .take("routing_preferences")
-        .map(|(path, node)| routing_preferences(r, &path, node, &providers))
+        .map(|(path, node)| routing_preferences(r, &path, node, &providers, &unsupported))
         .unwrap_or_default();
     migrate_inline_preferences(&mut routing_preferences, inline_prefs);
 
@@ -158,6 +163,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         version,
         listener,
         providers,
+        unsupported,
         aliases,
         routing_preferences,
         overrides,
@@ -395,7 +401,13 @@ fn outlier(r: &mut Report, path: &str, node: &Node) -> Outlier {
 /// A provider's v0.3.0 inline routing preferences: (name, description).
 type InlinePrefs = Vec<(String, String)>;
 
-fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provider, InlinePrefs)> {
+/// A `model_providers` entry, once read.
+enum Entry {
+    Served(Box<Provider>, InlinePrefs),
+    Unsupported(Unsupported),
+}
+
+fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> {
     let mut f = Fields::of(r, path, node)?;
     let errors_before = r.errors.len();
 
@@ -587,12 +599,18 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         && explicit_interface.is_none()
         && providers::NOT_YET_SUPPORTED.contains(&prefix.as_str())
     {
-        r.error(
+        let name = name.unwrap_or_else(|| model.clone());
+        r.warn(
             &model_path,
             model_line,
-            format!("provider `{prefix}` is not supported by switchyard yet"),
+            format!("provider `{prefix}` is not supported by switchyard yet: requests for `{name}` are answered 501"),
         );
-        return None;
+        return Some(Entry::Unsupported(Unsupported {
+            name,
+            model,
+            id,
+            prefix,
+        }));
     }
     let (interface, default_path) = match (explicit_interface, built_in) {
         (Some(found), _) => found,
@@ -659,7 +677,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<(Provid
         health_check,
         line: node.line,
     };
-    Some((provider, inline_prefs))
+    Some(Entry::Served(Box::new(provider), inline_prefs))
 }
 
 /// Splits `http(s)://host[:port][/path]`. An empty or `/` path means "the provider's default".
@@ -749,6 +767,7 @@ fn routing_preferences(
     path: &str,
     node: &Node,
     providers: &[Provider],
+    unsupported: &[Unsupported],
 ) -> Vec<RoutingPreference> {
     let mut out = Vec::new();
     for (i, item) in yaml::list(r, path, node)
@@ -774,7 +793,11 @@ fn routing_preferences(
                     let Some(name) = yaml::string(r, &jp, m) else {
                         continue;
                     };
-                    if !providers.iter().any(|p| p.name == name || p.model == name) {
+                    if !providers.iter().any(|p| p.name == name || p.model == name)
+                        && !unsupported
+                            .iter()
+                            .any(|u| u.name == name || u.model == name)
+                    {
                         r.error(
                             &jp,
                             m.line,
@@ -864,6 +887,7 @@ fn model_aliases(
     path: &str,
     node: &Node,
     providers: &[Provider],
+    unsupported: &[Unsupported],
 ) -> Vec<(String, String)> {
     let Some(mut f) = Fields::of(r, path, node) else {
         return Vec::new();
@@ -888,7 +912,8 @@ fn model_aliases(
         let served = providers
             .iter()
             .any(|p| !p.is_wildcard() && (p.name == target || p.model == target || p.id == target));
-        if served {
+        // An alias of a provider switchyard does not speak yet still loads; it answers 501.
+        if served || unsupported.iter().any(|u| u.is(&target)) {
             out.push((alias.to_owned(), target));
         } else {
             r.error(

@@ -309,7 +309,6 @@ fn provider_rejections() {
         ("- {model: ollama/x}", "`base_url` is required for `ollama` providers"),
         ("- {model: plano/Arch-Router}", "`base_url` is required for `plano` providers"),
         ("- {model: azure_openai/gpt-4o, access_key: k}", "`base_url` is required for `azure_openai` providers"),
-        ("- {model: amazon_bedrock/claude, access_key: k}", "provider `amazon_bedrock` is not supported by switchyard yet"),
         ("- {model: custom/x, base_url: 'http://h', provider_interface: cobol}", "unsupported provider_interface `cobol`"),
         ("- {model: custom/x, base_url: 'http://h', provider_interface: openai, provider: openai}", "not both"),
         ("- {model: custom/x, base_url: 'ftp://h'}", "the scheme must be http or https"),
@@ -518,5 +517,34 @@ fn a_plano_router_model_is_an_openai_compatible_provider_at_its_base_url() {
     assert_eq!(p.interface, Interface::OpenAi);
     assert_eq!(p.origin.path_prefix, "/v1");
     assert_eq!(p.origin.port, 11434);
-    assert!(crate::auth::has_credentials(p), "self-hosted: no key needed");
+    assert!(
+        crate::auth::has_credentials(p),
+        "self-hosted: no key needed"
+    );
+}
+
+/// A provider switchyard does not speak yet does not stop the rest of the file from serving.
+#[test]
+fn an_unsupported_provider_loads_with_a_warning_and_its_aliases_resolve() {
+    let c = Config::from_yaml(
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: amazon_bedrock/us.anthropic.claude-sonnet-4, base_url: 'https://bedrock.example', access_key: k, name: bedrock-sonnet}\n  - {model: chatgpt/gpt-5}\nmodel_aliases:\n  coding: {target: bedrock-sonnet}\n",
+        &|_| None,
+    )
+    .unwrap();
+    assert_eq!(c.providers.len(), 1);
+    let names: Vec<&str> = c.unsupported.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["bedrock-sonnet", "chatgpt/gpt-5"]);
+    assert_eq!(
+        c.aliases,
+        [("coding".to_owned(), "bedrock-sonnet".to_owned())]
+    );
+    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warned.iter().any(|w| w.contains("model_providers[1].model (line 3): provider `amazon_bedrock` is not supported by switchyard yet: requests for `bedrock-sonnet` are answered 501")),
+        "{warned:?}"
+    );
+    assert!(
+        warned.iter().any(|w| w.contains("provider `chatgpt`")),
+        "{warned:?}"
+    );
 }
