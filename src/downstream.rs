@@ -113,13 +113,15 @@ tokio::task_local! {
 }
 
 /// A request head has arrived on this task's connection: its time limit is off until the answer
-/// is done. Pingora's own idle timeout for the next request follows `server.keepalive_timeout`.
+/// is done.
 pub fn request_arrived(session: &mut Session) {
     let _ = CONNECTION.try_with(|c| {
         c.set(Phase::Busy);
         // Only where the request keeps the connection (not HTTP/1.0, not `Connection: close`).
+        // Pingora's own idle timeout stays a second behind the watchdog's, so the watchdog
+        // closes (and counts) an idle connection first.
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(c.keepalive.as_secs().max(1)));
+            session.set_keepalive(Some(c.keepalive.as_secs() + 1));
         }
         // Requests a client sends without waiting for the answer (pipelining) are answered in
         // order instead of being dropped with the connection.
