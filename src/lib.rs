@@ -37,6 +37,7 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod respond;
+pub mod router;
 pub mod routing;
 pub mod server;
 pub mod state;
