@@ -131,7 +131,11 @@ pub fn request_arrived(session: &mut Session) {
 
 /// The answer on this task's connection is done: it is idle until the next request's first byte.
 pub fn request_done() {
-    let _ = CONNECTION.try_with(|c| c.set(Phase::Idle));
+    let _ = CONNECTION.try_with(|c| {
+        c.set(Phase::Idle);
+        // The watchdog waits for this without a timer while a request is served.
+        c.done.notify_waiters();
+    });
 }
 
 #[async_trait]
@@ -167,10 +171,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
             connection.clone(),
             self.app.process_new(Box::new(watched), shutdown),
         );
-        tokio::select! {
+        tokio::pin!(served);
+        let limit = tokio::select! {
             biased;
-            _ = served => {}
-            limit = watch(&connection, self.limits) => self.metrics.connection_closed(limit),
+            _ = &mut served => None,
+            limit = watch(&connection, self.limits) => Some(limit),
+        };
+        // Counted before the connection closes (`served`, pinned in this frame, goes when this
+        // returns), so whoever sees the close also sees the count.
+        if let Some(limit) = limit {
+            self.metrics.connection_closed(limit);
         }
         None
     }
@@ -259,6 +269,8 @@ struct Connection {
     /// Milliseconds since `epoch()`.
     since: AtomicU64,
     keepalive: Duration,
+    /// Told when a request is done (`Busy` → `Idle`).
+    done: tokio::sync::Notify,
 }
 
 impl Connection {
@@ -267,6 +279,7 @@ impl Connection {
             phase: AtomicU8::new(Phase::Head as u8),
             since: AtomicU64::new(now_ms()),
             keepalive,
+            done: tokio::sync::Notify::new(),
         }
     }
 
@@ -309,16 +322,17 @@ fn now_ms() -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 enum Check {
     Close(Limit),
-    /// Look again in this long.
+    /// Look again in this long (or when the request is done).
     Wait(Duration),
+    /// Nothing to bound while a request is served: look again when it is done.
+    UntilDone,
 }
 
 fn check(phase: Phase, since_ms: u64, now_ms: u64, limits: Limits) -> Check {
     let (limit, allowed) = match phase {
         Phase::Head => (Limit::HeaderTimeout, limits.header),
         Phase::Idle => (Limit::KeepaliveTimeout, limits.keepalive),
-        // Nothing to bound here; look again later (cheap: one timer per connection).
-        Phase::Busy => return Check::Wait(limits.header),
+        Phase::Busy => return Check::UntilDone,
     };
     let elapsed = Duration::from_millis(now_ms.saturating_sub(since_ms));
     if elapsed >= allowed {
@@ -331,10 +345,18 @@ fn check(phase: Phase, since_ms: u64, now_ms: u64, limits: Limits) -> Check {
 /// Resolves with the limit a connection reached; runs beside it until then.
 async fn watch(connection: &Connection, limits: Limits) -> Limit {
     loop {
+        // Created before the look, so a request finishing in between still wakes it.
+        let done = connection.done.notified();
         let (phase, since) = connection.get();
         match check(phase, since, now_ms(), limits) {
             Check::Close(limit) => return limit,
-            Check::Wait(d) => tokio::time::sleep(d).await,
+            Check::Wait(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = done => {}
+                }
+            }
+            Check::UntilDone => done.await,
         }
     }
 }
@@ -540,10 +562,7 @@ mod tests {
 
     #[test]
     fn a_request_being_served_is_not_timed_here() {
-        assert_eq!(
-            check(Phase::Busy, 0, 3_600_000, LIMITS),
-            Check::Wait(LIMITS.header)
-        );
+        assert_eq!(check(Phase::Busy, 0, 3_600_000, LIMITS), Check::UntilDone);
     }
 
     #[test]
