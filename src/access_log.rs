@@ -41,6 +41,9 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
     /// Why the upstream failed (`connection refused`, `cannot resolve the host`, …), if it did.
     pub cause: Option<&'a str>,
+    /// The preference route and why (`long context (router)`, `none (fail-open: …)`), when
+    /// preference routing ran.
+    pub route: Option<&'a str>,
     /// Every upstream attempt: endpoint name and outcome (`success` or an error class).
     pub attempts: Vec<Attempt<'a>>,
 }

@@ -78,6 +78,8 @@ pub struct Exchange {
     pub waited: Duration,
     /// Whether any stage translates between APIs.
     pub translates: bool,
+    /// The preference route taken and why (router), when preference routing ran.
+    pub route: Option<String>,
 }
 
 /// The attempt in progress.
@@ -112,10 +114,28 @@ impl Exchange {
         request_id: String,
         body: Bytes,
     ) -> std::result::Result<Exchange, GatewayError> {
+        Exchange::route_to(snapshot, api, req, request_id, body, &[])
+    }
+
+    /// Like `route`, but to `models` in order instead of the body's model, when given (a
+    /// preference route's models: the first serves, the others are tried next, then the first's
+    /// own fallbacks).
+    pub fn route_to(
+        snapshot: Arc<Snapshot>,
+        api: Api,
+        req: &RequestHeader,
+        request_id: String,
+        body: Bytes,
+        models: &[String],
+    ) -> std::result::Result<Exchange, GatewayError> {
         let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
+        let wanted = models
+            .first()
+            .map(String::as_str)
+            .or(inspected.model.as_deref());
         let route = snapshot
             .routes
-            .resolve(&snapshot.config.providers, inspected.model.as_deref())
+            .resolve(&snapshot.config.providers, wanted)
             .map_err(|e| match e {
                 RouteError::MissingModel => GatewayError::MissingModel,
                 RouteError::UnknownModel => {
@@ -133,8 +153,23 @@ impl Exchange {
         let (group, upstream_model) = (route.group, route.upstream_model.into_owned());
         let routes = &snapshot.routes;
         let listener = &snapshot.config.listener;
-        let stages: Vec<Stage> = std::iter::once(group)
+        let then = models.iter().skip(1).filter_map(|m| {
+            routes
+                .resolve(&snapshot.config.providers, Some(m))
+                .ok()
+                .map(|r| r.group)
+        });
+        let mut chain: Vec<usize> = Vec::new();
+        for gid in std::iter::once(group)
+            .chain(then)
             .chain(routes.group(group).fallbacks.iter().copied())
+        {
+            if !chain.contains(&gid) {
+                chain.push(gid);
+            }
+        }
+        let stages: Vec<Stage> = chain
+            .into_iter()
             .enumerate()
             .filter_map(|(i, gid)| {
                 let members = &routes.group(gid).members;
@@ -200,6 +235,7 @@ impl Exchange {
             upstream_time: Duration::ZERO,
             waited: Duration::ZERO,
             translates,
+            route: None,
         };
         let affinity = exchange.affinity.clone();
         exchange.next = exchange.plan.first(|stage, tried| {

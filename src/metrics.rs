@@ -54,6 +54,8 @@ pub struct Metrics {
     endpoint_healthy: IntGaugeVec,
     connections: IntGauge,
     connections_closed: IntCounterVec,
+    router_decisions: IntCounterVec,
+    router_duration: pingora_prometheus::prometheus::Histogram,
 }
 
 /// What one finished request contributes.
@@ -165,6 +167,20 @@ impl Metrics {
                 ),
                 &["provider", "endpoint"],
             )?,
+            router_decisions: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_router_decisions_total",
+                    "Preference-routing decisions, by route and outcome (routed, no_route, failed_open)",
+                ),
+                &["route", "outcome"],
+            )?,
+            router_duration: pingora_prometheus::prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchyard_router_duration_seconds",
+                    "Time to a preference-routing decision",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]),
+            )?,
             connections: IntGauge::new(
                 "switchyard_downstream_connections",
                 "Client connections open",
@@ -198,6 +214,8 @@ impl Metrics {
         registry.register(Box::new(m.failovers.clone()))?;
         registry.register(Box::new(m.endpoint_healthy.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.router_decisions.clone()))?;
+        registry.register(Box::new(m.router_duration.clone()))?;
         registry.register(Box::new(m.connections_closed.clone()))?;
         for reason in crate::downstream::Limit::ALL {
             m.connections_closed.with_label_values(&[reason.as_str()]);
@@ -208,6 +226,14 @@ impl Metrics {
         }
         m.last_reload_success.set(unix_now());
         Ok(m)
+    }
+
+    /// A preference-routing decision and how long it took.
+    pub fn router_decision(&self, route: &str, outcome: &str, took: Duration) {
+        self.router_decisions
+            .with_label_values(&[route, outcome])
+            .inc();
+        self.router_duration.observe(took.as_secs_f64());
     }
 
     /// A client connection opened (`+1`) or closed (`-1`).

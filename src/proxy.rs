@@ -41,6 +41,7 @@ use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
 use crate::request_id;
 use crate::respond;
+use crate::router;
 use crate::state::SharedState;
 use crate::subrequest;
 use crate::translate::Api;
@@ -308,6 +309,10 @@ impl ProxyHttp for Gateway {
         if ctx.sub && ctx.exchange.as_ref().is_some_and(|x| x.reframed()) {
             subrequest::reframe(session);
         }
+        if let Some(route) = ctx.exchange.as_ref().and_then(|x| x.route.as_deref()) {
+            // A route name that is not a valid header value is left out of the header.
+            let _ = header.insert_header(router::HEADER, route);
+        }
         header.insert_header(request_id::HEADER, ctx.request_id.as_str())
     }
 
@@ -410,16 +415,17 @@ impl Gateway {
         let limit = snapshot.config.server.max_request_body;
         let routed = match intake::read_body(session, limit).await? {
             Ok(body) => Exchange::route(
-                snapshot,
+                snapshot.clone(),
                 api,
                 session.req_header(),
                 ctx.request_id.clone(),
-                body,
-            ),
+                body.clone(),
+            )
+            .map(|x| (x, body)),
             Err(e) => Err(e),
         };
-        let x = match routed {
-            Ok(x) => Box::new(x),
+        let (x, body) = match routed {
+            Ok((x, body)) => (Box::new(x), body),
             Err(e) => {
                 if let GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) =
                     &e
@@ -430,6 +436,7 @@ impl Gateway {
                 return Ok(true);
             }
         };
+        let x = self.prefer(session, ctx, api, x, body, &snapshot).await;
         ctx.model = x.client_model().map(str::to_owned);
         if !x.translates && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
@@ -438,6 +445,49 @@ impl Gateway {
         let (x, result) = subrequest::run(session, x).await;
         ctx.exchange = x;
         result.map(|()| true)
+    }
+}
+
+impl Gateway {
+    /// Preference routing (router): the route's models take the request when the router names
+    /// one; otherwise, and whenever the router fails, the client's model keeps it.
+    async fn prefer(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        api: Api,
+        x: Box<Exchange>,
+        body: Bytes,
+        snapshot: &Arc<crate::state::Snapshot>,
+    ) -> Box<Exchange> {
+        let Some(router) = router::Router::of(&snapshot.config) else {
+            return x;
+        };
+        let started = Instant::now();
+        let Some(decision) =
+            router::decide(session, snapshot, &router, &body, &ctx.request_id).await
+        else {
+            return x;
+        };
+        self.metrics.router_decision(
+            decision.route_label(),
+            decision.outcome_label(),
+            started.elapsed(),
+        );
+        let mut x = match &decision {
+            router::Decision::Route { models, .. } => Exchange::route_to(
+                snapshot.clone(),
+                api,
+                session.req_header(),
+                ctx.request_id.clone(),
+                body,
+                models,
+            )
+            .map_or(x, Box::new),
+            _ => x,
+        };
+        x.route = Some(decision.describe());
+        x
     }
 }
 
@@ -505,6 +555,7 @@ fn access_entry<'a>(
             .map(UpstreamErrorClass::as_str)
             .or(e.map(|e| e.etype().as_str())),
         cause: x.and_then(|x| x.cause),
+        route: x.and_then(|x| x.route.as_deref()),
         attempts: x
             .map(|x| {
                 x.attempts

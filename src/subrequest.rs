@@ -109,7 +109,15 @@ pub async fn run(
     (handoff.take(), result)
 }
 
-async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
+/// Starts a subrequest carrying the exchange in `handoff`, its placeholder body sent.
+async fn start(
+    session: &mut Session,
+    handoff: &Arc<Handoff>,
+) -> Result<(
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::Sender<HttpTask>,
+    tokio::sync::mpsc::Receiver<HttpTask>,
+)> {
     // The subrequest re-parses the main request's header as HTTP/1.1 text.
     if session.req_header().version != Version::HTTP_11 {
         session.req_header_mut().set_version(Version::HTTP_11);
@@ -122,11 +130,101 @@ async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
         return Error::e_explain(ErrorType::InternalError, "subrequests are not enabled");
     };
     let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), ctx);
-    let SubrequestHandle { tx, mut rx, .. } = handle;
+    let SubrequestHandle { tx, rx, .. } = handle;
     let task = tokio::spawn(prepared.run());
     let _ = tx
         .send(HttpTask::Body(Some(Bytes::from_static(PLACEHOLDER)), true))
         .await;
+    Ok((task, tx, rx))
+}
+
+/// Stops a subrequest: closing both channels tells it its client is gone, if it is not done.
+async fn wind_down(
+    task: tokio::task::JoinHandle<()>,
+    tx: tokio::sync::mpsc::Sender<HttpTask>,
+    rx: tokio::sync::mpsc::Receiver<HttpTask>,
+) {
+    drop(tx);
+    drop(rx);
+    let abort = task.abort_handle();
+    if tokio::time::timeout(WIND_DOWN, task).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// What a subrequest answered, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Largest answer `ask` reads.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Runs `exchange` in a subrequest and reads its whole answer instead of sending it to the
+/// client: the gateway's own calls that go through the proxy phase like any request (the
+/// router's). Bounded by `within`; the error says why there is no answer. The exchange comes
+/// back (`None` only if the subrequest had to be aborted).
+pub async fn ask(
+    session: &mut Session,
+    exchange: Box<Exchange>,
+    within: Duration,
+) -> (
+    Option<Box<Exchange>>,
+    std::result::Result<Answer, &'static str>,
+) {
+    let handoff = Arc::new(Handoff::default());
+    handoff.put(exchange);
+    let answer = match start(session, &handoff).await {
+        Ok((task, tx, mut rx)) => match tokio::time::timeout(within, read_answer(&mut rx)).await {
+            Ok(read) => {
+                wind_down(task, tx, rx).await;
+                read
+            }
+            // The request goes on at once; the subrequest winds down on its own.
+            Err(_) => {
+                tokio::spawn(wind_down(task, tx, rx));
+                Err("no answer in time")
+            }
+        },
+        Err(_) => Err("subrequests are not enabled"),
+    };
+    (handoff.take(), answer)
+}
+
+async fn read_answer(
+    rx: &mut tokio::sync::mpsc::Receiver<HttpTask>,
+) -> std::result::Result<Answer, &'static str> {
+    let mut status = None;
+    let mut body = BytesMut::new();
+    while let Some(task) = rx.recv().await {
+        let end = task.is_end();
+        match task {
+            HttpTask::Header(header, _) => status = Some(header.status.as_u16()),
+            HttpTask::Body(Some(chunk), _) => {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err("answer too large");
+                }
+                body.extend_from_slice(&chunk);
+            }
+            HttpTask::Failed(_) => return Err("the answer broke off"),
+            _ => {}
+        }
+        if end {
+            return status
+                .map(|status| Answer {
+                    status,
+                    body: body.freeze(),
+                })
+                .ok_or("an answer without a header");
+        }
+    }
+    Err("the answer broke off")
+}
+
+async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
+    let (task, tx, mut rx) = start(session, handoff).await?;
 
     let mut framing = Framing::default();
     let mut done = false;
@@ -163,13 +261,7 @@ async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
             }
         }
     }
-    // Closing both channels tells the subrequest its client is gone, if it is not done.
-    drop(tx);
-    drop(rx);
-    let abort = task.abort_handle();
-    if tokio::time::timeout(WIND_DOWN, task).await.is_err() {
-        abort.abort();
-    }
+    wind_down(task, tx, rx).await;
     if let Some(e) = client_error {
         return Err(e.into_down());
     }

@@ -284,6 +284,12 @@ pub struct Overrides {
     pub upstream_connect_timeout: Duration,
     /// CA bundle for upstream TLS instead of the system roots.
     pub upstream_tls_ca_path: Option<PathBuf>,
+    /// The router model of preference routing (Plano's default `Plano-Orchestrator`); a
+    /// `provider/` prefix is optional.
+    pub llm_routing_model: String,
+    /// The router prompt's token budget; by default the router model's own (8192 for
+    /// Plano-Orchestrator, 2048 for Arch-Router).
+    pub orchestrator_model_context_length: Option<usize>,
 }
 
 impl Default for Overrides {
@@ -291,7 +297,28 @@ impl Default for Overrides {
         Overrides {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_tls_ca_path: None,
+            llm_routing_model: "Plano-Orchestrator".to_owned(),
+            orchestrator_model_context_length: None,
         }
+    }
+}
+
+impl Config {
+    /// The provider that serves the router model, if any: its `model` or `name` as written, or
+    /// its id once a `provider/` prefix is stripped (as Plano matches it).
+    pub fn router_provider(&self) -> Option<&Provider> {
+        let wanted = &self.overrides.llm_routing_model;
+        let bare = wanted.split_once('/').map_or(wanted.as_str(), |(_, id)| id);
+        self.providers
+            .iter()
+            .filter(|p| !p.is_wildcard())
+            .find(|p| &p.model == wanted || &p.name == wanted)
+            .or_else(|| {
+                self.providers
+                    .iter()
+                    .filter(|p| !p.is_wildcard())
+                    .find(|p| p.id == bare || p.id == *wanted)
+            })
     }
 }
 

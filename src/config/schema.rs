@@ -40,9 +40,7 @@ const PLANNED_TOP_LEVEL: &[&str] = &[
 
 /// `overrides` keys of Plano's schema that switchyard does not use.
 const PLANNED_OVERRIDES: &[&str] = &[
-    "llm_routing_model",
     "agent_orchestration_model",
-    "orchestrator_model_context_length",
     "disable_signals",
     "prompt_target_intent_matching_threshold",
     "optimize_context_window",
@@ -819,8 +817,18 @@ fn routing_preferences(
                 let mut sf = Fields::of(r, &sp, sn)?;
                 let prefer = sf.take("prefer").and_then(|(pp, pn)| {
                     match yaml::string(r, &pp, pn)?.as_str() {
-                        "cheapest" => Some(Prefer::Cheapest),
-                        "fastest" => Some(Prefer::Fastest),
+                        value @ ("cheapest" | "fastest") => {
+                            r.warn(
+                                &pp,
+                                pn.line,
+                                format!("`prefer: {value}` is not implemented by switchyard yet; the route's models are tried in the order written"),
+                            );
+                            Some(if value == "cheapest" {
+                                Prefer::Cheapest
+                            } else {
+                                Prefer::Fastest
+                            })
+                        }
                         "none" => Some(Prefer::None),
                         other => {
                             r.error(
@@ -949,6 +957,16 @@ fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
             }
         }
     }
+    if let Some((p, n)) = f.take("llm_routing_model") {
+        if let Some(m) = yaml::string(r, &p, n) {
+            o.llm_routing_model = m;
+        }
+    }
+    if let Some((p, n)) = f.take("orchestrator_model_context_length") {
+        if let Some(len) = yaml::integer(r, &p, n, 256, 10_000_000) {
+            o.orchestrator_model_context_length = Some(len as usize);
+        }
+    }
     f.finish(r, PLANNED_OVERRIDES);
     o
 }
@@ -1051,6 +1069,18 @@ fn name_endpoints(providers: &mut [Provider]) {
 }
 
 fn cross_check(r: &mut Report, c: &Config) {
+    if !c.routing_preferences.is_empty() && c.router_provider().is_none() {
+        // Plano would ask its hosted router on the internet; switchyard asks only configured
+        // providers, so without one the preferences cannot be applied.
+        r.warnings.push(super::yaml::Problem {
+            path: "overrides.llm_routing_model".to_owned(),
+            line: None,
+            message: format!(
+                "no model provider serves the router model `{}`: routing_preferences are not applied and requests route by their model (add the router as a provider, e.g. `plano/<model>` with a base_url)",
+                c.overrides.llm_routing_model
+            ),
+        });
+    }
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut models: HashMap<&str, u64> = HashMap::new();
     let mut bare: HashMap<&str, (&str, u64)> = HashMap::new();

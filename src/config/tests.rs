@@ -128,15 +128,17 @@ tracing: {random_sampling: 10}
     assert_eq!(c.routing_preferences[0].prefer, Prefer::Cheapest);
     assert_eq!(c.overrides.upstream_connect_timeout, Duration::from_secs(2));
 
-    // Plano keys switchyard does not implement yet: loaded, each named in a warning.
+    // Plano keys switchyard does not implement yet: loaded, each named in a warning; and the
+    // router model, which no provider here serves (Plano would ask its hosted one).
     let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
     assert_eq!(
         warned,
         [
             "listeners[1].type",
+            "routing_preferences[0].selection_policy.prefer",
             "model_metrics_sources",
+            "tracing",
             "overrides.llm_routing_model",
-            "tracing"
         ]
     );
 }
@@ -546,5 +548,38 @@ fn an_unsupported_provider_loads_with_a_warning_and_its_aliases_resolve() {
     assert!(
         warned.iter().any(|w| w.contains("provider `chatgpt`")),
         "{warned:?}"
+    );
+}
+
+#[test]
+fn the_router_model_is_found_by_name_model_or_id_without_its_prefix() {
+    let yaml = |router: &str| {
+        format!("overrides: {{llm_routing_model: '{router}'}}\nmodel_providers:\n  - {{model: plano/hf.co/katanemo/Arch-Router-1.5B, base_url: 'http://r:8000', name: router}}\n  - {{model: openai/gpt-4o, access_key: k}}\nrouting_preferences:\n  - {{name: code, description: writing code, models: [openai/gpt-4o]}}\n")
+    };
+    for router in [
+        "plano/hf.co/katanemo/Arch-Router-1.5B",
+        "hf.co/katanemo/Arch-Router-1.5B",
+        "other/hf.co/katanemo/Arch-Router-1.5B",
+        "router",
+    ] {
+        let c = Config::from_yaml(&yaml(router), &|_| None).unwrap();
+        assert_eq!(
+            c.router_provider().map(|p| p.name.as_str()),
+            Some("router"),
+            "{router}"
+        );
+        assert!(c
+            .warnings
+            .iter()
+            .all(|w| !w.to_string().contains("no model provider serves")));
+    }
+    let c = Config::from_yaml(&yaml("Plano-Orchestrator"), &|_| None).unwrap();
+    assert!(c.router_provider().is_none());
+    assert!(
+        c.warnings.iter().any(|w| w
+            .to_string()
+            .contains("no model provider serves the router model `Plano-Orchestrator`")),
+        "{:?}",
+        c.warnings
     );
 }

@@ -60,6 +60,7 @@ impl Received {
 /// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
 /// - `cut_mid` (with `sse=N`): half of the event after the N deltas, then the connection drops;
+/// - `reply=TEXT`: the assistant's answer is TEXT (`+` for a comma), as a router model answers;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
 /// - `hangup`: the request is read, then the connection closed without an answer.
 ///
@@ -423,6 +424,8 @@ struct Mode {
     retry_after: Option<u64>,
     /// Read the request, then close the connection without answering.
     hangup: bool,
+    /// The assistant's text (`reply=TEXT`; `+` stands for a comma): what a router model says.
+    reply: Option<String>,
 }
 
 /// The status and JSON body of a non-streamed answer to `req`.
@@ -467,7 +470,7 @@ fn json_answer(opts: &Mode, model: Value) -> Value {
             let message = if tools {
                 json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
             } else {
-                json!({"role": "assistant", "content": "hi"})
+                json!({"role": "assistant", "content": opts.reply.as_deref().unwrap_or("hi")})
             };
             json!({
                 "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
@@ -575,6 +578,7 @@ fn parse_mode(mode: &str) -> Mode {
             "tools" => m.tools = true,
             "retry_after" => m.retry_after = v.parse().ok(),
             "split" => m.split = true,
+            "reply" => m.reply = Some(v.replace('+', ",")),
             _ => panic!("unknown mock mode {part}"),
         }
     }

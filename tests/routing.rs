@@ -1,0 +1,194 @@
+//! Preference routing on the real binary: a mock router model answers in either form, and the
+//! request lands where the route says, or, whenever the router fails, where the client asked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{chat, yaml, Gateway, Mock};
+use serde_json::{json, Value};
+
+struct Setup {
+    router: Mock,
+    quick: Mock,
+    long: Mock,
+    big: Mock,
+    gw: Gateway,
+}
+
+/// A router at `router_model` (its id decides the answer form), three model upstreams and two
+/// routes; `long_url` replaces the long-context upstream (to make it fail).
+fn setup(router_model: &str, long_url: Option<String>) -> Setup {
+    let (router, quick, long, big) = (Mock::start(), Mock::start(), Mock::start(), Mock::start());
+    let long_url = long_url.unwrap_or_else(|| long.url());
+    let config = yaml(&format!(
+        r#"
+overrides:
+  llm_routing_model: plano/{router_model}
+model_providers:
+  - {{model: plano/{router_model}, base_url: '{router}'}}
+  - {{model: openai/gpt-4o-mini, base_url: '{quick}', access_key: sk-quick}}
+  - {{model: vllm/llama, base_url: '{long_url}'}}
+  - {{model: openai/gpt-4o, base_url: '{big}', access_key: sk-big}}
+routing_preferences:
+  - {{name: quick tasks, description: short factual questions, models: [openai/gpt-4o-mini]}}
+  - {{name: long context, description: summarizing long documents, models: [vllm/llama, openai/gpt-4o]}}
+"#,
+        router = router.url(),
+        quick = quick.url(),
+        big = big.url(),
+    ));
+    let gw = Gateway::start(&config, &[]);
+    Setup {
+        router,
+        quick,
+        long,
+        big,
+        gw,
+    }
+}
+
+fn ask(gw: &Gateway, model: &str, text: &str) -> common::Response {
+    chat(
+        gw.addr,
+        &[],
+        &json!({"model": model, "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": text}
+        ]}),
+    )
+}
+
+fn route_header(resp: &common::Response) -> String {
+    resp.header("x-switchyard-route").unwrap_or("").to_owned()
+}
+
+#[test]
+fn the_orchestrators_route_takes_the_request_to_its_first_model() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    let resp = ask(&s.gw, "gpt-4o-mini", "Summarize this 80-page contract.");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(route_header(&resp), "long context (router)");
+    // The long-context model answered, with its own id in the body; nobody else was asked.
+    let served = s.long.only();
+    assert_eq!(served.json()["model"], "llama");
+    assert!(s.quick.received().is_empty() && s.big.received().is_empty());
+    // The router was asked once, through the proxy phase: the chat API at its base_url, its
+    // own model id, one user message holding the orchestrator prompt.
+    let asked = s.router.only();
+    assert_eq!(asked.path, "/v1/chat/completions");
+    let body = asked.json();
+    assert_eq!(body["model"], "Plano-Orchestrator");
+    assert_eq!(body["temperature"], 0.01);
+    let prompt = body["messages"][0]["content"].as_str().unwrap();
+    assert!(prompt.contains(r#"{"name": "long context", "description": "summarizing long documents", "parameters": {"type": "object", "properties": {}, "required": []}}"#), "{prompt}");
+    assert!(
+        prompt.contains("\"content\": \"Summarize this 80-page contract.\""),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("Be brief."),
+        "system messages are not shown to the router"
+    );
+    // Counted and logged.
+    assert_eq!(
+        s.gw.metric(r#"switchyard_router_decisions_total{outcome="routed",route="long context"}"#),
+        1.0
+    );
+    assert_eq!(
+        s.gw.metric(r#"switchyard_upstream_attempts_total{outcome="success",provider="plano"}"#),
+        1.0
+    );
+    common::wait_for("the access-log line", Duration::from_secs(5), || {
+        s.gw.access_log()
+            .contains(r#""route":"long context (router)""#)
+    });
+}
+
+#[test]
+fn the_arch_router_form_is_asked_for_one_route() {
+    let s = setup("Arch-Router-1.5B", None);
+    s.router.set_mode(r#"reply={"route": "quick tasks"}"#);
+    let resp = ask(&s.gw, "gpt-4o", "What is the capital of France?");
+    assert_eq!(resp.status, 200);
+    assert_eq!(route_header(&resp), "quick tasks (router)");
+    assert_eq!(s.quick.received().len(), 1);
+    let prompt = s.router.only().json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(prompt.contains(r#"[{"name":"quick tasks","description":"short factual questions"},{"name":"long context","description":"summarizing long documents"}]"#), "{prompt}");
+    assert!(prompt.contains(r#"{"route": "other"}"#), "{prompt}");
+}
+
+#[test]
+fn no_route_leaves_the_request_on_the_clients_model() {
+    let s = setup("Plano-Orchestrator", None);
+    for reply in [r#"{"route": []}"#, r#"{"route": ["poetry"]}"#] {
+        s.router.set_mode(&format!("reply={reply}"));
+        let resp = ask(&s.gw, "gpt-4o", "hello");
+        assert_eq!(resp.status, 200);
+        assert_eq!(route_header(&resp), "none (router)", "{reply}");
+    }
+    assert_eq!(s.big.received().len(), 2);
+    assert_eq!(
+        s.gw.metric(r#"switchyard_router_decisions_total{outcome="no_route",route="none"}"#),
+        2.0
+    );
+}
+
+#[test]
+fn a_failing_router_fails_open_to_the_clients_model() {
+    let s = setup("Plano-Orchestrator", None);
+    for (mode, why) in [
+        ("reply=I would pick the quick one", "names no route"),
+        ("status=500", "answered an error"),
+        ("delay_ms=5000", "no answer in time"),
+    ] {
+        s.router.set_mode(mode);
+        let started = Instant::now();
+        let resp = ask(&s.gw, "gpt-4o", "hello");
+        assert_eq!(
+            resp.status,
+            200,
+            "{mode}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let header = route_header(&resp);
+        assert!(
+            header.starts_with("none (fail-open: ") && header.contains(why),
+            "{mode}: {header}"
+        );
+        // The router's 2 s timeout bounds the wait.
+        assert!(started.elapsed() < Duration::from_millis(4500), "{mode}");
+    }
+    assert_eq!(s.big.received().len(), 3);
+    assert_eq!(
+        s.gw.metric(r#"switchyard_router_decisions_total{outcome="failed_open",route="none"}"#),
+        3.0
+    );
+}
+
+#[test]
+fn a_routes_next_model_takes_over_when_the_first_fails() {
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let s = setup("Plano-Orchestrator", Some(dead));
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    let resp = ask(&s.gw, "gpt-4o-mini", "Summarize this book.");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(s.big.only().json()["model"], "gpt-4o");
+    assert!(s.long.received().is_empty() && s.quick.received().is_empty());
+}
+
+#[test]
+fn a_request_without_messages_is_not_routed() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    let resp = chat(s.gw.addr, &[], &json!({"model": "gpt-4o", "prompt": "x"}));
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("x-switchyard-route").is_none());
+    assert!(s.router.received().is_empty());
+    let _: Value = resp.json();
+}
