@@ -54,6 +54,8 @@ pub struct Gateway {
     access_log: AccessLog,
     lifecycle: Arc<Lifecycle>,
     models: ModelLists,
+    /// Preference routing's session pins and recent answers (router).
+    recall: arc_swap::ArcSwap<router::Recall>,
 }
 
 impl Gateway {
@@ -64,12 +66,15 @@ impl Gateway {
         lifecycle: Arc<Lifecycle>,
         models: ModelLists,
     ) -> Self {
+        let recall =
+            arc_swap::ArcSwap::from_pointee(router::Recall::new(&state.load().config.routing));
         Gateway {
             state,
             metrics,
             access_log,
             lifecycle,
             models,
+            recall,
         }
     }
 }
@@ -450,7 +455,8 @@ impl Gateway {
 
 impl Gateway {
     /// Preference routing (router): the route's models take the request when the router names
-    /// one; otherwise, and whenever the router fails, the client's model keeps it.
+    /// one (or named one for this session, or for this very question a moment ago); otherwise,
+    /// and whenever the router fails, the client's model keeps it.
     async fn prefer(
         &self,
         session: &mut Session,
@@ -463,15 +469,37 @@ impl Gateway {
         let Some(router) = router::Router::of(&snapshot.config) else {
             return x;
         };
-        let started = Instant::now();
-        let Some(decision) =
-            router::decide(session, snapshot, &router, &body, &ctx.request_id).await
-        else {
+        let Some(messages) = router::messages_of(&body) else {
             return x;
+        };
+        let started = Instant::now();
+        let recall = self.recall(&snapshot.config.routing);
+        let pin = recall.session_of(session.req_header());
+        let pinned = pin.as_ref().and_then(|p| recall.pins.get(p, started));
+        let (decision, source) = match pinned {
+            Some(d) => (d, router::Source::Pinned),
+            None => {
+                let question = router::question(snapshot, &router, &messages);
+                let key = router::key_of(&question);
+                match recall.answers.get(&key, started) {
+                    Some(d) => (d, router::Source::Cache),
+                    None => {
+                        let d = router::ask(session, snapshot, &router, question, &ctx.request_id)
+                            .await;
+                        if !matches!(d, router::Decision::FailedOpen(_)) {
+                            recall.answers.insert(key, d.clone(), Instant::now());
+                            if let Some(pin) = pin {
+                                recall.pins.insert(pin, d.clone(), Instant::now());
+                            }
+                        }
+                        (d, router::Source::Router)
+                    }
+                }
+            }
         };
         self.metrics.router_decision(
             decision.route_label(),
-            decision.outcome_label(),
+            decision.outcome_label(source),
             started.elapsed(),
         );
         let mut x = match &decision {
@@ -486,8 +514,19 @@ impl Gateway {
             .map_or(x, Box::new),
             _ => x,
         };
-        x.route = Some(decision.describe());
+        x.route = Some(decision.describe(source));
         x
+    }
+
+    /// The router's memory for these `routing` settings (made anew when a reload changes them).
+    fn recall(&self, settings: &crate::config::Routing) -> Arc<router::Recall> {
+        let current = self.recall.load_full();
+        if current.is_for(settings) {
+            return current;
+        }
+        let fresh = Arc::new(router::Recall::new(settings));
+        self.recall.store(fresh.clone());
+        fresh
     }
 }
 

@@ -20,6 +20,10 @@ struct Setup {
 /// A router at `router_model` (its id decides the answer form), three model upstreams and two
 /// routes; `long_url` replaces the long-context upstream (to make it fail).
 fn setup(router_model: &str, long_url: Option<String>) -> Setup {
+    setup_with(router_model, long_url, "")
+}
+
+fn setup_with(router_model: &str, long_url: Option<String>, extra: &str) -> Setup {
     let (router, quick, long, big) = (Mock::start(), Mock::start(), Mock::start(), Mock::start());
     let long_url = long_url.unwrap_or_else(|| long.url());
     let config = yaml(&format!(
@@ -34,6 +38,7 @@ model_providers:
 routing_preferences:
   - {{name: quick tasks, description: short factual questions, models: [openai/gpt-4o-mini]}}
   - {{name: long context, description: summarizing long documents, models: [vllm/llama, openai/gpt-4o]}}
+{extra}
 "#,
         router = router.url(),
         quick = quick.url(),
@@ -126,9 +131,12 @@ fn the_arch_router_form_is_asked_for_one_route() {
 #[test]
 fn no_route_leaves_the_request_on_the_clients_model() {
     let s = setup("Plano-Orchestrator", None);
-    for reply in [r#"{"route": []}"#, r#"{"route": ["poetry"]}"#] {
+    for (i, reply) in [r#"{"route": []}"#, r#"{"route": ["poetry"]}"#]
+        .into_iter()
+        .enumerate()
+    {
         s.router.set_mode(&format!("reply={reply}"));
-        let resp = ask(&s.gw, "gpt-4o", "hello");
+        let resp = ask(&s.gw, "gpt-4o", &format!("hello {i}"));
         assert_eq!(resp.status, 200);
         assert_eq!(route_header(&resp), "none (router)", "{reply}");
     }
@@ -191,4 +199,61 @@ fn a_request_without_messages_is_not_routed() {
     assert!(resp.header("x-switchyard-route").is_none());
     assert!(s.router.received().is_empty());
     let _: Value = resp.json();
+}
+
+fn ask_in_session(gw: &Gateway, session: &str, text: &str) -> common::Response {
+    chat(
+        gw.addr,
+        &[("x-model-affinity", session)],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}),
+    )
+}
+
+#[test]
+fn the_same_question_is_not_asked_twice() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["quick tasks"]}"#);
+    let first = ask(&s.gw, "gpt-4o", "What is 2+2?");
+    let again = ask(&s.gw, "gpt-4o", "What is 2+2?");
+    assert_eq!(route_header(&first), "quick tasks (router)");
+    assert_eq!(route_header(&again), "quick tasks (cache)");
+    assert_eq!(s.router.received().len(), 1);
+    assert_eq!(s.quick.received().len(), 2);
+    // Another question is asked.
+    ask(&s.gw, "gpt-4o", "What is 3+3?");
+    assert_eq!(s.router.received().len(), 2);
+    assert_eq!(
+        s.gw.metric(r#"switchyard_router_decisions_total{outcome="cache",route="quick tasks"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn a_session_keeps_its_first_route_until_its_pin_expires() {
+    let s = setup_with(
+        "Plano-Orchestrator",
+        None,
+        "routing: {session_ttl_seconds: 2, session_max_entries: 100}",
+    );
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    let first = ask_in_session(&s.gw, "s1", "Summarize this long report.");
+    assert_eq!(route_header(&first), "long context (router)");
+    // The router would now say otherwise, but the session stays where it started.
+    s.router.set_mode(r#"reply={"route": ["quick tasks"]}"#);
+    let later = ask_in_session(&s.gw, "s1", "And what is 2+2?");
+    assert_eq!(route_header(&later), "long context (pinned)");
+    assert_eq!(
+        s.router.received().len(),
+        1,
+        "a pinned session does not ask the router"
+    );
+    assert_eq!(s.long.received().len(), 2);
+    // Another session is its own.
+    let other = ask_in_session(&s.gw, "s2", "And what is 2+2?");
+    assert_eq!(route_header(&other), "quick tasks (router)");
+    // After session_ttl_seconds the router is asked again.
+    std::thread::sleep(Duration::from_millis(2200));
+    let expired = ask_in_session(&s.gw, "s1", "What is 5+5?");
+    assert_eq!(route_header(&expired), "quick tasks (router)");
+    assert_eq!(s.router.received().len(), 3);
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub aliases: Vec<(String, String)>,
     /// Top-level `routing_preferences`, with v0.3.0 inline preferences migrated into it.
     pub routing_preferences: Vec<RoutingPreference>,
+    /// Plano's `routing` block: session pins.
+    pub routing: Routing,
     pub overrides: Overrides,
     pub server: ServerSettings,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
@@ -270,6 +272,27 @@ pub struct RoutingPreference {
     pub prefer: Prefer,
 }
 
+/// Plano's `routing` block (the parts switchyard implements).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// How long `X-Model-Affinity` keeps a session on its first decision.
+    pub session_ttl: Duration,
+    /// Most sessions pinned at once (Plano's limit: 10,000).
+    pub session_max_entries: usize,
+    /// A request header whose value scopes the session ids (per tenant).
+    pub tenant_header: Option<String>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            session_ttl: Duration::from_secs(600),
+            session_max_entries: 10_000,
+            tenant_header: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Prefer {
     #[default]
@@ -290,6 +313,8 @@ pub struct Overrides {
     /// The router prompt's token budget; by default the router model's own (8192 for
     /// Plano-Orchestrator, 2048 for Arch-Router).
     pub orchestrator_model_context_length: Option<usize>,
+    /// Whether `llm_routing_model` was written (archgw's `routing.model` applies otherwise).
+    pub llm_routing_model_given: bool,
 }
 
 impl Default for Overrides {
@@ -299,6 +324,7 @@ impl Default for Overrides {
             upstream_tls_ca_path: None,
             llm_routing_model: "Plano-Orchestrator".to_owned(),
             orchestrator_model_context_length: None,
+            llm_routing_model_given: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
     Config, ConfigError, HealthCheck, LbPolicy, Listener, Origin, Outlier, Overrides, Prefer,
-    Provider, Retry, RoutingPreference, ServerSettings, Sink, Timeouts, Unsupported,
+    Provider, Retry, Routing, RoutingPreference, ServerSettings, Sink, Timeouts, Unsupported,
 };
 use crate::providers::{self, Interface};
 
@@ -24,7 +24,6 @@ const VERSIONS: &[&str] = &["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0
 /// Top-level keys of Plano's schema that switchyard accepts but does not implement yet.
 const PLANNED_TOP_LEVEL: &[&str] = &[
     "model_metrics_sources",
-    "routing",
     "prompt_caching",
     "ratelimits",
     "tracing",
@@ -144,10 +143,19 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         .unwrap_or_default();
     migrate_inline_preferences(&mut routing_preferences, inline_prefs);
 
-    let overrides = f
+    let (routing, archgw_router) = f
+        .take("routing")
+        .map(|(path, node)| routing(r, &path, node))
+        .unwrap_or_default();
+
+    let mut overrides = f
         .take("overrides")
         .map(|(path, node)| overrides(r, &path, node))
         .unwrap_or_default();
+    // archgw named its router in `routing`; Plano's override wins when both are given.
+    if let (Some(model), false) = (archgw_router, overrides.llm_routing_model_given) {
+        overrides.llm_routing_model = model;
+    }
 
     let server = f
         .take("server")
@@ -164,6 +172,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         unsupported,
         aliases,
         routing_preferences,
+        routing,
         overrides,
         server,
         warnings: Vec::new(),
@@ -960,6 +969,7 @@ fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
     if let Some((p, n)) = f.take("llm_routing_model") {
         if let Some(m) = yaml::string(r, &p, n) {
             o.llm_routing_model = m;
+            o.llm_routing_model_given = true;
         }
     }
     if let Some((p, n)) = f.take("orchestrator_model_context_length") {
@@ -969,6 +979,55 @@ fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
     }
     f.finish(r, PLANNED_OVERRIDES);
     o
+}
+
+/// Plano's `routing` block; also archgw's router model (`model`, or `llm_provider`).
+fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>) {
+    let mut out = Routing::default();
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return (out, None);
+    };
+    if let Some((p, n)) = f.take("session_ttl_seconds") {
+        if let Some(t) = yaml::integer(r, &p, n, 1, 31_536_000) {
+            out.session_ttl = Duration::from_secs(t as u64);
+        }
+    }
+    if let Some((p, n)) = f.take("session_max_entries") {
+        if let Some(m) = yaml::integer(r, &p, n, 1, 10_000) {
+            out.session_max_entries = m as usize;
+        }
+    }
+    if let Some((p, n)) = f.take("session_cache") {
+        if let Some(mut cf) = Fields::of(r, &p, n) {
+            if let Some((tp, tn)) = cf.take("type") {
+                match yaml::string(r, &tp, tn).as_deref() {
+                    Some("memory") | None => {}
+                    Some("redis") => r.warn(
+                        &tp,
+                        tn.line,
+                        "a redis session cache is not implemented by switchyard yet; sessions are kept in memory",
+                    ),
+                    Some(other) => {
+                        r.error(&tp, tn.line, format!("unknown `{other}`; expected memory or redis"))
+                    }
+                }
+            }
+            if let Some((hp, hn)) = cf.take("tenant_header") {
+                out.tenant_header = yaml::string(r, &hp, hn).map(|h| h.to_ascii_lowercase());
+            }
+            cf.finish(r, &["url"]);
+        }
+    }
+    let mut router = None;
+    for key in ["model", "llm_provider", "model_provider"] {
+        if let Some((p, n)) = f.take(key) {
+            if let Some(v) = yaml::string(r, &p, n) {
+                router = router.or(Some(v));
+            }
+        }
+    }
+    f.finish(r, &["route_on_user_only", "routing_budget"]);
+    (out, router)
 }
 
 fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {

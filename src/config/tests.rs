@@ -583,3 +583,30 @@ fn the_router_model_is_found_by_name_model_or_id_without_its_prefix() {
         c.warnings
     );
 }
+
+#[test]
+fn the_routing_block_sets_session_pins_and_archgws_router() {
+    let c = Config::from_yaml(
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: plano/Arch-Router, base_url: 'http://r'}\nrouting:\n  session_ttl_seconds: 30\n  session_max_entries: 500\n  session_cache: {type: redis, url: 'redis://r:6379', tenant_header: X-Tenant}\n  model: Arch-Router\nrouting_preferences:\n  - {name: code, description: writing code, models: [openai/gpt-4o]}\n",
+        &|_| None,
+    )
+    .unwrap();
+    assert_eq!(c.routing.session_ttl, Duration::from_secs(30));
+    assert_eq!(c.routing.session_max_entries, 500);
+    assert_eq!(c.routing.tenant_header.as_deref(), Some("x-tenant"));
+    assert_eq!(c.overrides.llm_routing_model, "Arch-Router");
+    assert_eq!(
+        c.router_provider().map(|p| p.model.as_str()),
+        Some("plano/Arch-Router")
+    );
+    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("redis session cache is not implemented")),
+        "{warned:?}"
+    );
+    assert!(
+        problem("routing: {session_max_entries: 20000}\n").contains("routing.session_max_entries")
+    );
+}

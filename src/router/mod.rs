@@ -5,12 +5,16 @@
 //! routing fails open: a router that errs, answers late or answers nonsense leaves the request
 //! on the model the client asked for.
 //!
-//! `prompt` is what the router is asked and how its answer is read; `memory` the bounded,
-//! expiring store for session pins and cached decisions (not wired yet).
+//! A session (`X-Model-Affinity`) keeps its first decision for `routing.session_ttl_seconds`,
+//! and the same question is not asked twice within a minute (`Recall`). `prompt` is what the
+//! router is asked and how its answer is read; `memory` the bounded, expiring store.
 
 pub mod memory;
 pub mod prompt;
 
+use memory::Memory;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +22,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, Routing};
 use crate::exchange::Exchange;
 use crate::state::Snapshot;
 use crate::subrequest;
@@ -69,13 +73,29 @@ pub enum Decision {
     FailedOpen(&'static str),
 }
 
+/// Where a decision came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The router was asked.
+    Router,
+    /// The same question was answered a moment ago.
+    Cache,
+    /// The session (`X-Model-Affinity`) is pinned to its first decision.
+    Pinned,
+}
+
 impl Decision {
-    /// For the access log and the response header.
-    pub fn describe(&self) -> String {
+    /// For the access log and the response header: the route and why.
+    pub fn describe(&self, source: Source) -> String {
+        let why = match source {
+            Source::Router => "router",
+            Source::Cache => "cache",
+            Source::Pinned => "pinned",
+        };
         match self {
-            Decision::Route { name, .. } => format!("{name} (router)"),
-            Decision::NoRoute => "none (router)".to_owned(),
-            Decision::FailedOpen(why) => format!("none (fail-open: {why})"),
+            Decision::Route { name, .. } => format!("{name} ({why})"),
+            Decision::NoRoute => format!("none ({why})"),
+            Decision::FailedOpen(cause) => format!("none (fail-open: {cause})"),
         }
     }
 
@@ -88,55 +108,114 @@ impl Decision {
     }
 
     /// The `outcome` metric label.
-    pub fn outcome_label(&self) -> &'static str {
-        match self {
-            Decision::Route { .. } => "routed",
-            Decision::NoRoute => "no_route",
-            Decision::FailedOpen(_) => "failed_open",
+    pub fn outcome_label(&self, source: Source) -> &'static str {
+        match (source, self) {
+            (Source::Pinned, _) => "pinned",
+            (Source::Cache, _) => "cache",
+            (Source::Router, Decision::Route { .. }) => "routed",
+            (Source::Router, Decision::NoRoute) => "no_route",
+            (Source::Router, Decision::FailedOpen(_)) => "failed_open",
         }
     }
 }
 
-/// Asks the router which route the request in `body` (the client's, in `api`'s shape) takes.
-/// `None`: the router does not run for this request (no messages).
-pub async fn decide(
-    session: &mut Session,
-    snapshot: &Arc<Snapshot>,
-    router: &Router,
-    body: &Bytes,
-    request_id: &str,
-) -> Option<Decision> {
-    let request: Value = serde_json::from_slice(body).ok()?;
-    let messages = request
-        .get("messages")
-        .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))?;
-    let prefs = &snapshot.config.routing_preferences;
-    let routes: Vec<prompt::Route<'_>> = prefs
+/// What the router remembers across requests: session pins and recent answers.
+pub struct Recall {
+    pub pins: Memory<String, Decision>,
+    pub answers: Memory<u64, Decision>,
+    settings: Routing,
+}
+
+impl Recall {
+    pub fn new(settings: &Routing) -> Recall {
+        Recall {
+            pins: Memory::new(settings.session_ttl, settings.session_max_entries),
+            answers: Memory::new(ANSWER_TTL, settings.session_max_entries),
+            settings: settings.clone(),
+        }
+    }
+
+    /// Whether this memory was made for `settings` (a reload may change them).
+    pub fn is_for(&self, settings: &Routing) -> bool {
+        &self.settings == settings
+    }
+
+    /// The session a request belongs to: its `X-Model-Affinity`, scoped by the tenant header
+    /// when one is configured.
+    pub fn session_of(&self, req: &pingora::http::RequestHeader) -> Option<String> {
+        let id = req.headers.get("x-model-affinity")?.to_str().ok()?;
+        let tenant = self
+            .settings
+            .tenant_header
+            .as_deref()
+            .and_then(|h| req.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Some(format!("{tenant}\u{1f}{id}"))
+    }
+}
+
+/// How long the router's answer to one exact question is reused.
+const ANSWER_TTL: Duration = Duration::from_secs(60);
+
+/// The conversation of a request body, when it has one (the router runs only then).
+pub fn messages_of(body: &Bytes) -> Option<Value> {
+    let mut request: Value = serde_json::from_slice(body).ok()?;
+    let messages = request.get_mut("messages")?.take();
+    messages
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+        .then_some(messages)
+}
+
+/// The question for the router: its prompt for these messages.
+pub fn question(snapshot: &Snapshot, router: &Router, messages: &Value) -> String {
+    let routes: Vec<prompt::Route<'_>> = snapshot
+        .config
+        .routing_preferences
         .iter()
         .map(|p| prompt::Route {
             name: &p.name,
             description: &p.description,
         })
         .collect();
-    let text = prompt::prompt(router.form, &routes, messages, router.budget);
-    let ask = prompt::request(&router.model, text).to_string();
+    prompt::prompt(router.form, &routes, messages, router.budget)
+}
+
+/// A short key for a question (the decision cache keeps no prompt text).
+pub fn key_of(question: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    question.hash(&mut h);
+    h.finish()
+}
+
+/// Asks the router `question` through the proxy phase (a subrequest to its provider).
+pub async fn ask(
+    session: &mut Session,
+    snapshot: &Arc<Snapshot>,
+    router: &Router,
+    question: String,
+    request_id: &str,
+) -> Decision {
+    let body = prompt::request(&router.model, question).to_string();
     let x = match Exchange::route(
         snapshot.clone(),
         Api::Chat,
         session.req_header(),
         request_id.to_owned(),
-        Bytes::from(ask),
+        Bytes::from(body),
     ) {
         Ok(x) => x,
-        Err(_) => return Some(Decision::FailedOpen("the router has no endpoint available")),
+        Err(_) => return Decision::FailedOpen("the router has no endpoint available"),
     };
     let (_, answer) = subrequest::ask(session, Box::new(x), TIMEOUT).await;
-    let answer = match answer {
-        Ok(a) if (200..300).contains(&a.status) => a,
-        Ok(_) => return Some(Decision::FailedOpen("the router answered an error")),
-        Err(why) => return Some(Decision::FailedOpen(why)),
-    };
-    Some(read(&answer.body, prefs))
+    match answer {
+        Ok(a) if (200..300).contains(&a.status) => {
+            read(&a.body, &snapshot.config.routing_preferences)
+        }
+        Ok(_) => Decision::FailedOpen("the router answered an error"),
+        Err(why) => Decision::FailedOpen(why),
+    }
 }
 
 /// The decision in a router's chat completion.
