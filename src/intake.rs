@@ -15,6 +15,9 @@ pub enum Served {
     Models,
     /// A model request forwarded to a provider, in the client's API.
     Model(Api),
+    /// Plano's routing API: the preference-routing decision for a model request, answered
+    /// without calling a model (`/routing/v1/chat/completions`, `/routing/v1/messages`).
+    Decision(Api),
 }
 
 /// What the request asks for, or the error it gets.
@@ -23,6 +26,8 @@ pub fn classify(req: &RequestHeader) -> std::result::Result<Served, GatewayError
     let (served, allowed, allowed_name) = match path {
         "/healthz" => (Served::Health, Method::GET, "GET"),
         "/v1/models" => (Served::Models, Method::GET, "GET"),
+        "/routing/v1/chat/completions" => (Served::Decision(Api::Chat), Method::POST, "POST"),
+        "/routing/v1/messages" => (Served::Decision(Api::Messages), Method::POST, "POST"),
         p => match Api::from_path(p) {
             Some(api) => (Served::Model(api), Method::POST, "POST"),
             None => {
@@ -134,6 +139,9 @@ mod tests {
                         Ok(Served::Model(api)) => {
                             prop_assert_eq!(Some(api), Api::from_path(req.uri.path()));
                             prop_assert_eq!(req.method.as_str(), "POST");
+                        }
+                        Ok(Served::Decision(_)) => {
+                            prop_assert!(req.uri.path().starts_with("/routing/v1/"));
                         }
                         Ok(_) => prop_assert!(matches!(req.method.as_str(), "GET" | "HEAD")),
                         Err(e) => prop_assert!(e.status() == 404 || e.status() == 405, "{e}"),

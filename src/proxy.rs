@@ -174,6 +174,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Served::Model(api) => self.admit(session, ctx, api).await,
+            Served::Decision(api) => self.decision_only(session, ctx, api).await,
         }
     }
 
@@ -441,7 +442,13 @@ impl Gateway {
                 return Ok(true);
             }
         };
-        let x = self.prefer(session, ctx, api, x, body, &snapshot).await;
+        let x = match self.prefer(session, ctx, api, x, body, &snapshot).await {
+            Ok(x) => x,
+            Err(e) => {
+                respond::error(session, &e, Some(api), &ctx.request_id).await?;
+                return Ok(true);
+            }
+        };
         ctx.model = x.client_model().map(str::to_owned);
         if !x.translates && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
@@ -456,7 +463,8 @@ impl Gateway {
 impl Gateway {
     /// Preference routing (router): the route's models take the request when the router names
     /// one (or named one for this session, or for this very question a moment ago); otherwise,
-    /// and whenever the router fails, the client's model keeps it.
+    /// and whenever the router fails, the client's model keeps it. Preferences sent in the body
+    /// never go upstream.
     async fn prefer(
         &self,
         session: &mut Session,
@@ -465,27 +473,72 @@ impl Gateway {
         x: Box<Exchange>,
         body: Bytes,
         snapshot: &Arc<crate::state::Snapshot>,
-    ) -> Box<Exchange> {
-        let Some(router) = router::Router::of(&snapshot.config) else {
-            return x;
+    ) -> std::result::Result<Box<Exchange>, GatewayError> {
+        let Some(question) = router::question_of(&body, snapshot)? else {
+            return Ok(x);
         };
-        let Some(messages) = router::messages_of(&body) else {
-            return x;
+        let body = question.body.clone().unwrap_or(body);
+        let reroute = |session: &Session, models: &[String]| {
+            Exchange::route_to(
+                snapshot.clone(),
+                api,
+                session.req_header(),
+                ctx.request_id.clone(),
+                body.clone(),
+                models,
+            )
+            .map(Box::new)
         };
+        let router = router::Router::of(&snapshot.config).filter(|_| question.asks());
+        let Some(router) = router else {
+            // Nothing to decide; only the body's preferences are shed.
+            return match question.body {
+                Some(_) => reroute(session, &[]),
+                None => Ok(x),
+            };
+        };
+        let (decision, source) = self
+            .decide(session, &ctx.request_id, snapshot, &router, &question)
+            .await;
+        let mut x = match &decision {
+            router::Decision::Route { models, .. } => reroute(session, models)?,
+            _ if question.body.is_some() => reroute(session, &[])?,
+            _ => x,
+        };
+        x.route = Some(decision.describe(source));
+        Ok(x)
+    }
+
+    /// The decision for `question`: the session's pin, a recent answer to the same question, or
+    /// the router's; counted.
+    async fn decide(
+        &self,
+        session: &mut Session,
+        request_id: &str,
+        snapshot: &Arc<crate::state::Snapshot>,
+        router: &router::Router,
+        question: &router::Question,
+    ) -> (router::Decision, router::Source) {
         let started = Instant::now();
         let recall = self.recall(&snapshot.config.routing);
         let pin = recall.session_of(session.req_header());
-        let pinned = pin.as_ref().and_then(|p| recall.pins.get(p, started));
-        let (decision, source) = match pinned {
+        let (decision, source) = match pin.as_ref().and_then(|p| recall.pins.get(p, started)) {
             Some(d) => (d, router::Source::Pinned),
             None => {
-                let question = router::question(snapshot, &router, &messages);
-                let key = router::key_of(&question);
+                let prompt = question.prompt(router);
+                let key = question.key(&prompt);
                 match recall.answers.get(&key, started) {
                     Some(d) => (d, router::Source::Cache),
                     None => {
-                        let d = router::ask(session, snapshot, &router, question, &ctx.request_id)
-                            .await;
+                        let d = router::ask(
+                            session,
+                            snapshot,
+                            router,
+                            prompt,
+                            &question.prefs,
+                            request_id,
+                        )
+                        .await;
                         if !matches!(d, router::Decision::FailedOpen(_)) {
                             recall.answers.insert(key, d.clone(), Instant::now());
                             if let Some(pin) = pin {
@@ -502,20 +555,78 @@ impl Gateway {
             decision.outcome_label(source),
             started.elapsed(),
         );
-        let mut x = match &decision {
-            router::Decision::Route { models, .. } => Exchange::route_to(
+        (decision, source)
+    }
+
+    /// Plano's routing API: the decision for a model request, answered without calling a model.
+    async fn decision_only(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        api: Api,
+    ) -> Result<bool> {
+        ctx.api = Some(api);
+        let snapshot = self.state.load_full();
+        let limit = snapshot.config.server.max_request_body;
+        let asked = match intake::read_body(session, limit).await? {
+            Ok(body) => Exchange::route(
                 snapshot.clone(),
                 api,
                 session.req_header(),
                 ctx.request_id.clone(),
-                body,
-                models,
+                body.clone(),
             )
-            .map_or(x, Box::new),
-            _ => x,
+            .and_then(|x| Ok((x, router::question_of(&body, &snapshot)?))),
+            Err(e) => Err(e),
         };
-        x.route = Some(decision.describe(source));
-        x
+        let (x, question) = match asked {
+            Ok(asked) => asked,
+            Err(e) => {
+                respond::error(session, &e, Some(api), &ctx.request_id).await?;
+                return Ok(true);
+            }
+        };
+        let router = router::Router::of(&snapshot.config);
+        let decided = match (router, question.filter(router::Question::asks)) {
+            (Some(router), Some(question)) => Some(
+                self.decide(session, &ctx.request_id, &snapshot, &router, &question)
+                    .await,
+            ),
+            _ => None,
+        };
+        let requested = x.client_model().unwrap_or_default().to_owned();
+        let (models, route, pinned) = match &decided {
+            Some((router::Decision::Route { name, models }, source)) => (
+                models.clone(),
+                Some(name.clone()),
+                *source == router::Source::Pinned,
+            ),
+            Some((_, source)) => (vec![requested], None, *source == router::Source::Pinned),
+            None => (vec![requested], None, false),
+        };
+        let mut answer = serde_json::json!({
+            "models": models,
+            "route": route,
+            "trace_id": ctx.request_id,
+            "pinned": pinned,
+            "switched": false,
+        });
+        if let Some(id) = session
+            .req_header()
+            .headers
+            .get("x-model-affinity")
+            .and_then(|v| v.to_str().ok())
+        {
+            answer["session_id"] = id.into();
+        }
+        respond::json(
+            session,
+            200,
+            Bytes::from(answer.to_string()),
+            &ctx.request_id,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// The router's memory for these `routing` settings (made anew when a reload changes them).

@@ -257,3 +257,95 @@ fn a_session_keeps_its_first_route_until_its_pin_expires() {
     assert_eq!(route_header(&expired), "quick tasks (router)");
     assert_eq!(s.router.received().len(), 3);
 }
+
+#[test]
+fn preferences_in_the_body_replace_the_configs_and_never_go_upstream() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["code"]}"#);
+    let resp = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "write quicksort"}],
+                "routing_preferences": [{"name": "code", "description": "writing code", "models": ["openai/gpt-4o"]}]}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(route_header(&resp), "code (router)");
+    let served = s.big.only().json();
+    assert!(served.get("routing_preferences").is_none(), "{served}");
+    assert_eq!(served["messages"][0]["content"], "write quicksort");
+    let prompt = s.router.only().json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        prompt.contains(r#""name": "code""#) && !prompt.contains("long context"),
+        "{prompt}"
+    );
+    // A preference naming a model the gateway does not serve is the client's error.
+    let bad = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}],
+                "routing_preferences": [{"name": "code", "description": "d", "models": ["nope/model"]}]}),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope/model"));
+    assert_eq!(s.big.received().len(), 1);
+}
+
+#[test]
+fn the_routing_api_answers_the_decision_alone() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Summarize this."}]});
+    let resp = common::request(
+        s.gw.addr,
+        "POST",
+        "/routing/v1/chat/completions",
+        &[("x-model-affinity", "s9")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let v = resp.json();
+    assert_eq!(v["models"], json!(["vllm/llama", "openai/gpt-4o"]));
+    assert_eq!(v["route"], "long context");
+    assert_eq!(v["session_id"], "s9");
+    assert_eq!(v["pinned"], false);
+    assert_eq!(v["trace_id"], resp.header("x-request-id").unwrap());
+    // Asked again in the session: pinned. The Messages form works the same way.
+    let again = common::request(
+        s.gw.addr,
+        "POST",
+        "/routing/v1/messages",
+        &[("x-model-affinity", "s9")],
+        json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "Other."}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .json();
+    assert_eq!(again["pinned"], true);
+    assert_eq!(again["route"], "long context");
+    // No route: the client's model, route null.
+    s.router.set_mode(r#"reply={"route": []}"#);
+    let none = common::request(
+        s.gw.addr,
+        "POST",
+        "/routing/v1/chat/completions",
+        &[],
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .json();
+    assert_eq!(none["models"], json!(["gpt-4o"]));
+    assert_eq!(none["route"], Value::Null);
+    // Nothing went to a model.
+    assert!(
+        s.quick.received().is_empty()
+            && s.long.received().is_empty()
+            && s.big.received().is_empty()
+    );
+}

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::Value;
 
-use crate::config::{Config, Routing};
+use crate::config::{Config, Routing, RoutingPreference};
+use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::state::Snapshot;
 use crate::subrequest;
@@ -44,11 +45,8 @@ pub struct Router {
 }
 
 impl Router {
-    /// `None` when the config has no preferences or no provider serves its router model.
+    /// `None` when no provider serves the config's router model.
     pub fn of(config: &Config) -> Option<Router> {
-        if config.routing_preferences.is_empty() {
-            return None;
-        }
         let provider = config.router_provider()?;
         let form = prompt::Form::for_model(&provider.id);
         Some(Router {
@@ -158,46 +156,139 @@ impl Recall {
 /// How long the router's answer to one exact question is reused.
 const ANSWER_TTL: Duration = Duration::from_secs(60);
 
-/// The conversation of a request body, when it has one (the router runs only then).
-pub fn messages_of(body: &Bytes) -> Option<Value> {
-    let mut request: Value = serde_json::from_slice(body).ok()?;
-    let messages = request.get_mut("messages")?.take();
-    messages
+/// What the router is asked about one request: its conversation and the routes to choose from.
+pub struct Question {
+    pub messages: Value,
+    /// The request's own `routing_preferences`, else the config's.
+    pub prefs: Vec<RoutingPreference>,
+    /// The body to send on, when the request carried preferences (they never go upstream).
+    pub body: Option<Bytes>,
+}
+
+/// The question a request body asks, if the router runs for it: it has messages, and
+/// preferences in the body or the config. A request's own preferences must name configured
+/// models.
+pub fn question_of(body: &Bytes, snapshot: &Snapshot) -> Result<Option<Question>, GatewayError> {
+    let Ok(mut request) = serde_json::from_slice::<Value>(body) else {
+        return Ok(None);
+    };
+    let own = request
+        .as_object_mut()
+        .and_then(|o| o.remove("routing_preferences"));
+    let stripped = own.as_ref().map(|_| Bytes::from(request.to_string()));
+    let prefs = match own {
+        Some(list) => request_preferences(&list, snapshot)?,
+        None => snapshot.config.routing_preferences.clone(),
+    };
+    let messages = request
+        .get_mut("messages")
+        .map(Value::take)
+        .unwrap_or_default();
+    if prefs.is_empty() || messages.as_array().is_none_or(|a| a.is_empty()) {
+        return Ok(stripped.map(|body| Question {
+            messages: Value::Null,
+            prefs: Vec::new(),
+            body: Some(body),
+        }));
+    }
+    Ok(Some(Question {
+        messages,
+        prefs,
+        body: stripped,
+    }))
+}
+
+impl Question {
+    /// Whether the router runs (a body with preferences but no conversation only sheds them).
+    pub fn asks(&self) -> bool {
+        !self.prefs.is_empty()
+    }
+
+    /// The router's prompt.
+    pub fn prompt(&self, router: &Router) -> String {
+        let routes: Vec<prompt::Route<'_>> = self
+            .prefs
+            .iter()
+            .map(|p| prompt::Route {
+                name: &p.name,
+                description: &p.description,
+            })
+            .collect();
+        prompt::prompt(router.form, &routes, &self.messages, router.budget)
+    }
+
+    /// A short key for the question asked with `prompt` (the cache keeps no prompt text): the
+    /// prompt, and the routes' models, which the prompt does not show.
+    pub fn key(&self, prompt: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        prompt.hash(&mut h);
+        for p in &self.prefs {
+            p.models.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// A request's `routing_preferences` (Plano's routing API): `name`, `description`, `models`.
+fn request_preferences(
+    list: &Value,
+    snapshot: &Snapshot,
+) -> Result<Vec<RoutingPreference>, GatewayError> {
+    let bad = |why: String| GatewayError::InvalidBody(format!("routing_preferences: {why}"));
+    let items = list
         .as_array()
-        .is_some_and(|a| !a.is_empty())
-        .then_some(messages)
+        .ok_or_else(|| bad("expected a list".into()))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let text = |key: &str| {
+            item.get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("[{i}].{key} must be a string")))
+        };
+        let (name, description) = (text("name")?, text("description")?);
+        let models: Vec<String> = item
+            .get("models")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if models.is_empty() {
+            return Err(bad(format!("[{i}].models must list at least one model")));
+        }
+        if let Some(unknown) = models.iter().find(|m| {
+            snapshot
+                .routes
+                .resolve(&snapshot.config.providers, Some(m.as_str()))
+                .is_err()
+        }) {
+            return Err(bad(format!(
+                "[{i}].models: `{unknown}` is not a configured model"
+            )));
+        }
+        out.push(RoutingPreference {
+            name,
+            description,
+            models,
+            prefer: Default::default(),
+        });
+    }
+    Ok(out)
 }
 
-/// The question for the router: its prompt for these messages.
-pub fn question(snapshot: &Snapshot, router: &Router, messages: &Value) -> String {
-    let routes: Vec<prompt::Route<'_>> = snapshot
-        .config
-        .routing_preferences
-        .iter()
-        .map(|p| prompt::Route {
-            name: &p.name,
-            description: &p.description,
-        })
-        .collect();
-    prompt::prompt(router.form, &routes, messages, router.budget)
-}
-
-/// A short key for a question (the decision cache keeps no prompt text).
-pub fn key_of(question: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    question.hash(&mut h);
-    h.finish()
-}
-
-/// Asks the router `question` through the proxy phase (a subrequest to its provider).
+/// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider).
 pub async fn ask(
     session: &mut Session,
     snapshot: &Arc<Snapshot>,
     router: &Router,
-    question: String,
+    prompt: String,
+    prefs: &[RoutingPreference],
     request_id: &str,
 ) -> Decision {
-    let body = prompt::request(&router.model, question).to_string();
+    let body = prompt::request(&router.model, prompt).to_string();
     let x = match Exchange::route(
         snapshot.clone(),
         Api::Chat,
@@ -210,16 +301,14 @@ pub async fn ask(
     };
     let (_, answer) = subrequest::ask(session, Box::new(x), TIMEOUT).await;
     match answer {
-        Ok(a) if (200..300).contains(&a.status) => {
-            read(&a.body, &snapshot.config.routing_preferences)
-        }
+        Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),
         Err(why) => Decision::FailedOpen(why),
     }
 }
 
 /// The decision in a router's chat completion.
-fn read(answer: &[u8], prefs: &[crate::config::RoutingPreference]) -> Decision {
+fn read(answer: &[u8], prefs: &[RoutingPreference]) -> Decision {
     let Ok(v) = serde_json::from_slice::<Value>(answer) else {
         return Decision::FailedOpen("the router's answer is not JSON");
     };
