@@ -281,6 +281,9 @@ pub struct Routing {
     pub session_max_entries: usize,
     /// A request header whose value scopes the session ids (per tenant).
     pub tenant_header: Option<String>,
+    /// switchyard's `router_timeout`: how long the router may take before the request goes on
+    /// without it.
+    pub router_timeout: Duration,
 }
 
 impl Default for Routing {
@@ -289,6 +292,7 @@ impl Default for Routing {
             session_ttl: Duration::from_secs(600),
             session_max_entries: 10_000,
             tenant_header: None,
+            router_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -997,6 +997,13 @@ fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>)
             out.session_max_entries = m as usize;
         }
     }
+    if let Some((p, n)) = f.take("router_timeout") {
+        match duration(r, &p, n) {
+            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
+            Some(t) => out.router_timeout = t,
+            None => {}
+        }
+    }
     if let Some((p, n)) = f.take("session_cache") {
         if let Some(mut cf) = Fields::of(r, &p, n) {
             if let Some((tp, tn)) = cf.take("type") {

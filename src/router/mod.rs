@@ -32,9 +32,6 @@ use crate::translate::Api;
 /// The response header that names the route taken and why.
 pub const HEADER: &str = "x-switchyard-route";
 
-/// How long the router may take before the request goes on without it.
-pub const TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The router of a config: its provider, the template it was trained on, its token budget.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -42,6 +39,8 @@ pub struct Router {
     pub model: String,
     pub form: prompt::Form,
     pub budget: usize,
+    /// How long it may take (`routing.router_timeout`).
+    pub timeout: Duration,
 }
 
 impl Router {
@@ -56,6 +55,7 @@ impl Router {
                 .overrides
                 .orchestrator_model_context_length
                 .unwrap_or_else(|| form.default_context_length()),
+            timeout: config.routing.router_timeout,
         })
     }
 }
@@ -299,7 +299,7 @@ pub async fn ask(
         Ok(x) => x,
         Err(_) => return Decision::FailedOpen("the router has no endpoint available"),
     };
-    let (_, answer) = subrequest::ask(session, Box::new(x), TIMEOUT).await;
+    let (_, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
     match answer {
         Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),
