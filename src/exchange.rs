@@ -503,6 +503,10 @@ impl Exchange {
                 self.snapshot.upstream(a.provider).health.park_for(ra);
             }
         }
+        if let Some(a) = self.attempt.as_ref().filter(|_| status < 400) {
+            let health = &self.snapshot.upstream(a.provider).health;
+            health.observe_latency(a.started.elapsed());
+        }
         let translator = self.attempt.as_mut().and_then(|a| a.translator.as_mut());
         let content_type = header
             .headers

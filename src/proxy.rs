@@ -501,7 +501,9 @@ impl Gateway {
             .decide(session, &ctx.request_id, snapshot, &router, &question)
             .await;
         let mut x = match &decision {
-            router::Decision::Route { models, .. } => reroute(session, models)?,
+            router::Decision::Route { models, prefer, .. } => {
+                reroute(session, &router::rank(models, *prefer, snapshot))?
+            }
             _ if question.body.is_some() => reroute(session, &[])?,
             _ => x,
         };
@@ -596,8 +598,15 @@ impl Gateway {
         };
         let requested = x.client_model().unwrap_or_default().to_owned();
         let (models, route, pinned) = match &decided {
-            Some((router::Decision::Route { name, models }, source)) => (
-                models.clone(),
+            Some((
+                router::Decision::Route {
+                    name,
+                    models,
+                    prefer,
+                },
+                source,
+            )) => (
+                router::rank(models, *prefer, &snapshot),
                 Some(name.clone()),
                 *source == router::Source::Pinned,
             ),

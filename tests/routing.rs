@@ -349,3 +349,45 @@ fn the_routing_api_answers_the_decision_alone() {
             && s.big.received().is_empty()
     );
 }
+
+#[test]
+fn prefer_fastest_orders_a_routes_models_by_the_latency_the_gateway_saw() {
+    let s = setup("Plano-Orchestrator", None);
+    // The gateway sees gpt-4o answer slowly and gpt-4o-mini quickly.
+    for _ in 0..3 {
+        let slow = chat(
+            s.gw.addr,
+            &[("x-mock", "delay_ms=300")],
+            &json!({"model": "gpt-4o"}),
+        );
+        assert_eq!(slow.status, 200);
+        assert_eq!(
+            chat(s.gw.addr, &[], &json!({"model": "gpt-4o-mini"})).status,
+            200
+        );
+    }
+    s.router.set_mode(r#"reply={"route": ["any"]}"#);
+    let decide = |prefer: &str| {
+        common::request(
+            s.gw.addr,
+            "POST",
+            "/routing/v1/chat/completions",
+            &[],
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("hi {prefer}")}],
+                   "routing_preferences": [{"name": "any", "description": "anything",
+                       "models": ["openai/gpt-4o", "openai/gpt-4o-mini"],
+                       "selection_policy": {"prefer": prefer}}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .json()
+    };
+    assert_eq!(
+        decide("fastest")["models"],
+        json!(["openai/gpt-4o-mini", "openai/gpt-4o"])
+    );
+    assert_eq!(
+        decide("none")["models"],
+        json!(["openai/gpt-4o", "openai/gpt-4o-mini"])
+    );
+}

@@ -134,6 +134,8 @@ pub struct Provider {
     pub lb_policy: LbPolicy,
     /// switchyard: active health check of this endpoint.
     pub health_check: Option<HealthCheck>,
+    /// switchyard: price per million input + output tokens, for `prefer: cheapest`.
+    pub cost: Option<f64>,
     /// The line of the entry, for messages about it.
     pub line: u64,
 }

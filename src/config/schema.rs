@@ -558,6 +558,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
                 None
             }
         });
+    let cost = f.take("cost").and_then(|(p, n)| cost(r, &p, n));
     let health_check = f.take("health_check").and_then(|(p, n)| {
         let mut hf = Fields::of(r, &p, n)?;
         let path = required_string(r, &mut hf, "path", n);
@@ -681,6 +682,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
         timeouts: provider_timeouts,
         outlier: outlier_policy,
         lb_policy: lb_policy.unwrap_or_default(),
+        cost,
         health_check,
         line: node.line,
     };
@@ -826,18 +828,8 @@ fn routing_preferences(
                 let mut sf = Fields::of(r, &sp, sn)?;
                 let prefer = sf.take("prefer").and_then(|(pp, pn)| {
                     match yaml::string(r, &pp, pn)?.as_str() {
-                        value @ ("cheapest" | "fastest") => {
-                            r.warn(
-                                &pp,
-                                pn.line,
-                                format!("`prefer: {value}` is not implemented by switchyard yet; the route's models are tried in the order written"),
-                            );
-                            Some(if value == "cheapest" {
-                                Prefer::Cheapest
-                            } else {
-                                Prefer::Fastest
-                            })
-                        }
+                        "cheapest" => Some(Prefer::Cheapest),
+                        "fastest" => Some(Prefer::Fastest),
                         "none" => Some(Prefer::None),
                         other => {
                             r.error(
@@ -979,6 +971,29 @@ fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
     }
     f.finish(r, PLANNED_OVERRIDES);
     o
+}
+
+/// switchyard's provider `cost: {input_per_million, output_per_million}`, as one number (their
+/// sum, as Plano ranks cost sources).
+fn cost(r: &mut Report, path: &str, node: &Node) -> Option<f64> {
+    let mut f = Fields::of(r, path, node)?;
+    let mut total = 0.0;
+    for key in ["input_per_million", "output_per_million"] {
+        let Some((p, n)) = f.take(key) else {
+            r.error(path, node.line, format!("missing required key `{key}`"));
+            return None;
+        };
+        match &n.value {
+            Value::Int(i) if *i >= 0 => total += *i as f64,
+            Value::Float(x) if *x >= 0.0 => total += x,
+            _ => {
+                r.error(&p, n.line, "expected a number, 0 or more");
+                return None;
+            }
+        }
+    }
+    f.finish(r, &[]);
+    Some(total)
 }
 
 /// Plano's `routing` block; also archgw's router model (`model`, or `llm_provider`).

@@ -135,7 +135,6 @@ tracing: {random_sampling: 10}
         warned,
         [
             "listeners[1].type",
-            "routing_preferences[0].selection_policy.prefer",
             "model_metrics_sources",
             "tracing",
             "overrides.llm_routing_model",

@@ -28,9 +28,35 @@ pub struct Health {
     ejections: AtomicU32,
     ejected_until: AtomicU64,
     parked_until: AtomicU64,
+    /// Time to the answer's header of successful attempts, in µs, smoothed (0: none yet); for
+    /// `prefer: fastest`.
+    latency_us: AtomicU64,
 }
 
 impl Health {
+    /// A successful attempt's time to its answer's header: folded into the smoothed latency
+    /// (each new observation weighs 1/5).
+    pub fn observe_latency(&self, took: Duration) {
+        let sample = (took.as_micros() as u64).max(1);
+        let _ = self
+            .latency_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    (old * 4 + sample) / 5
+                })
+            });
+    }
+
+    /// The smoothed latency, once there is one.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
     /// Neither ejected, parked nor down.
     pub fn available_at(&self, now: u64) -> bool {
         !self.parked_at(now) && !self.is_down() && now >= self.ejected_until.load(Ordering::Relaxed)

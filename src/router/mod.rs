@@ -22,7 +22,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::Value;
 
-use crate::config::{Config, Routing, RoutingPreference};
+use crate::config::{Config, Prefer, Routing, RoutingPreference};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::state::Snapshot;
@@ -63,8 +63,12 @@ impl Router {
 /// What the router decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// A route: its name and models, in the order they are tried.
-    Route { name: String, models: Vec<String> },
+    /// A route: its name, its models as configured and how to order them.
+    Route {
+        name: String,
+        models: Vec<String>,
+        prefer: Prefer,
+    },
     /// The router saw no fitting route: the client's model serves.
     NoRoute,
     /// The router failed (why): the client's model serves.
@@ -269,11 +273,22 @@ fn request_preferences(
                 "[{i}].models: `{unknown}` is not a configured model"
             )));
         }
+        let prefer = match item["selection_policy"]["prefer"].as_str() {
+            Some("cheapest") => Prefer::Cheapest,
+            Some("fastest") => Prefer::Fastest,
+            // `random` shuffles in Plano; the written order is as good a spread here.
+            None | Some("none" | "random") => Prefer::None,
+            Some(other) => {
+                return Err(bad(format!(
+                    "[{i}].selection_policy.prefer: unknown `{other}`"
+                )))
+            }
+        };
         out.push(RoutingPreference {
             name,
             description,
             models,
-            prefer: Default::default(),
+            prefer,
         });
     }
     Ok(out)
@@ -307,6 +322,40 @@ pub async fn ask(
     }
 }
 
+/// A route's models in the order they are tried: as written, or by `prefer`: cheapest first
+/// (the providers' `cost`), or fastest first (the latency the gateway observed from them).
+/// Models with no figure keep their order, after those with one.
+pub fn rank(models: &[String], prefer: Prefer, snapshot: &Snapshot) -> Vec<String> {
+    let figure = |model: &String| -> Option<f64> {
+        let route = snapshot
+            .routes
+            .resolve(&snapshot.config.providers, Some(model))
+            .ok()?;
+        let members = &snapshot.routes.group(route.group).members;
+        let figures = members.iter().filter_map(|&p| match prefer {
+            Prefer::Cheapest => snapshot.provider(p).cost,
+            Prefer::Fastest => snapshot
+                .upstream(p)
+                .health
+                .latency()
+                .map(|d| d.as_secs_f64()),
+            Prefer::None => None,
+        });
+        figures.reduce(f64::min)
+    };
+    let mut ranked: Vec<(Option<f64>, &String)> = models.iter().map(|m| (figure(m), m)).collect();
+    if prefer != Prefer::None {
+        // Stable: equal figures, and models without one, keep their written order.
+        ranked.sort_by(|a, b| match (a.0, b.0) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    ranked.into_iter().map(|(_, m)| m.clone()).collect()
+}
+
 /// The decision in a router's chat completion.
 fn read(answer: &[u8], prefs: &[RoutingPreference]) -> Decision {
     let Ok(v) = serde_json::from_slice::<Value>(answer) else {
@@ -327,13 +376,14 @@ fn read(answer: &[u8], prefs: &[RoutingPreference]) -> Decision {
         .map_or(Decision::NoRoute, |p| Decision::Route {
             name: p.name.clone(),
             models: p.models.clone(),
+            prefer: p.prefer,
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Prefer, RoutingPreference};
+    use crate::config::RoutingPreference;
 
     fn prefs() -> Vec<RoutingPreference> {
         vec![
@@ -364,14 +414,16 @@ mod tests {
             read(&answer(r#"{"route": ["long context"]}"#), &prefs()),
             Decision::Route {
                 name: "long context".into(),
-                models: vec!["vllm/llama".into(), "openai/gpt-4o".into()]
+                models: vec!["vllm/llama".into(), "openai/gpt-4o".into()],
+                prefer: Prefer::None,
             }
         );
         assert_eq!(
             read(&answer(r#"{"route": "quick tasks"}"#), &prefs()),
             Decision::Route {
                 name: "quick tasks".into(),
-                models: vec!["openai/gpt-4o-mini".into()]
+                models: vec!["openai/gpt-4o-mini".into()],
+                prefer: Prefer::None,
             }
         );
     }
@@ -390,6 +442,38 @@ mod tests {
             );
         }
         assert_eq!(read(br#"{"choices": []}"#, &prefs()), Decision::NoRoute);
+    }
+
+    #[test]
+    fn a_routes_models_are_ranked_by_cost_or_observed_latency() {
+        let config = Config::from_yaml(
+            "model_providers:\n  - {model: openai/a, access_key: k, cost: {input_per_million: 5, output_per_million: 15}}\n  - {model: openai/b, access_key: k}\n  - {model: openai/c, access_key: k, cost: {input_per_million: 0.15, output_per_million: 0.6}}\n",
+            &|_| None,
+        )
+        .unwrap();
+        let snapshot = Snapshot::new(config);
+        let models: Vec<String> = ["openai/a", "openai/b", "openai/c"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(rank(&models, Prefer::None, &snapshot), models);
+        assert_eq!(
+            rank(&models, Prefer::Cheapest, &snapshot),
+            ["openai/c", "openai/a", "openai/b"]
+        );
+        // No latency seen yet: the written order.
+        assert_eq!(rank(&models, Prefer::Fastest, &snapshot), models);
+        snapshot
+            .upstream(0)
+            .health
+            .observe_latency(Duration::from_millis(900));
+        snapshot
+            .upstream(1)
+            .health
+            .observe_latency(Duration::from_millis(200));
+        assert_eq!(
+            rank(&models, Prefer::Fastest, &snapshot),
+            ["openai/b", "openai/a", "openai/c"]
+        );
     }
 
     #[test]
