@@ -204,3 +204,59 @@ fn the_anthropic_python_sdk_works_through_the_gateway() {
     );
     assert_eq!(got[0].json()["tools"][0]["function"]["name"], "get_weather");
 }
+
+/// The seed's combined example with a self-hosted router added (conf/examples/preference-routing
+/// .yaml), driven by the OpenAI SDK: a quick question lands on gpt-4o-mini, a long document on
+/// the vLLM model, and the client's key reaches only the passthrough vLLM endpoint.
+#[test]
+fn preference_routing_with_the_openai_sdk() {
+    let (router, mini, vllm) = (Mock::start(), Mock::start(), Mock::start());
+    router.set_mode("route_by_length=6000");
+    let config = yaml(&format!(
+        r#"
+overrides:
+  llm_routing_model: plano/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M
+model_providers:
+  - model: plano/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M
+    base_url: '{router}'
+  - model: openai/gpt-4o-mini
+    base_url: '{mini}'
+    access_key: sk-managed
+    default: true
+    routing_preferences:
+      - name: quick tasks
+        description: Short answers, simple lookups, fast completions
+  - model: custom/vllm-llama
+    base_url: '{vllm}'
+    provider_interface: openai
+    passthrough_auth: true
+    routing_preferences:
+      - name: long context
+        description: Processing very long documents, multi-document analysis
+"#,
+        router = router.url(),
+        mini = mini.url(),
+        vllm = vllm.url(),
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let seen = run_script(
+        "routing_client.py",
+        &[format!("http://{}/v1", gw.addr)],
+        &gw,
+    );
+    assert_eq!(seen["quick"]["route"], "quick tasks (router)", "{seen}");
+    assert_eq!(seen["long"]["route"], "long context (router)", "{seen}");
+    let quick = mini.only();
+    assert!(String::from_utf8_lossy(&quick.body).contains("capital of France"));
+    assert_eq!(quick.header("authorization"), Some("Bearer sk-managed"));
+    let long = vllm.only();
+    assert!(String::from_utf8_lossy(&long.body).contains("Summarize this contract"));
+    assert_eq!(long.json()["model"], "vllm-llama");
+    assert_eq!(long.header("authorization"), Some("Bearer sk-client"));
+    // The router saw both questions, and never the client's key.
+    assert_eq!(router.received().len(), 2);
+    assert!(router
+        .received()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+}

@@ -61,6 +61,8 @@ impl Received {
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
 /// - `cut_mid` (with `sse=N`): half of the event after the N deltas, then the connection drops;
 /// - `reply=TEXT`: the assistant's answer is TEXT (`+` for a comma), as a router model answers;
+/// - `route_by_length=N`: a router naming `long context` for prompts over N bytes, else
+///   `quick tasks`;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
 /// - `hangup`: the request is read, then the connection closed without an answer.
 ///
@@ -426,6 +428,9 @@ struct Mode {
     hangup: bool,
     /// The assistant's text (`reply=TEXT`; `+` stands for a comma): what a router model says.
     reply: Option<String>,
+    /// A router model that names `long context` for prompts longer than this many bytes and
+    /// `quick tasks` otherwise (Arch-Router's answer form).
+    route_by_length: Option<usize>,
 }
 
 /// The status and JSON body of a non-streamed answer to `req`.
@@ -447,13 +452,13 @@ fn reply(opts: &Mode, req: &Received) -> (u16, Value) {
                 .ok()
                 .and_then(|v| v.get("model").cloned())
                 .unwrap_or(Value::Null);
-            (200, json_answer(opts, model))
+            (200, json_answer(opts, model, &req.body))
         }
     }
 }
 
 /// A non-streamed answer in the shape and with the content `opts` ask for.
-fn json_answer(opts: &Mode, model: Value) -> Value {
+fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
     use serde_json::json;
     match (opts.anthropic, opts.tools) {
         (true, false) => json!({
@@ -469,6 +474,17 @@ fn json_answer(opts: &Mode, model: Value) -> Value {
         (false, tools) => {
             let message = if tools {
                 json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+            } else if let Some(limit) = opts.route_by_length {
+                let prompt_len = serde_json::from_slice::<Value>(request)
+                    .ok()
+                    .and_then(|b| b["messages"][0]["content"].as_str().map(str::len))
+                    .unwrap_or(0);
+                let route = if prompt_len > limit {
+                    "long context"
+                } else {
+                    "quick tasks"
+                };
+                json!({"role": "assistant", "content": format!("{{\"route\": \"{route}\"}}")})
             } else {
                 json!({"role": "assistant", "content": opts.reply.as_deref().unwrap_or("hi")})
             };
@@ -579,6 +595,7 @@ fn parse_mode(mode: &str) -> Mode {
             "retry_after" => m.retry_after = v.parse().ok(),
             "split" => m.split = true,
             "reply" => m.reply = Some(v.replace('+', ",")),
+            "route_by_length" => m.route_by_length = v.parse().ok(),
             _ => panic!("unknown mock mode {part}"),
         }
     }
