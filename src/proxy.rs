@@ -474,7 +474,8 @@ impl Gateway {
         body: Bytes,
         snapshot: &Arc<crate::state::Snapshot>,
     ) -> std::result::Result<Box<Exchange>, GatewayError> {
-        let Some(question) = router::question_of(&body, snapshot)? else {
+        let router = router::Router::of(&snapshot.config);
+        let Some(question) = router::question_of(&body, snapshot, router.is_some())? else {
             return Ok(x);
         };
         let body = question.body.clone().unwrap_or(body);
@@ -489,8 +490,7 @@ impl Gateway {
             )
             .map(Box::new)
         };
-        let router = router::Router::of(&snapshot.config).filter(|_| question.asks());
-        let Some(router) = router else {
+        let Some(router) = router.filter(|_| question.asks()) else {
             // Nothing to decide; only the body's preferences are shed.
             return match question.body {
                 Some(_) => reroute(session, &[]),
@@ -578,7 +578,10 @@ impl Gateway {
                 ctx.request_id.clone(),
                 body.clone(),
             )
-            .and_then(|x| Ok((x, router::question_of(&body, &snapshot)?))),
+            .and_then(|x| {
+                let routed = router::Router::of(&snapshot.config).is_some();
+                Ok((x, router::question_of(&body, &snapshot, routed)?))
+            }),
             Err(e) => Err(e),
         };
         let (x, question) = match asked {

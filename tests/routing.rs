@@ -391,3 +391,55 @@ fn prefer_fastest_orders_a_routes_models_by_the_latency_the_gateway_saw() {
         json!(["openai/gpt-4o", "openai/gpt-4o-mini"])
     );
 }
+
+#[test]
+fn plano_preference_metadata_never_goes_upstream() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": []}"#);
+    let resp = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                "metadata": {"plano_preference_config": "- name: x", "archgw_preference_config": "y", "team": "blue"}}),
+    );
+    assert_eq!(resp.status, 200);
+    let sent = s.big.only().json();
+    assert_eq!(sent["metadata"], json!({"team": "blue"}), "{sent}");
+}
+
+/// A v0.3.0 file (preferences inline on providers) and its v0.4.0 form (top level) route alike:
+/// the router gets the same prompt, byte for byte, and the request the same model.
+#[test]
+fn inline_and_top_level_preferences_route_alike() {
+    let router = |inline: bool, mock: &Mock, mini: &Mock, big: &Mock| {
+        let prefs = if inline {
+            format!(
+                "  - {{model: openai/gpt-4o-mini, base_url: '{}', access_key: k, routing_preferences: [{{name: quick tasks, description: short questions}}]}}\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: k, routing_preferences: [{{name: code, description: writing code}}]}}\n",
+                mini.url(),
+                big.url()
+            )
+        } else {
+            format!(
+                "  - {{model: openai/gpt-4o-mini, base_url: '{}', access_key: k}}\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: k}}\nrouting_preferences:\n  - {{name: quick tasks, description: short questions, models: [openai/gpt-4o-mini]}}\n  - {{name: code, description: writing code, models: [openai/gpt-4o]}}\n",
+                mini.url(),
+                big.url()
+            )
+        };
+        let config = yaml(&format!(
+            "overrides: {{llm_routing_model: plano/Plano-Orchestrator}}\nmodel_providers:\n  - {{model: plano/Plano-Orchestrator, base_url: '{}'}}\n{prefs}",
+            mock.url()
+        ));
+        Gateway::start(&config, &[])
+    };
+    let mut prompts = Vec::new();
+    for inline in [true, false] {
+        let (mock, mini, big) = (Mock::start(), Mock::start(), Mock::start());
+        mock.set_mode(r#"reply={"route": ["code"]}"#);
+        let gw = router(inline, &mock, &mini, &big);
+        let resp = ask(&gw, "gpt-4o-mini", "write a parser");
+        assert_eq!(route_header(&resp), "code (router)");
+        assert_eq!(big.received().len(), 1);
+        prompts.push(mock.only().json()["messages"][0]["content"].clone());
+    }
+    assert_eq!(prompts[0], prompts[1]);
+}

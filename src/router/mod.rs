@@ -170,16 +170,35 @@ pub struct Question {
 }
 
 /// The question a request body asks, if the router runs for it: it has messages, and
-/// preferences in the body or the config. A request's own preferences must name configured
-/// models.
-pub fn question_of(body: &Bytes, snapshot: &Snapshot) -> Result<Option<Question>, GatewayError> {
+/// preferences in the body or the config (with a router to ask). A request's own preferences
+/// must name configured models. The body is read as JSON only when there can be a question, or
+/// something in it that must not go upstream: the request path of a gateway without routing
+/// pays one byte search.
+pub fn question_of(
+    body: &Bytes,
+    snapshot: &Snapshot,
+    routed: bool,
+) -> Result<Option<Question>, GatewayError> {
+    let own_prefs = contains(body, b"\"routing_preferences\"");
+    let legacy = contains(body, b"_preference_config\"");
+    let configured = routed && !snapshot.config.routing_preferences.is_empty();
+    if !own_prefs && !legacy && !configured {
+        return Ok(None);
+    }
     let Ok(mut request) = serde_json::from_slice::<Value>(body) else {
         return Ok(None);
     };
     let own = request
         .as_object_mut()
         .and_then(|o| o.remove("routing_preferences"));
-    let stripped = own.as_ref().map(|_| Bytes::from(request.to_string()));
+    // Plano removes its own per-request preference metadata before forwarding.
+    let mut cleaned = own.is_some();
+    if let Some(meta) = request.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in ["archgw_preference_config", "plano_preference_config"] {
+            cleaned |= meta.remove(key).is_some();
+        }
+    }
+    let stripped = cleaned.then(|| Bytes::from(request.to_string()));
     let prefs = match own {
         Some(list) => request_preferences(&list, snapshot)?,
         None => snapshot.config.routing_preferences.clone(),
@@ -188,7 +207,7 @@ pub fn question_of(body: &Bytes, snapshot: &Snapshot) -> Result<Option<Question>
         .get_mut("messages")
         .map(Value::take)
         .unwrap_or_default();
-    if prefs.is_empty() || messages.as_array().is_none_or(|a| a.is_empty()) {
+    if !routed || prefs.is_empty() || messages.as_array().is_none_or(|a| a.is_empty()) {
         return Ok(stripped.map(|body| Question {
             messages: Value::Null,
             prefs: Vec::new(),
@@ -200,6 +219,11 @@ pub fn question_of(body: &Bytes, snapshot: &Snapshot) -> Result<Option<Question>
         prefs,
         body: stripped,
     }))
+}
+
+/// Whether `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Question {
