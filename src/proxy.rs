@@ -418,20 +418,8 @@ impl Gateway {
         ctx.api = Some(api);
         self.metrics.request_started();
         let snapshot = self.state.load_full();
-        let limit = snapshot.config.server.max_request_body;
-        let routed = match intake::read_body(session, limit).await? {
-            Ok(body) => Exchange::route(
-                snapshot.clone(),
-                api,
-                session.req_header(),
-                ctx.request_id.clone(),
-                body.clone(),
-            )
-            .map(|x| (x, body)),
-            Err(e) => Err(e),
-        };
-        let (x, body) = match routed {
-            Ok((x, body)) => (Box::new(x), body),
+        let (x, body) = match self.read_and_route(session, ctx, api, &snapshot).await? {
+            Ok(routed) => routed,
             Err(e) => {
                 if let GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) =
                     &e
@@ -461,6 +449,29 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Reads a model request's body (bounded) and routes it on its `model`: the exchange and
+    /// the body, or the error the client gets (the outer error: the client connection failed).
+    async fn read_and_route(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        api: Api,
+        snapshot: &Arc<crate::state::Snapshot>,
+    ) -> Result<std::result::Result<(Box<Exchange>, Bytes), GatewayError>> {
+        let limit = snapshot.config.server.max_request_body;
+        Ok(match intake::read_body(session, limit).await? {
+            Ok(body) => Exchange::route(
+                snapshot.clone(),
+                api,
+                session.req_header(),
+                ctx.request_id.clone(),
+                body.clone(),
+            )
+            .map(|x| (Box::new(x), body)),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Preference routing (router): the route's models take the request when the router names
     /// one (or named one for this session, or for this very question a moment ago); otherwise,
     /// and whenever the router fails, the client's model keeps it. Preferences sent in the body
@@ -474,7 +485,7 @@ impl Gateway {
         body: Bytes,
         snapshot: &Arc<crate::state::Snapshot>,
     ) -> std::result::Result<Box<Exchange>, GatewayError> {
-        let router = router::Router::of(&snapshot.config);
+        let router = snapshot.router.as_ref();
         let Some(question) = router::question_of(&body, snapshot, router.is_some())? else {
             return Ok(x);
         };
@@ -498,7 +509,7 @@ impl Gateway {
             };
         };
         let (decision, source) = self
-            .decide(session, &ctx.request_id, snapshot, &router, &question)
+            .decide(session, &ctx.request_id, snapshot, router, &question)
             .await;
         let mut x = match &decision {
             router::Decision::Route { models, prefer, .. } => {
@@ -569,21 +580,13 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.api = Some(api);
         let snapshot = self.state.load_full();
-        let limit = snapshot.config.server.max_request_body;
-        let asked = match intake::read_body(session, limit).await? {
-            Ok(body) => Exchange::route(
-                snapshot.clone(),
-                api,
-                session.req_header(),
-                ctx.request_id.clone(),
-                body.clone(),
-            )
-            .and_then(|x| {
-                let routed = router::Router::of(&snapshot.config).is_some();
-                Ok((x, router::question_of(&body, &snapshot, routed)?))
-            }),
-            Err(e) => Err(e),
-        };
+        let router = snapshot.router.as_ref();
+        let asked = self
+            .read_and_route(session, ctx, api, &snapshot)
+            .await?
+            .and_then(|(x, body)| {
+                Ok((x, router::question_of(&body, &snapshot, router.is_some())?))
+            });
         let (x, question) = match asked {
             Ok(asked) => asked,
             Err(e) => {
@@ -591,10 +594,9 @@ impl Gateway {
                 return Ok(true);
             }
         };
-        let router = router::Router::of(&snapshot.config);
         let decided = match (router, question.filter(router::Question::asks)) {
             (Some(router), Some(question)) => Some(
-                self.decide(session, &ctx.request_id, &snapshot, &router, &question)
+                self.decide(session, &ctx.request_id, &snapshot, router, &question)
                     .await,
             ),
             _ => None,

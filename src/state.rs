@@ -16,6 +16,7 @@ use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
 use crate::models::entry;
+use crate::router::Router;
 use crate::routing::Routes;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
@@ -29,6 +30,8 @@ pub struct Snapshot {
     /// The `GET /v1/models` answer without wildcard providers; with them, its first entries.
     pub models_body: Bytes,
     pub models: Vec<serde_json::Value>,
+    /// The preference router, when a provider serves the configured router model.
+    pub router: Option<Router>,
     /// Round-robin position of each routing group.
     pub(crate) rotation: Vec<AtomicU64>,
 }
@@ -95,6 +98,7 @@ impl Snapshot {
             routes,
             models_body: Bytes::from(json!({"object": "list", "data": models}).to_string()),
             models,
+            router: Router::of(&config),
             upstreams,
             config,
         }
