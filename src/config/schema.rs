@@ -374,9 +374,8 @@ fn timeouts(r: &mut Report, path: &str, node: &Node) -> Timeouts {
         ("total", &mut t.total),
     ] {
         if let Some((p, n)) = f.take(key) {
-            match duration(r, &p, n) {
-                Some(d) if d.is_zero() => r.error(&p, n.line, "must be more than zero"),
-                d => *slot = d,
+            if let Some(d) = positive_duration(r, &p, n) {
+                *slot = Some(d);
             }
         }
     }
@@ -941,10 +940,7 @@ fn overrides(r: &mut Report, path: &str, node: &Node) -> Overrides {
         return o;
     };
     if let Some((p, n)) = f.take("upstream_connect_timeout") {
-        if let Some(t) = duration(r, &p, n) {
-            if t.is_zero() {
-                r.error(&p, n.line, "must be more than zero");
-            }
+        if let Some(t) = positive_duration(r, &p, n) {
             o.upstream_connect_timeout = t;
         }
     }
@@ -1013,10 +1009,8 @@ fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>)
         }
     }
     if let Some((p, n)) = f.take("router_timeout") {
-        match duration(r, &p, n) {
-            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
-            Some(t) => out.router_timeout = t,
-            None => {}
+        if let Some(t) = positive_duration(r, &p, n) {
+            out.router_timeout = t;
         }
     }
     if let Some((p, n)) = f.take("session_cache") {
@@ -1086,17 +1080,13 @@ fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
         }
     }
     if let Some((p, n)) = f.take("header_timeout") {
-        match duration(r, &p, n) {
-            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
-            Some(t) => s.header_timeout = t,
-            None => {}
+        if let Some(t) = positive_duration(r, &p, n) {
+            s.header_timeout = t;
         }
     }
     if let Some((p, n)) = f.take("keepalive_timeout") {
-        match duration(r, &p, n) {
-            Some(t) if t.is_zero() => r.error(&p, n.line, "must be more than 0"),
-            Some(t) => s.keepalive_timeout = t,
-            None => {}
+        if let Some(t) = positive_duration(r, &p, n) {
+            s.keepalive_timeout = t;
         }
     }
     if let Some((p, n)) = f.take("max_connections") {
@@ -1248,6 +1238,16 @@ fn expanded(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<String>
             None
         }
     }
+}
+
+/// A duration that must be more than zero (a zero timeout would refuse everything).
+fn positive_duration(r: &mut Report, path: &str, node: &Node) -> Option<Duration> {
+    let d = duration(r, path, node)?;
+    if d.is_zero() {
+        r.error(path, node.line, "must be more than zero");
+        return None;
+    }
+    Some(d)
 }
 
 fn duration(r: &mut Report, path: &str, node: &Node) -> Option<Duration> {
