@@ -266,22 +266,16 @@ fn is_socket(path: &std::path::Path) -> bool {
 /// and the reload service installs its handler only once the services run, after the pid file
 /// exists. A handler registered here stays installed for the life of the process (also across
 /// the fork of `-d`); the reload service receives the signals from then on.
+///
+/// Not through tokio: tokio's signal state (a socket pair its handler writes to) created before
+/// the `-d` fork would be shared by the launching process and the daemon, whose runtimes would
+/// then read each other's wake-ups (the launcher waits for the daemon's SIGUSR1; a daemon could
+/// miss a SIGHUP).
 pub fn ignore_hangups_until_reload_runs() {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            warn!("cannot guard SIGHUP before start: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        if let Err(e) = signal(SignalKind::hangup()) {
-            warn!("cannot guard SIGHUP before start: {e}");
-        }
-    });
+    let ignored = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, ignored) {
+        warn!("cannot guard SIGHUP before start: {e}");
+    }
 }
 
 #[cfg(test)]

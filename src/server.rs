@@ -39,6 +39,9 @@ pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
     let s = &config.server;
     ServerConf {
         daemon: launch.daemon,
+        // `-d` returns once the daemon serves (upgrade::Ready), not right after the fork.
+        daemon_wait_for_ready: launch.daemon,
+        daemon_ready_timeout_seconds: std::num::NonZeroU64::new(30),
         threads: s.threads,
         pid_file: s.pid_file.to_string_lossy().into_owned(),
         upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
@@ -83,6 +86,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     }
 
     let bind = config.listener.bind_address();
+    let config_port = config.listener.port;
     let metrics_address = config.server.metrics_address;
     let lifecycle = Lifecycle::new();
     let (access_log, access_log_writer) =
@@ -161,6 +165,15 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     server.add_service(background_service("dns refresher", Refresher { state }));
     if let Some(writer) = access_log_writer {
         server.add_service(background_service("access log", writer));
+    }
+    if launch.daemon {
+        server.add_service(background_service(
+            "readiness",
+            upgrade::Ready {
+                launcher: nix::unistd::Pid::this(),
+                port: config_port,
+            },
+        ));
     }
     log::info!("switchyard listening on {bind}, metrics on {metrics_address}");
     server.run(RunArgs {

@@ -12,9 +12,12 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use log::{error, info};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 
 /// How long the new process waits for its own upgrade socket to appear (Pingora binds it at
 /// once; this only bounds a failure).
@@ -92,6 +95,68 @@ fn is_socket(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
+/// `-d` returns only once the daemon serves. Pingora's launching process exits as soon as it has
+/// forked, before the daemon has even written its pid file; a caller that then reads the pid file
+/// (`systemctl reload` with `PIDFile=`, or the next `-u`) finds none. With Pingora's
+/// `daemon_wait_for_ready` the launching process waits for SIGUSR1 instead, which this sends from
+/// the daemon once the model port listens (taken over, or bound by the listening service).
+pub struct Ready {
+    /// The process that was started and now waits.
+    pub launcher: Pid,
+    pub port: u16,
+}
+
+/// How long the daemon waits for its own listener before giving up on telling the launcher (who
+/// then exits 1 at `daemon_ready_timeout_seconds`).
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+#[async_trait]
+impl BackgroundService for Ready {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        if self.launcher == Pid::this() {
+            return; // not daemonized: nobody waits
+        }
+        let deadline = Instant::now() + LISTEN_WAIT;
+        while !listening(self.port) {
+            if Instant::now() > deadline {
+                error!("-d: port {} never listened; not reporting ready", self.port);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = kill(self.launcher, Signal::SIGUSR1) {
+            error!(
+                "-d: cannot tell the launching process (pid {}) that we serve: {e}",
+                self.launcher
+            );
+        }
+    }
+}
+
+/// Whether this host has a socket listening on TCP `port` (IPv4 or IPv6). Read from the kernel's
+/// tables rather than probed: a test connection would count as a client, a test bind could take
+/// the port from under the listening service.
+fn listening(port: u16) -> bool {
+    port == 0
+        || ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+            std::fs::read_to_string(table).is_ok_and(|text| table_listens_on(&text, port))
+        })
+}
+
+/// Whether a `/proc/net/tcp{,6}` table has a socket in state LISTEN (`0A`) on local `port`.
+fn table_listens_on(table: &str, port: u16) -> bool {
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1);
+        let state = fields.nth(1);
+        state == Some("0A")
+            && local
+                .and_then(|l| l.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port)
+    })
+}
+
 /// Writes this process's id to `pid_file` (in the foreground; `-d` writes it when it forks),
 /// so that the next `-u` and `kill -HUP $(cat …)` find it the same way in both modes.
 pub fn write_pid_file(pid_file: &Path) {
@@ -103,6 +168,28 @@ pub fn write_pid_file(pid_file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:2EE0 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:2EE0 01 00000000:00000000 00:00000000 00000000  1000        0 2 1 0 20 4 30 10 -1
+";
+        assert!(table_listens_on(table, 12000));
+        // A connected socket on the port is not a listener.
+        assert!(!table_listens_on(table, 0xA1B2));
+        assert!(!table_listens_on(table, 12001));
+        assert!(!table_listens_on("", 12000));
+    }
+
+    #[test]
+    fn a_port_this_process_listens_on_is_seen() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listening(port));
+        drop(l);
+        assert!(!listening(port));
+    }
 
     #[test]
     fn no_pid_file_means_nothing_to_take_over() {

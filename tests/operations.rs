@@ -343,17 +343,20 @@ fn the_documented_upgrade_command_hands_over_without_a_failed_request() {
         assert!(status.success(), "`{line}` failed: {status:?}: {err}");
     };
     sh(&format!("{bin} -c {conf} -d"));
-    wait_for("the daemon", Duration::from_secs(10), || {
-        prepared.pid().is_some_and(alive)
-            && std::panic::catch_unwind(|| request(prepared.addr, "GET", "/healthz", &[], b""))
-                .is_ok_and(|r| r.status == 200)
-    });
-    let old = prepared.pid().unwrap();
+    // `-d` returns once the daemon serves: its pid file is there and it answers, with no waiting.
+    let old = prepared.pid().expect("the pid file exists when -d returns");
+    assert!(alive(old));
+    assert_eq!(
+        request(prepared.addr, "GET", "/healthz", &[], b"").status,
+        200
+    );
     let kept = Load::start_keep_alive(prepared.addr, 3);
     std::thread::sleep(Duration::from_millis(300));
 
     sh(&format!("{bin} -u -c {conf} -d"));
-    let new = prepared.pid().unwrap();
+    let new = prepared
+        .pid()
+        .expect("the pid file exists when -u -d returns");
     assert_ne!(new, old, "the pid file names the new process");
     assert!(alive(new));
     wait_exit(old, Duration::from_secs(20));
