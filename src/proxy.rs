@@ -522,8 +522,8 @@ impl Gateway {
         Ok(x)
     }
 
-    /// The decision for `question`: the session's pin, a recent answer to the same question, or
-    /// the router's; counted.
+    /// The decision for `question`: the session's pin, the conversation's last decision while
+    /// the user is not speaking, a recent answer to the same question, or the router's; counted.
     async fn decide(
         &self,
         session: &mut Session,
@@ -534,14 +534,17 @@ impl Gateway {
     ) -> (router::Decision, router::Source) {
         let started = Instant::now();
         let recall = self.recall(&snapshot.config.routing);
-        let pin = recall.session_of(session.req_header());
-        let (decision, source) = match pin.as_ref().and_then(|p| recall.pins.get(p, started)) {
-            Some(d) => (d, router::Source::Pinned),
+        let known = recall.known(session.req_header(), question, started);
+        let (decision, source) = match known {
+            Some(known) => known,
             None => {
                 let prompt = question.prompt(router);
                 let key = question.key(&prompt);
                 match recall.answers.get(&key, started) {
-                    Some(d) => (d, router::Source::Cache),
+                    Some(d) => {
+                        recall.remember(session.req_header(), question, None, &d);
+                        (d, router::Source::Cache)
+                    }
                     None => {
                         let d = router::ask(
                             session,
@@ -553,10 +556,7 @@ impl Gateway {
                         )
                         .await;
                         if !matches!(d, router::Decision::FailedOpen(_)) {
-                            recall.answers.insert(key, d.clone(), Instant::now());
-                            if let Some(pin) = pin {
-                                recall.pins.insert(pin, d.clone(), Instant::now());
-                            }
+                            recall.remember(session.req_header(), question, Some(key), &d);
                         }
                         (d, router::Source::Router)
                     }

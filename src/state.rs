@@ -126,7 +126,7 @@ impl Snapshot {
 fn models(providers: &[Provider], aliases: &[(String, String)]) -> Vec<serde_json::Value> {
     let mut data: Vec<_> = providers
         .iter()
-        .filter(|p| !p.is_wildcard())
+        .filter(|p| !p.is_wildcard() && !p.internal)
         .map(|p| entry(&p.name, &p.prefix))
         .collect();
     for (alias, target) in aliases {

@@ -443,3 +443,104 @@ fn inline_and_top_level_preferences_route_alike() {
     }
     assert_eq!(prompts[0], prompts[1]);
 }
+
+/// archgw's per-request routes (`metadata.archgw_preference_config`, YAML text of
+/// `{model, routing_preferences}` entries) replace the config's for that request and never go
+/// upstream; a value that cannot be used is ignored, as archgw did.
+#[test]
+fn archgw_preference_metadata_chooses_the_routes_of_its_request() {
+    let s = setup("Arch-Router-1.5B", None);
+    s.router.set_mode(r#"reply={"route": "poetry"}"#);
+    let yaml_text = "- model: openai/gpt-4o\n  routing_preferences:\n    - {name: poetry, description: writing poems}\n- model: openai/gpt-4o-mini\n  routing_preferences:\n    - {name: arithmetic, description: adding numbers}\n";
+    let resp = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a haiku please"}],
+                "metadata": {"archgw_preference_config": yaml_text, "team": "blue"}}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(route_header(&resp), "poetry (router)");
+    let sent = s.big.only().json();
+    assert_eq!(sent["metadata"], json!({"team": "blue"}), "{sent}");
+    let prompt = s.router.only().json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        prompt.contains("writing poems") && prompt.contains("adding numbers"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("long documents"), "{prompt}");
+    // Unusable (not a list, or naming a model nobody serves): the config's routes are asked.
+    s.router.set_mode(r#"reply={"route": "quick tasks"}"#);
+    for bad in [
+        "not: [a, list",
+        "- {model: nope/x, routing_preferences: [{name: a, description: b}]}",
+    ] {
+        let resp = chat(
+            s.gw.addr,
+            &[],
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("q {bad}")}],
+                    "metadata": {"archgw_preference_config": bad}}),
+        );
+        assert_eq!(resp.status, 200, "{bad}");
+        assert_eq!(route_header(&resp), "quick tasks (router)", "{bad}");
+    }
+    assert_eq!(s.quick.received().len(), 2);
+}
+
+/// `route_on_user_only`: an agent loop's tool results keep the route the user's message got;
+/// the router is asked again when the user speaks.
+#[test]
+fn route_on_user_only_asks_the_router_only_when_the_user_speaks() {
+    let s = setup_with(
+        "Plano-Orchestrator",
+        None,
+        "routing: {route_on_user_only: true}",
+    );
+    let tools = json!([{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]);
+    let mut messages = vec![
+        json!({"role": "system", "content": "You are a coding agent."}),
+        json!({"role": "user", "content": "Summarize docs/contract.md"}),
+    ];
+    let send = |messages: &Vec<Value>| {
+        chat(
+            s.gw.addr,
+            &[],
+            &json!({"model": "gpt-4o", "messages": messages, "tools": tools}),
+        )
+    };
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    assert_eq!(route_header(&send(&messages)), "long context (router)");
+    // The loop goes on with a tool result; the router would now say otherwise.
+    s.router.set_mode(r#"reply={"route": ["quick tasks"]}"#);
+    messages.push(
+        json!({"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "read_file", "arguments": "{\"path\":\"docs/contract.md\"}"}}]}),
+    );
+    messages.push(json!({"role": "tool", "tool_call_id": "c1", "content": "80 pages of text"}));
+    assert_eq!(route_header(&send(&messages)), "long context (replayed)");
+    assert_eq!(
+        s.router.received().len(),
+        1,
+        "a tool result does not ask the router"
+    );
+    assert_eq!(s.long.received().len(), 2);
+    // The user speaks again: a new decision.
+    messages.push(json!({"role": "assistant", "content": "It is a lease."}));
+    messages.push(json!({"role": "user", "content": "What is 2+2?"}));
+    assert_eq!(route_header(&send(&messages)), "quick tasks (router)");
+    assert_eq!(s.router.received().len(), 2);
+    assert_eq!(
+        s.gw.metric(
+            r#"switchyard_router_decisions_total{outcome="replayed",route="long context"}"#
+        ),
+        1.0
+    );
+    // Another conversation's tool result has nothing to replay: the router is asked.
+    let other = vec![
+        json!({"role": "user", "content": "Another task"}),
+        json!({"role": "tool", "tool_call_id": "c9", "content": "result"}),
+    ];
+    assert_eq!(route_header(&send(&other)), "quick tasks (router)");
+}

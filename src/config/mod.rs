@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub use crate::access_log::Sink;
 use crate::providers::Interface;
+pub use schema::HOSTED_ROUTER;
 pub use values::Secret;
 pub use yaml::Problem;
 
@@ -136,6 +137,8 @@ pub struct Provider {
     pub health_check: Option<HealthCheck>,
     /// switchyard: price per million input + output tokens, for `prefer: cheapest`.
     pub cost: Option<f64>,
+    /// Added by the gateway, not written in the config (Plano's hosted router): not listed.
+    pub internal: bool,
     /// The line of the entry, for messages about it.
     pub line: u64,
 }
@@ -283,6 +286,9 @@ pub struct Routing {
     pub session_max_entries: usize,
     /// A request header whose value scopes the session ids (per tenant).
     pub tenant_header: Option<String>,
+    /// Ask the router only on a user's turn; tool results and other continuations keep the
+    /// conversation's last decision.
+    pub route_on_user_only: bool,
     /// switchyard's `router_timeout`: how long the router may take before the request goes on
     /// without it.
     pub router_timeout: Duration,
@@ -294,6 +300,7 @@ impl Default for Routing {
             session_ttl: Duration::from_secs(600),
             session_max_entries: 10_000,
             tenant_header: None,
+            route_on_user_only: false,
             router_timeout: Duration::from_secs(2),
         }
     }
@@ -339,19 +346,17 @@ impl Config {
     /// The provider that serves the router model, if any: its `model` or `name` as written, or
     /// its id once a `provider/` prefix is stripped (as Plano matches it).
     pub fn router_provider(&self) -> Option<&Provider> {
-        let wanted = &self.overrides.llm_routing_model;
-        let bare = wanted.split_once('/').map_or(wanted.as_str(), |(_, id)| id);
-        self.providers
-            .iter()
-            .filter(|p| !p.is_wildcard())
-            .find(|p| &p.model == wanted || &p.name == wanted)
-            .or_else(|| {
-                self.providers
-                    .iter()
-                    .filter(|p| !p.is_wildcard())
-                    .find(|p| p.id == bare || p.id == *wanted)
-            })
+        find_router(&self.providers, &self.overrides.llm_routing_model)
     }
+}
+
+/// The provider that serves router model `wanted`: by `model` or `name` as written, else by id.
+fn find_router<'p>(providers: &'p [Provider], wanted: &str) -> Option<&'p Provider> {
+    let bare = wanted.split_once('/').map_or(wanted, |(_, id)| id);
+    let served = || providers.iter().filter(|p| !p.is_wildcard());
+    served()
+        .find(|p| p.model == wanted || p.name == wanted)
+        .or_else(|| served().find(|p| p.id == bare || p.id == wanted))
 }
 
 /// switchyard's `server` block: Pingora's process settings. All optional.

@@ -157,6 +157,13 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         overrides.llm_routing_model = model;
     }
 
+    // Plano asks its hosted router when no provider serves the router model; so does switchyard.
+    if !routing_preferences.is_empty()
+        && super::find_router(&providers, &overrides.llm_routing_model).is_none()
+    {
+        providers.extend(hosted_router(&overrides.llm_routing_model, env));
+    }
+
     let server = f
         .take("server")
         .map(|(path, node)| server(r, &path, node))
@@ -683,6 +690,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
         lb_policy: lb_policy.unwrap_or_default(),
         cost,
         health_check,
+        internal: false,
         line: node.line,
     };
     Some(Entry::Served(Box::new(provider), inline_prefs))
@@ -1034,6 +1042,9 @@ fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>)
             cf.finish(r, &["url"]);
         }
     }
+    if let Some((p, n)) = f.take("route_on_user_only") {
+        out.route_on_user_only = yaml::boolean(r, &p, n).unwrap_or(false);
+    }
     let mut router = None;
     for key in ["model", "llm_provider", "model_provider"] {
         if let Some((p, n)) = f.take(key) {
@@ -1042,7 +1053,7 @@ fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>)
             }
         }
     }
-    f.finish(r, &["route_on_user_only", "routing_budget"]);
+    f.finish(r, &["routing_budget"]);
     (out, router)
 }
 
@@ -1126,6 +1137,30 @@ fn server(r: &mut Report, path: &str, node: &Node) -> ServerSettings {
     s
 }
 
+/// Plano's hosted router (its `plano` cluster), as an internal provider: not listed in
+/// `/v1/models`, keyless, named `plano-orchestrator` as Plano names it.
+pub const HOSTED_ROUTER: &str = "https://archfc.katanemo.dev";
+
+fn hosted_router(router_model: &str, env: Env) -> Option<Provider> {
+    let id = router_model
+        .split_once('/')
+        .map_or(router_model, |(_, id)| id);
+    let node = yaml::parse(&format!(
+        "{{name: plano-orchestrator, model: {}, base_url: {HOSTED_ROUTER}}}",
+        serde_json::Value::from(format!("plano/{id}"))
+    ))
+    .ok()?;
+    let mut scratch = Report::default();
+    match provider(&mut scratch, "plano-orchestrator", &node, env) {
+        Some(Entry::Served(mut p, _)) => {
+            p.internal = true;
+            p.line = 0;
+            Some(*p)
+        }
+        _ => None,
+    }
+}
+
 /// Entries repeating a `model` are endpoints of that model (switchyard extension); the later
 /// ones, when not named, are named `<model>#<n>` so every endpoint has its own name.
 fn name_endpoints(providers: &mut [Provider]) {
@@ -1140,18 +1175,6 @@ fn name_endpoints(providers: &mut [Provider]) {
 }
 
 fn cross_check(r: &mut Report, c: &Config) {
-    if !c.routing_preferences.is_empty() && c.router_provider().is_none() {
-        // Plano would ask its hosted router on the internet; switchyard asks only configured
-        // providers, so without one the preferences cannot be applied.
-        r.warnings.push(super::yaml::Problem {
-            path: "overrides.llm_routing_model".to_owned(),
-            line: None,
-            message: format!(
-                "no model provider serves the router model `{}`: routing_preferences are not applied and requests route by their model (add the router as a provider, e.g. `plano/<model>` with a base_url)",
-                c.overrides.llm_routing_model
-            ),
-        });
-    }
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut models: HashMap<&str, u64> = HashMap::new();
     let mut bare: HashMap<&str, (&str, u64)> = HashMap::new();

@@ -81,7 +81,9 @@ tracing: {random_sampling: 10}
     assert_eq!(c.listener.port, 12001);
     assert_eq!(c.listener.address, "127.0.0.1");
     assert_eq!(c.listener.timeout, Duration::from_secs(120));
-    assert_eq!(c.providers.len(), 5);
+    // The five written, and Plano's hosted router, which no provider here replaces.
+    assert_eq!(c.providers.len(), 6);
+    assert!(c.providers[5].internal && c.providers.iter().filter(|p| p.internal).count() == 1);
 
     let openai = &c.providers[0];
     assert_eq!(
@@ -128,17 +130,11 @@ tracing: {random_sampling: 10}
     assert_eq!(c.routing_preferences[0].prefer, Prefer::Cheapest);
     assert_eq!(c.overrides.upstream_connect_timeout, Duration::from_secs(2));
 
-    // Plano keys switchyard does not implement yet: loaded, each named in a warning; and the
-    // router model, which no provider here serves (Plano would ask its hosted one).
+    // Plano keys switchyard does not implement yet: loaded, each named in a warning.
     let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
     assert_eq!(
         warned,
-        [
-            "listeners[1].type",
-            "model_metrics_sources",
-            "tracing",
-            "overrides.llm_routing_model",
-        ]
+        ["listeners[1].type", "model_metrics_sources", "tracing"]
     );
 }
 
@@ -572,15 +568,30 @@ fn the_router_model_is_found_by_name_model_or_id_without_its_prefix() {
             .iter()
             .all(|w| !w.to_string().contains("no model provider serves")));
     }
+    // No provider serves it: Plano's hosted router, as Plano asks it, keyless and unlisted.
     let c = Config::from_yaml(&yaml("Plano-Orchestrator"), &|_| None).unwrap();
-    assert!(c.router_provider().is_none());
-    assert!(
-        c.warnings.iter().any(|w| w
-            .to_string()
-            .contains("no model provider serves the router model `Plano-Orchestrator`")),
-        "{:?}",
-        c.warnings
+    let hosted = c.router_provider().unwrap();
+    assert_eq!(
+        (hosted.name.as_str(), hosted.model.as_str()),
+        ("plano-orchestrator", "plano/Plano-Orchestrator")
     );
+    assert_eq!(
+        (
+            hosted.origin.host.as_str(),
+            hosted.origin.port,
+            hosted.origin.tls
+        ),
+        ("archfc.katanemo.dev", 443, true)
+    );
+    assert!(hosted.internal && hosted.access_key.is_none());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Without preferences nothing is added.
+    let c = Config::from_yaml(
+        "model_providers: [{model: openai/gpt-4o, access_key: k}]",
+        &|_| None,
+    )
+    .unwrap();
+    assert!(c.router_provider().is_none() && c.providers.len() == 1);
 }
 
 #[test]

@@ -11,14 +11,16 @@
 
 pub mod memory;
 pub mod prompt;
+pub mod turn;
 
 use memory::Memory;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use log::debug;
 use pingora::proxy::Session;
 use serde_json::Value;
 
@@ -84,6 +86,8 @@ pub enum Source {
     Cache,
     /// The session (`X-Model-Affinity`) is pinned to its first decision.
     Pinned,
+    /// Not the user's turn (`route_on_user_only`): the conversation's last decision.
+    Replayed,
 }
 
 impl Decision {
@@ -93,6 +97,7 @@ impl Decision {
             Source::Router => "router",
             Source::Cache => "cache",
             Source::Pinned => "pinned",
+            Source::Replayed => "replayed",
         };
         match self {
             Decision::Route { name, .. } => format!("{name} ({why})"),
@@ -114,6 +119,7 @@ impl Decision {
         match (source, self) {
             (Source::Pinned, _) => "pinned",
             (Source::Cache, _) => "cache",
+            (Source::Replayed, _) => "replayed",
             (Source::Router, Decision::Route { .. }) => "routed",
             (Source::Router, Decision::NoRoute) => "no_route",
             (Source::Router, Decision::FailedOpen(_)) => "failed_open",
@@ -125,6 +131,8 @@ impl Decision {
 pub struct Recall {
     pub pins: Memory<String, Decision>,
     pub answers: Memory<u64, Decision>,
+    /// Each conversation's last decision, for `route_on_user_only`.
+    pub last: Memory<String, Decision>,
     settings: Routing,
 }
 
@@ -133,6 +141,7 @@ impl Recall {
         Recall {
             pins: Memory::new(settings.session_ttl, settings.session_max_entries),
             answers: Memory::new(ANSWER_TTL, settings.session_max_entries),
+            last: Memory::new(settings.session_ttl, settings.session_max_entries),
             settings: settings.clone(),
         }
     }
@@ -146,14 +155,71 @@ impl Recall {
     /// when one is configured.
     pub fn session_of(&self, req: &pingora::http::RequestHeader) -> Option<String> {
         let id = req.headers.get("x-model-affinity")?.to_str().ok()?;
-        let tenant = self
-            .settings
+        Some(format!("{}\u{1f}{id}", self.tenant_of(req)))
+    }
+
+    /// The conversation a request continues, for `route_on_user_only`: its session, or the
+    /// key its prefix hashes to (`turn`), scoped by the tenant header.
+    pub fn conversation_of(
+        &self,
+        req: &pingora::http::RequestHeader,
+        question: &Question,
+    ) -> Option<String> {
+        self.session_of(req).or_else(|| {
+            question
+                .conversation
+                .map(|h| format!("{}\u{1f}~{h:016x}", self.tenant_of(req)))
+        })
+    }
+
+    /// What is already decided for a request, without asking: its session's pin, or, when the
+    /// user is not speaking (`route_on_user_only`), its conversation's last decision.
+    pub fn known(
+        &self,
+        req: &pingora::http::RequestHeader,
+        question: &Question,
+        now: Instant,
+    ) -> Option<(Decision, Source)> {
+        if let Some(d) = self.session_of(req).and_then(|s| self.pins.get(&s, now)) {
+            return Some((d, Source::Pinned));
+        }
+        if question.user_turn {
+            return None;
+        }
+        let d = self.last.get(&self.conversation_of(req, question)?, now)?;
+        Some((d, Source::Replayed))
+    }
+
+    /// Keeps a decision about `question`: as the session's pin and the conversation's last
+    /// decision, and, when the router was just asked (as `asked`), for the same question.
+    pub fn remember(
+        &self,
+        req: &pingora::http::RequestHeader,
+        question: &Question,
+        asked: Option<u64>,
+        decision: &Decision,
+    ) {
+        let now = Instant::now();
+        if let Some(key) = asked {
+            self.answers.insert(key, decision.clone(), now);
+        }
+        if let Some(session) = self.session_of(req) {
+            self.pins.insert(session, decision.clone(), now);
+        }
+        if self.settings.route_on_user_only {
+            if let Some(conversation) = self.conversation_of(req, question) {
+                self.last.insert(conversation, decision.clone(), now);
+            }
+        }
+    }
+
+    fn tenant_of<'r>(&self, req: &'r pingora::http::RequestHeader) -> &'r str {
+        self.settings
             .tenant_header
             .as_deref()
             .and_then(|h| req.headers.get(h))
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        Some(format!("{tenant}\u{1f}{id}"))
+            .unwrap_or("")
     }
 }
 
@@ -167,6 +233,10 @@ pub struct Question {
     pub prefs: Vec<RoutingPreference>,
     /// The body to send on, when the request carried preferences (they never go upstream).
     pub body: Option<Bytes>,
+    /// With `route_on_user_only`: whether the user speaks in this request, and the
+    /// conversation it continues (when it has no `X-Model-Affinity`).
+    pub user_turn: bool,
+    pub conversation: Option<u64>,
 }
 
 /// The question a request body asks, if the router runs for it: it has messages, and
@@ -191,17 +261,28 @@ pub fn question_of(
     let own = request
         .as_object_mut()
         .and_then(|o| o.remove("routing_preferences"));
-    // Plano removes its own per-request preference metadata before forwarding.
+    // Plano removes its own per-request preference metadata before forwarding; archgw's
+    // (`archgw_preference_config`) also chose the routes for the request.
     let mut cleaned = own.is_some();
+    let mut archgw = None;
     if let Some(meta) = request.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in ["archgw_preference_config", "plano_preference_config"] {
-            cleaned |= meta.remove(key).is_some();
-        }
+        archgw = meta.remove("archgw_preference_config");
+        cleaned |= archgw.is_some();
+        cleaned |= meta.remove("plano_preference_config").is_some();
     }
     let stripped = cleaned.then(|| Bytes::from(request.to_string()));
-    let prefs = match own {
-        Some(list) => request_preferences(&list, snapshot)?,
-        None => snapshot.config.routing_preferences.clone(),
+    let prefs = match (own, archgw) {
+        (Some(list), _) => request_preferences(&list, snapshot, "routing_preferences")?,
+        // As archgw: its routes replace the config's, but fewer than two of them with none
+        // configured are not worth asking about.
+        (None, Some(archgw)) => match archgw_preferences(&archgw, snapshot) {
+            Some(prefs) if prefs.len() < 2 && snapshot.config.routing_preferences.is_empty() => {
+                Vec::new()
+            }
+            Some(prefs) => prefs,
+            None => snapshot.config.routing_preferences.clone(),
+        },
+        (None, None) => snapshot.config.routing_preferences.clone(),
     };
     let messages = request
         .get_mut("messages")
@@ -212,12 +293,24 @@ pub fn question_of(
             messages: Value::Null,
             prefs: Vec::new(),
             body: Some(body),
+            user_turn: true,
+            conversation: None,
         }));
     }
+    let (user_turn, conversation) = if snapshot.config.routing.route_on_user_only {
+        (
+            turn::is_user_turn(&messages),
+            turn::conversation_of(&request, &messages),
+        )
+    } else {
+        (true, None)
+    };
     Ok(Some(Question {
         messages,
         prefs,
         body: stripped,
+        user_turn,
+        conversation,
     }))
 }
 
@@ -258,11 +351,13 @@ impl Question {
 }
 
 /// A request's `routing_preferences` (Plano's routing API): `name`, `description`, `models`.
+/// `field` names where they came from, for errors.
 fn request_preferences(
     list: &Value,
     snapshot: &Snapshot,
+    field: &str,
 ) -> Result<Vec<RoutingPreference>, GatewayError> {
-    let bad = |why: String| GatewayError::InvalidBody(format!("routing_preferences: {why}"));
+    let bad = |why: String| GatewayError::InvalidBody(format!("{field}: {why}"));
     let items = list
         .as_array()
         .ok_or_else(|| bad("expected a list".into()))?;
@@ -316,6 +411,41 @@ fn request_preferences(
         });
     }
     Ok(out)
+}
+
+/// archgw's per-request routes, `metadata.archgw_preference_config`: a list (or the YAML text
+/// of one) of `{model, routing_preferences: [{name, description}]}`. A route named under several
+/// models serves them in the order given, as the config's inline preferences do. As archgw did,
+/// a value it cannot use (Plano today only strips it) is ignored: `None`.
+fn archgw_preferences(value: &Value, snapshot: &Snapshot) -> Option<Vec<RoutingPreference>> {
+    let parsed;
+    let list = match value {
+        Value::String(text) => {
+            parsed = serde_saphyr::from_str::<Value>(text).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    let mut routes: Vec<Value> = Vec::new();
+    for item in list.as_array()? {
+        let model = item["model"].as_str()?;
+        for pref in item["routing_preferences"].as_array()? {
+            let name = &pref["name"];
+            match routes.iter_mut().find(|r| &r["name"] == name) {
+                Some(route) => route["models"].as_array_mut()?.push(model.into()),
+                None => routes.push(serde_json::json!({
+                    "name": name, "description": pref["description"], "models": [model],
+                })),
+            }
+        }
+    }
+    match request_preferences(&Value::Array(routes), snapshot, "archgw_preference_config") {
+        Ok(prefs) => Some(prefs),
+        Err(e) => {
+            debug!("ignored: {e}");
+            None
+        }
+    }
 }
 
 /// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider).
