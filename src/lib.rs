@@ -9,7 +9,9 @@
 //!   backoff), pure; `endpoints`: which endpoint takes an attempt, and their health;
 //! - `upstream`: the peer and request header an attempt sends; `auth`: the credential;
 //!   `body`: reading and rewriting the JSON body; `translate`: OpenAI ↔ Anthropic;
+//! - `router`: preference routing (the router model, its memory, its cost and latency feeds);
 //! - `respond` and `error`: everything the gateway answers itself, in the client's API;
+//! - `side_call`: the gateway's own HTTP calls (health checks, model lists, feeds);
 //! - `usage`, `metrics`, `access_log`, `request_id`: observability;
 //! - `config`, `providers` (built-in catalog), `state` (the swappable snapshot), `reload`, `dns`
 //!   (upstream addresses), `server` (process wiring).
@@ -40,6 +42,7 @@ pub mod respond;
 pub mod router;
 pub mod routing;
 pub mod server;
+pub mod side_call;
 pub mod state;
 pub mod subrequest;
 pub mod translate;

@@ -2,8 +2,7 @@
 //! wildcard provider (`custom/*`) the models its upstream lists, under its prefix, as Plano lists
 //! wildcard-expanded models.
 //!
-//! An upstream's list is a side call of the gateway (Pingora's connector, like the health
-//! checks): asked with the provider's credential, or with the caller's when the provider has
+//! An upstream's list is a side call of the gateway (`side_call`, like the health checks): asked with the provider's credential, or with the caller's when the provider has
 //! `passthrough_auth` (a LiteLLM proxy lists what that key may use), cached per provider and
 //! credential for a minute, and simply left out when the upstream does not answer in time.
 
@@ -12,10 +11,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use log::debug;
 use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::http::RequestHeader;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,7 +22,7 @@ use crate::auth::{self, AuthStyle};
 use crate::config::Provider;
 use crate::state::Snapshot;
 use crate::translate::Api;
-use crate::upstream;
+use crate::{side_call, upstream};
 
 /// How long an upstream's list is reused.
 const FRESH: Duration = Duration::from_secs(60);
@@ -61,12 +59,8 @@ struct Entry {
 impl ModelLists {
     /// `ca_file`: `overrides.upstream_tls_ca_path`, as the proxy uses it.
     pub fn new(ca_file: Option<String>) -> ModelLists {
-        let options = ConnectorOptions {
-            ca_file,
-            ..ConnectorOptions::new(1)
-        };
         ModelLists {
-            connector: Connector::new(Some(options)),
+            connector: side_call::connector(ca_file),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -179,37 +173,9 @@ impl ModelLists {
             .map_err(|e| e.to_string())?;
         let style = AuthStyle::for_upstream(provider.interface, Api::Chat);
         auth::apply(&mut req, provider, style).map_err(|e| e.to_string())?;
-        let (mut session, _) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| crate::error::cause(&e).to_owned())?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(|e| e.to_string())?;
-        session
-            .finish_request_body()
-            .await
-            .map_err(|e| e.to_string())?;
-        session
-            .read_response_header()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = session.response_header().map_or(0, |h| h.status.as_u16());
+        let (status, body) = side_call::send(&self.connector, &peer, req, MAX_BODY).await?;
         if !(200..300).contains(&status) {
             return Err(format!("status {status}"));
-        }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = session
-            .read_response_body()
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err("list too large".into());
-            }
-            body.extend_from_slice(&chunk);
         }
         let list: List = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok(list.data.into_iter().map(|e| e.id).collect())

@@ -56,6 +56,8 @@ pub struct Gateway {
     models: ModelLists,
     /// Preference routing's session pins and recent answers (router).
     recall: arc_swap::ArcSwap<router::Recall>,
+    /// Preference routing's cost and latency feeds (router::feeds).
+    figures: Arc<router::feeds::Figures>,
 }
 
 impl Gateway {
@@ -65,6 +67,7 @@ impl Gateway {
         access_log: AccessLog,
         lifecycle: Arc<Lifecycle>,
         models: ModelLists,
+        figures: Arc<router::feeds::Figures>,
     ) -> Self {
         let recall =
             arc_swap::ArcSwap::from_pointee(router::Recall::new(&state.load().config.routing));
@@ -75,6 +78,7 @@ impl Gateway {
             lifecycle,
             models,
             recall,
+            figures,
         }
     }
 }
@@ -512,9 +516,10 @@ impl Gateway {
             .decide(session, &ctx.request_id, snapshot, router, &question)
             .await;
         let mut x = match &decision {
-            router::Decision::Route { models, prefer, .. } => {
-                reroute(session, &router::rank(models, *prefer, snapshot))?
-            }
+            router::Decision::Route { models, prefer, .. } => reroute(
+                session,
+                &router::rank(models, *prefer, snapshot, &self.figures),
+            )?,
             _ if question.body.is_some() => reroute(session, &[])?,
             _ => x,
         };
@@ -611,7 +616,7 @@ impl Gateway {
                 },
                 source,
             )) => (
-                router::rank(models, *prefer, &snapshot),
+                router::rank(models, *prefer, &snapshot, &self.figures),
                 Some(name.clone()),
                 *source == router::Source::Pinned,
             ),

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::models::ModelLists;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
+use crate::router::feeds::{Feeds, Figures};
 use crate::state::Snapshot;
 use crate::upgrade;
 
@@ -123,12 +124,14 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         upgrade_sock: config_upgrade_sock,
         phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
     };
+    let figures = Arc::new(Figures::default());
     let gateway = Gateway::new(
         state.clone(),
         metrics.clone(),
         access_log,
         lifecycle,
         ModelLists::new(ca_file.clone()),
+        figures.clone(),
     );
     let mut proxy = http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
@@ -166,6 +169,14 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         HealthChecker {
             state: state.clone(),
             metrics: health_metrics,
+            ca_file: ca_file.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "model metrics sources",
+        Feeds {
+            state: state.clone(),
+            figures,
             ca_file,
         },
     ));

@@ -544,3 +544,111 @@ fn route_on_user_only_asks_the_router_only_when_the_user_speaks() {
     ];
     assert_eq!(route_header(&send(&other)), "quick tasks (router)");
 }
+
+/// The routing API's ranked models for a route over `models` with `prefer` (a fresh question
+/// each time, so no cached answer hides a change of figures).
+fn ranked(gw: &Gateway, models: &[&str], prefer: &str) -> Value {
+    static ASKED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    common::request(
+        gw.addr,
+        "POST",
+        "/routing/v1/chat/completions",
+        &[],
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("question {n}")}],
+               "routing_preferences": [{"name": "any", "description": "anything",
+                   "models": models, "selection_policy": {"prefer": prefer}}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .json()["models"]
+        .clone()
+}
+
+/// Plano's cost source: models.dev's catalog (here served by a mock) ranks `cheapest`; the
+/// providers carry no `cost` of their own. Until the catalog has answered, the written order.
+#[test]
+fn a_cost_catalog_ranks_cheapest_first() {
+    let catalog = Mock::start();
+    let dir = common::temp_dir("catalog");
+    let file = dir.join("api.json");
+    std::fs::write(
+        &file,
+        json!({
+            "openai": {"id": "openai", "models": {
+                "gpt-4o": {"cost": {"input": 2.5, "output": 10}},
+                "gpt-4o-mini": {"cost": {"input": 0.15, "output": 0.6}}
+            }},
+            "meta": {"models": {"llama-3.3-70b": {"cost": {"input": 0.6, "output": 0.6}}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    catalog.set_mode(&format!("file={}", file.display()));
+    let s = setup_with(
+        "Plano-Orchestrator",
+        None,
+        &format!(
+            "model_metrics_sources:\n  - {{type: cost, provider: models.dev, url: '{}/api.json', refresh_interval: 3600, model_aliases: {{meta/llama-3.3-70b: vllm/llama}}}}",
+            catalog.url()
+        ),
+    );
+    s.router.set_mode(r#"reply={"route": ["any"]}"#);
+    let models = ["openai/gpt-4o", "vllm/llama", "openai/gpt-4o-mini"];
+    common::wait_for("the catalog to be read", Duration::from_secs(10), || {
+        ranked(&s.gw, &models, "cheapest")
+            == json!(["openai/gpt-4o-mini", "vllm/llama", "openai/gpt-4o"])
+    });
+    // Fetched once, as a plain GET of the configured URL.
+    let asked = catalog.only();
+    assert_eq!(
+        (asked.method.as_str(), asked.path.as_str()),
+        ("GET", "/api.json")
+    );
+    // A model request on that route goes to the cheapest model.
+    s.router.set_mode(r#"reply={"route": ["code"]}"#);
+    let resp = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "write quicksort"}],
+                "routing_preferences": [{"name": "code", "description": "writing code",
+                    "models": ["openai/gpt-4o", "openai/gpt-4o-mini"],
+                    "selection_policy": {"prefer": "cheapest"}}]}),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(s.quick.received().len(), 1);
+    assert!(s.big.received().is_empty());
+}
+
+/// Plano's latency source: a Prometheus instant query by `model_name` ranks `fastest`. A real
+/// Prometheus scrapes a page of latencies (served by a mock) and switchyard queries it.
+#[test]
+fn a_prometheus_latency_query_ranks_fastest_first() {
+    let page = Mock::start();
+    let dir = common::temp_dir("latency");
+    let file = dir.join("metrics.txt");
+    std::fs::write(
+        &file,
+        "# TYPE llm_latency_seconds gauge\nllm_latency_seconds{model_name=\"openai/gpt-4o\"} 0.4\nllm_latency_seconds{model_name=\"openai/gpt-4o-mini\"} 2.5\nllm_latency_seconds{model_name=\"vllm/llama\"} 1.1\n",
+    )
+    .unwrap();
+    page.set_mode(&format!("file={}", file.display()));
+    let prometheus = common::prometheus::start_prometheus(page.addr);
+    let s = setup_with(
+        "Plano-Orchestrator",
+        None,
+        &format!(
+            "model_metrics_sources:\n  - {{type: latency, provider: prometheus, url: 'http://{}', query: 'avg by (model_name) (llm_latency_seconds)', refresh_interval: 1}}",
+            prometheus.addr
+        ),
+    );
+    s.router.set_mode(r#"reply={"route": ["any"]}"#);
+    let models = ["openai/gpt-4o-mini", "vllm/llama", "openai/gpt-4o"];
+    // Prometheus needs a scrape first; switchyard asks it every second.
+    common::wait_for("the latency figures", Duration::from_secs(30), || {
+        ranked(&s.gw, &models, "fastest")
+            == json!(["openai/gpt-4o", "vllm/llama", "openai/gpt-4o-mini"])
+    });
+    // `cheapest` has no cost figures: the written order.
+    assert_eq!(ranked(&s.gw, &models, "cheapest"), json!(models));
+}

@@ -36,6 +36,8 @@ pub struct Config {
     pub routing_preferences: Vec<RoutingPreference>,
     /// Plano's `routing` block: session pins.
     pub routing: Routing,
+    /// Plano's `model_metrics_sources`: where `prefer: cheapest | fastest` get their figures.
+    pub metrics_sources: Vec<MetricsSource>,
     pub overrides: Overrides,
     pub server: ServerSettings,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
@@ -303,6 +305,35 @@ impl Default for Routing {
             route_on_user_only: false,
             router_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+/// A feed of figures for ranking a route's models (Plano's `model_metrics_sources` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MetricsSource {
+    pub kind: MetricsKind,
+    /// The catalog, or the Prometheus server's base URL.
+    pub url: String,
+    /// How often it is read again; `None`: once.
+    pub refresh: Option<Duration>,
+    /// Catalog key → the model name routes use (cost catalogs).
+    pub model_aliases: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MetricsKind {
+    /// Prices per million tokens from models.dev's catalog.
+    ModelsDev,
+    /// Prices from DigitalOcean's GenAI model catalog.
+    DigitalOcean,
+    /// Latency by `model_name` label, from a Prometheus instant query.
+    Prometheus { query: String },
+}
+
+impl MetricsKind {
+    /// Cost (for `cheapest`) or latency (for `fastest`).
+    pub fn is_cost(&self) -> bool {
+        !matches!(self, MetricsKind::Prometheus { .. })
     }
 }
 

@@ -11,8 +11,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Config, ConfigError, HealthCheck, LbPolicy, Listener, Origin, Outlier, Overrides, Prefer,
-    Provider, Retry, Routing, RoutingPreference, ServerSettings, Sink, Timeouts, Unsupported,
+    Config, ConfigError, HealthCheck, LbPolicy, Listener, MetricsKind, MetricsSource, Origin,
+    Outlier, Overrides, Prefer, Provider, Retry, Routing, RoutingPreference, ServerSettings, Sink,
+    Timeouts, Unsupported,
 };
 use crate::providers::{self, Interface};
 
@@ -23,7 +24,6 @@ const VERSIONS: &[&str] = &["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0
 
 /// Top-level keys of Plano's schema that switchyard accepts but does not implement yet.
 const PLANNED_TOP_LEVEL: &[&str] = &[
-    "model_metrics_sources",
     "prompt_caching",
     "ratelimits",
     "tracing",
@@ -143,6 +143,11 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         .unwrap_or_default();
     migrate_inline_preferences(&mut routing_preferences, inline_prefs);
 
+    let metrics_sources = f
+        .take("model_metrics_sources")
+        .map(|(path, node)| metrics_sources(r, &path, node))
+        .unwrap_or_default();
+
     let (routing, archgw_router) = f
         .take("routing")
         .map(|(path, node)| routing(r, &path, node))
@@ -180,6 +185,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         aliases,
         routing_preferences,
         routing,
+        metrics_sources,
         overrides,
         server,
         warnings: Vec::new(),
@@ -759,15 +765,7 @@ fn extra_headers(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<(Stri
 
 fn inline_preferences(r: &mut Report, path: &str, node: &Node) -> InlinePrefs {
     let mut out = Vec::new();
-    for (i, item) in yaml::list(r, path, node)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let p = index(path, i);
-        let Some(mut f) = Fields::of(r, &p, item) else {
-            continue;
-        };
+    for (_, item, mut f) in yaml::mappings(r, path, node) {
         let name = required_string(r, &mut f, "name", item);
         let description = required_string(r, &mut f, "description", item);
         f.finish(r, &[]);
@@ -786,15 +784,7 @@ fn routing_preferences(
     unsupported: &[Unsupported],
 ) -> Vec<RoutingPreference> {
     let mut out = Vec::new();
-    for (i, item) in yaml::list(r, path, node)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let p = index(path, i);
-        let Some(mut f) = Fields::of(r, &p, item) else {
-            continue;
-        };
+    for (p, item, mut f) in yaml::mappings(r, path, node) {
         let name = required_string(r, &mut f, "name", item);
         let description = required_string(r, &mut f, "description", item);
         let models = match f.take("models") {
@@ -1000,6 +990,108 @@ fn cost(r: &mut Report, path: &str, node: &Node) -> Option<f64> {
     Some(total)
 }
 
+/// Plano's `model_metrics_sources`: at most one cost and one latency source.
+fn metrics_sources(r: &mut Report, path: &str, node: &Node) -> Vec<MetricsSource> {
+    let mut out: Vec<MetricsSource> = Vec::new();
+    for (p, item, mut f) in yaml::mappings(r, path, node) {
+        let kind = required_string(r, &mut f, "type", item);
+        let provider = required_string(r, &mut f, "provider", item);
+        let url = f
+            .take("url")
+            .and_then(|(up, un)| yaml::string(r, &up, un).map(|u| (u, up, un.line)));
+        let query = f
+            .take("query")
+            .and_then(|(qp, qn)| yaml::string(r, &qp, qn));
+        let refresh = f.take("refresh_interval").and_then(|(rp, rn)| {
+            yaml::integer(r, &rp, rn, 1, 31_536_000).map(|s| Duration::from_secs(s as u64))
+        });
+        let mut model_aliases = Vec::new();
+        if let Some((ap, an)) = f.take("model_aliases") {
+            if let Some(mut af) = Fields::of(r, &ap, an) {
+                for (key, _, value) in af.rest() {
+                    if let Some(v) = yaml::string(r, &yaml::join(&ap, key), value) {
+                        model_aliases.push((key.to_owned(), v));
+                    }
+                }
+            }
+        }
+        f.finish(r, &[]);
+        let (Some(kind), Some(provider)) = (kind, provider) else {
+            continue;
+        };
+        let kind = match (kind.as_str(), provider.as_str()) {
+            ("cost", "models.dev") => MetricsKind::ModelsDev,
+            ("cost", "digitalocean") => MetricsKind::DigitalOcean,
+            ("latency", "prometheus") => match query {
+                Some(query) => MetricsKind::Prometheus { query },
+                None => {
+                    r.error(&p, item.line, "a latency source needs `query`");
+                    continue;
+                }
+            },
+            ("cost", other) => {
+                r.error(
+                    &p,
+                    item.line,
+                    format!("unknown cost provider `{other}`; expected digitalocean or models.dev"),
+                );
+                continue;
+            }
+            ("latency", other) => {
+                r.error(
+                    &p,
+                    item.line,
+                    format!("unknown latency provider `{other}`; expected prometheus"),
+                );
+                continue;
+            }
+            (other, _) => {
+                r.error(
+                    &p,
+                    item.line,
+                    format!("unknown type `{other}`; expected cost or latency"),
+                );
+                continue;
+            }
+        };
+        let url = match (url, &kind) {
+            (Some((url, up, line)), _) => {
+                if let Err(why) = parse_base_url(&url) {
+                    r.error(&up, line, format!("`{url}`: {why}"));
+                    continue;
+                }
+                url
+            }
+            (None, MetricsKind::ModelsDev) => "https://models.dev/api.json".to_owned(),
+            (None, MetricsKind::DigitalOcean) => {
+                "https://api.digitalocean.com/v2/gen-ai/models/catalog".to_owned()
+            }
+            (None, MetricsKind::Prometheus { .. }) => {
+                r.error(&p, item.line, "a latency source needs `url`");
+                continue;
+            }
+        };
+        if out.iter().any(|s| s.kind.is_cost() == kind.is_cost()) {
+            r.error(
+                &p,
+                item.line,
+                format!(
+                    "a second {} source; at most one of each",
+                    if kind.is_cost() { "cost" } else { "latency" }
+                ),
+            );
+            continue;
+        }
+        out.push(MetricsSource {
+            kind,
+            url,
+            refresh,
+            model_aliases,
+        });
+    }
+    out
+}
+
 /// Plano's `routing` block; also archgw's router model (`model`, or `llm_provider`).
 fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>) {
     let mut out = Routing::default();
@@ -1175,6 +1267,26 @@ fn name_endpoints(providers: &mut [Provider]) {
 }
 
 fn cross_check(r: &mut Report, c: &Config) {
+    // Plano refuses `cheapest` without a cost source; switchyard also has the providers' `cost`,
+    // and says when neither gives a route anything to rank by.
+    let has_cost_source = c.metrics_sources.iter().any(|s| s.kind.is_cost());
+    for (i, pref) in c.routing_preferences.iter().enumerate() {
+        let priced = |m: &String| {
+            c.providers
+                .iter()
+                .any(|p| (&p.name == m || &p.model == m) && p.cost.is_some())
+        };
+        if pref.prefer == Prefer::Cheapest && !has_cost_source && !pref.models.iter().any(priced) {
+            r.warnings.push(super::yaml::Problem {
+                path: format!("routing_preferences[{i}].selection_policy"),
+                line: None,
+                message: format!(
+                    "route `{}` prefers cheapest but nothing prices its models (no cost source in model_metrics_sources, no `cost` on their providers); they are tried as written",
+                    pref.name
+                ),
+            });
+        }
+    }
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut models: HashMap<&str, u64> = HashMap::new();
     let mut bare: HashMap<&str, (&str, u64)> = HashMap::new();

@@ -132,9 +132,15 @@ tracing: {random_sampling: 10}
 
     // Plano keys switchyard does not implement yet: loaded, each named in a warning.
     let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(warned, ["listeners[1].type", "tracing"]);
     assert_eq!(
-        warned,
-        ["listeners[1].type", "model_metrics_sources", "tracing"]
+        c.metrics_sources,
+        [MetricsSource {
+            kind: MetricsKind::ModelsDev,
+            url: "https://models.dev/api.json".into(),
+            refresh: None,
+            model_aliases: Vec::new(),
+        }]
     );
 }
 
@@ -619,4 +625,84 @@ fn the_routing_block_sets_session_pins_and_archgws_router() {
     assert!(
         problem("routing: {session_max_entries: 20000}\n").contains("routing.session_max_entries")
     );
+}
+
+#[test]
+fn model_metrics_sources_load_as_plano_writes_them_and_are_checked() {
+    let base = "model_providers: [{model: openai/gpt-4o, access_key: k}]\n";
+    let c = load(&format!(
+        "{base}model_metrics_sources:\n  - {{type: cost, provider: digitalocean, refresh_interval: 3600, model_aliases: {{openai/openai-gpt-oss-120b: openai/gpt-4o}}}}\n  - {{type: latency, provider: prometheus, url: 'http://prom:9090', query: 'avg by (model_name) (x)', refresh_interval: 60}}\n"
+    ));
+    assert_eq!(c.metrics_sources.len(), 2);
+    assert_eq!(c.metrics_sources[0].kind, MetricsKind::DigitalOcean);
+    assert_eq!(
+        c.metrics_sources[0].model_aliases,
+        [(
+            "openai/openai-gpt-oss-120b".to_owned(),
+            "openai/gpt-4o".to_owned()
+        )]
+    );
+    assert_eq!(
+        c.metrics_sources[0].refresh,
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        c.metrics_sources[1].kind,
+        MetricsKind::Prometheus {
+            query: "avg by (model_name) (x)".into()
+        }
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    for (bad, says) in [
+        (
+            "- {type: cost, provider: openrouter}",
+            "unknown cost provider",
+        ),
+        (
+            "- {type: latency, provider: prometheus, query: up}",
+            "needs `url`",
+        ),
+        (
+            "- {type: latency, provider: prometheus, url: 'http://p'}",
+            "needs `query`",
+        ),
+        (
+            "- {type: cost, provider: models.dev}\n  - {type: cost, provider: digitalocean}",
+            "at most one of each",
+        ),
+        (
+            "- {type: cost, provider: models.dev, url: 'ftp://x'}",
+            "http",
+        ),
+        ("- {type: speed, provider: prometheus}", "unknown type"),
+    ] {
+        let err = Config::from_yaml(&format!("{base}model_metrics_sources:\n  {bad}\n"), &|_| {
+            None
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_route_preferring_cheapest_with_nothing_to_price_it_is_told() {
+    let route = "routing_preferences:\n  - {name: code, description: d, models: [openai/gpt-4o], selection_policy: {prefer: cheapest}}\n";
+    let warned = |extra: &str, cost: &str| {
+        load(&format!(
+            "model_providers:\n  - {{model: openai/gpt-4o, access_key: k{cost}}}\n  - {{model: plano/Arch-Router, base_url: 'http://r'}}\noverrides: {{llm_routing_model: Arch-Router}}\n{route}{extra}"
+        ))
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("prefers cheapest but nothing prices"))
+    };
+    assert!(warned("", ""));
+    assert!(!warned(
+        "",
+        ", cost: {input_per_million: 1, output_per_million: 2}"
+    ));
+    assert!(!warned(
+        "model_metrics_sources: [{type: cost, provider: models.dev}]\n",
+        ""
+    ));
 }

@@ -284,6 +284,27 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The items of list `node` that are mappings, each with its path and node (an item that is
+/// not a mapping, or a `node` that is not a list, is reported).
+pub fn mappings<'a>(
+    report: &mut Report,
+    path: &str,
+    node: &'a Node,
+) -> Vec<(String, &'a Node, Fields<'a>)> {
+    let mut out = Vec::new();
+    for (i, item) in list(report, path, node)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let p = index(path, i);
+        if let Some(f) = Fields::of(report, &p, item) {
+            out.push((p, item, f));
+        }
+    }
+    out
+}
+
 pub fn string(report: &mut Report, path: &str, node: &Node) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),

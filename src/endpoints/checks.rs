@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use log::{info, warn};
 use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -17,7 +16,11 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::HealthCheck;
 use crate::metrics::Metrics;
+use crate::side_call;
 use crate::state::{SharedState, Upstream};
+
+/// Largest health-check answer read (its body is read so the connection can be reused).
+const MAX_BODY: usize = 1 << 20;
 
 /// How often the service looks for checks that are due.
 const TICK: Duration = Duration::from_millis(250);
@@ -32,11 +35,7 @@ pub struct HealthChecker {
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let options = ConnectorOptions {
-            ca_file: self.ca_file.clone(),
-            ..ConnectorOptions::new(1)
-        };
-        let connector = Connector::new(Some(options));
+        let connector = side_call::connector(self.ca_file.clone());
         let mut next: HashMap<String, Instant> = HashMap::new();
         loop {
             let snapshot = self.state.load_full();
@@ -86,13 +85,11 @@ async fn probe(connector: &Connector, upstream: &Upstream, check: &HealthCheck) 
         let mut peer = HttpPeer::new(addr, origin.tls, origin.host.clone());
         peer.options.total_connection_timeout = Some(check.timeout);
         peer.options.read_timeout = Some(check.timeout);
-        let (mut session, _) = connector.get_http_session(&peer).await.ok()?;
         let mut req = RequestHeader::build("GET", check.path.as_bytes(), None).ok()?;
         req.insert_header("host", origin.authority()).ok()?;
-        session.write_request_header(Box::new(req)).await.ok()?;
-        session.finish_request_body().await.ok()?;
-        session.read_response_header().await.ok()?;
-        let status = session.response_header()?.status.as_u16();
+        let (status, _) = side_call::send(connector, &peer, req, MAX_BODY)
+            .await
+            .ok()?;
         Some((200..300).contains(&status))
     };
     tokio::time::timeout(check.timeout, attempt)

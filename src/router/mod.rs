@@ -9,6 +9,7 @@
 //! and the same question is not asked twice within a minute (`Recall`). `prompt` is what the
 //! router is asked and how its answer is read; `memory` the bounded, expiring store.
 
+pub mod feeds;
 pub mod memory;
 pub mod prompt;
 pub mod turn;
@@ -476,24 +477,43 @@ pub async fn ask(
     }
 }
 
-/// A route's models in the order they are tried: as written, or by `prefer`: cheapest first
-/// (the providers' `cost`), or fastest first (the latency the gateway observed from them).
-/// Models with no figure keep their order, after those with one.
-pub fn rank(models: &[String], prefer: Prefer, snapshot: &Snapshot) -> Vec<String> {
+/// A route's models in the order they are tried: as written, or by `prefer`. `cheapest`: the
+/// providers' own `cost`, else a cost feed's price; `fastest`: a latency feed's figures when one
+/// has answered, else the latency the gateway observed from the model's endpoints. Models with
+/// no figure keep their order, after those with one.
+pub fn rank(
+    models: &[String],
+    prefer: Prefer,
+    snapshot: &Snapshot,
+    figures: &feeds::Figures,
+) -> Vec<String> {
+    let fed_latency = prefer == Prefer::Fastest && figures.has_latency();
     let figure = |model: &String| -> Option<f64> {
         let route = snapshot
             .routes
             .resolve(&snapshot.config.providers, Some(model))
             .ok()?;
         let members = &snapshot.routes.group(route.group).members;
-        let figures = members.iter().filter_map(|&p| match prefer {
-            Prefer::Cheapest => snapshot.provider(p).cost,
-            Prefer::Fastest => snapshot
-                .upstream(p)
-                .health
-                .latency()
-                .map(|d| d.as_secs_f64()),
-            Prefer::None => None,
+        let figures = members.iter().filter_map(|&p| {
+            let provider = snapshot.provider(p);
+            // The names a feed may know the model by: as the route writes it, then as the
+            // provider does.
+            let names = [
+                model.as_str(),
+                &provider.model,
+                &provider.name,
+                &provider.id,
+            ];
+            match prefer {
+                Prefer::Cheapest => provider.cost.or_else(|| figures.cost(&names)),
+                Prefer::Fastest if fed_latency => figures.latency(&names),
+                Prefer::Fastest => snapshot
+                    .upstream(p)
+                    .health
+                    .latency()
+                    .map(|d| d.as_secs_f64()),
+                Prefer::None => None,
+            }
         });
         figures.reduce(f64::min)
     };
@@ -609,13 +629,12 @@ mod tests {
         let models: Vec<String> = ["openai/a", "openai/b", "openai/c"]
             .map(String::from)
             .to_vec();
-        assert_eq!(rank(&models, Prefer::None, &snapshot), models);
-        assert_eq!(
-            rank(&models, Prefer::Cheapest, &snapshot),
-            ["openai/c", "openai/a", "openai/b"]
-        );
+        let figures = feeds::Figures::default();
+        let rank = |prefer| rank(&models, prefer, &snapshot, &figures);
+        assert_eq!(rank(Prefer::None), models);
+        assert_eq!(rank(Prefer::Cheapest), ["openai/c", "openai/a", "openai/b"]);
         // No latency seen yet: the written order.
-        assert_eq!(rank(&models, Prefer::Fastest, &snapshot), models);
+        assert_eq!(rank(Prefer::Fastest), models);
         snapshot
             .upstream(0)
             .health
@@ -624,10 +643,7 @@ mod tests {
             .upstream(1)
             .health
             .observe_latency(Duration::from_millis(200));
-        assert_eq!(
-            rank(&models, Prefer::Fastest, &snapshot),
-            ["openai/b", "openai/a", "openai/c"]
-        );
+        assert_eq!(rank(Prefer::Fastest), ["openai/b", "openai/a", "openai/c"]);
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Received {
 /// - `route_by_length=N`: a router naming `long context` for prompts over N bytes, else
 ///   `quick tasks`;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
-/// - `hangup`: the request is read, then the connection closed without an answer.
+/// - `hangup`: the request is read, then the connection closed without an answer;
+/// - `file=PATH`: 200 with the file's bytes (JSON, or Prometheus text for `.txt`).
 ///
 /// A request without `x-mock` gets the mock's default mode (`set_mode`, initially "").
 pub struct Mock {
@@ -306,6 +307,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             continue;
         }
+        if let Some(path) = &opts.file {
+            let body = std::fs::read(path).unwrap();
+            let kind = if path.ends_with(".txt") {
+                "text/plain; version=0.0.4"
+            } else {
+                "application/json"
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if socket.write_all(head.as_bytes()).await.is_err()
+                || socket.write_all(&body).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let (status, body) = reply(&opts, &req);
         let body = body.to_string();
         let retry_after = opts
@@ -431,6 +450,8 @@ struct Mode {
     /// A router model that names `long context` for prompts longer than this many bytes and
     /// `quick tasks` otherwise (Arch-Router's answer form).
     route_by_length: Option<usize>,
+    /// Answer 200 with this file's bytes (a catalog, a metrics page): `.txt` as Prometheus text.
+    file: Option<String>,
 }
 
 /// The status and JSON body of a non-streamed answer to `req`.
@@ -596,6 +617,7 @@ fn parse_mode(mode: &str) -> Mode {
             "split" => m.split = true,
             "reply" => m.reply = Some(v.replace('+', ",")),
             "route_by_length" => m.route_by_length = v.parse().ok(),
+            "file" => m.file = Some(v.to_owned()),
             _ => panic!("unknown mock mode {part}"),
         }
     }
