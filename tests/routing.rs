@@ -652,3 +652,22 @@ fn a_prometheus_latency_query_ranks_fastest_first() {
     // `cheapest` has no cost figures: the written order.
     assert_eq!(ranked(&s.gw, &models, "cheapest"), json!(models));
 }
+
+/// A session whose first question was answered from the decision cache is pinned to that
+/// decision as much as one the router answered.
+#[test]
+fn a_sessions_first_decision_pins_it_even_from_the_cache() {
+    let s = setup("Plano-Orchestrator", None);
+    s.router.set_mode(r#"reply={"route": ["long context"]}"#);
+    // Asked without a session: the answer is cached.
+    assert_eq!(
+        route_header(&ask(&s.gw, "gpt-4o", "Summarize the annual report.")),
+        "long context (router)"
+    );
+    let first = ask_in_session(&s.gw, "s-cache", "Summarize the annual report.");
+    assert_eq!(route_header(&first), "long context (cache)");
+    s.router.set_mode(r#"reply={"route": ["quick tasks"]}"#);
+    let next = ask_in_session(&s.gw, "s-cache", "What is 2+2?");
+    assert_eq!(route_header(&next), "long context (pinned)");
+    assert_eq!(s.router.received().len(), 1);
+}

@@ -155,7 +155,10 @@ impl Recall {
     /// The session a request belongs to: its `X-Model-Affinity`, scoped by the tenant header
     /// when one is configured.
     pub fn session_of(&self, req: &pingora::http::RequestHeader) -> Option<String> {
-        let id = req.headers.get("x-model-affinity")?.to_str().ok()?;
+        let id = req.headers.get("x-model-affinity")?.to_str().ok()?.trim();
+        if id.is_empty() {
+            return None;
+        }
         Some(format!("{}\u{1f}{id}", self.tenant_of(req)))
     }
 
