@@ -24,7 +24,7 @@ use crate::error::GatewayError;
 use crate::metrics::{Metrics, UpstreamErrorClass};
 use crate::routing::RouteError;
 use crate::state::Snapshot;
-use crate::translate::{Api, Direction, ResponseTranslator};
+use crate::translate::{Api, Direction, ResponseTranslator, Target};
 use crate::upstream;
 use crate::usage::ResponseWatch;
 
@@ -299,11 +299,16 @@ impl Exchange {
         let (body, translator) = match direction {
             Direction::PassThrough => (body::with_model(&self.body, &self.inspected, &model), None),
             _ => {
-                let (body, include_usage) = direction
-                    .request(&self.body, &model)
+                let target = Target {
+                    prefix: &provider.prefix,
+                    model: &model,
+                    default_max_tokens: provider.default_max_tokens,
+                };
+                let translated = direction
+                    .request(&self.body, &target)
                     .map_err(GatewayError::InvalidBody)?;
-                let translator = ResponseTranslator::new(direction, &model, include_usage);
-                (body, Some(translator))
+                let translator = ResponseTranslator::new(direction, &model, &translated);
+                (translated.body, Some(translator))
             }
         };
         let upstream_api = direction.upstream_api(self.api);

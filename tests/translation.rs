@@ -163,7 +163,9 @@ fn messages_client_to_an_openai_upstream_with_tools() {
         json!({"role": "system", "content": "Be brief."})
     );
     assert_eq!(sent["tools"], tools_openai());
-    assert_eq!(sent["max_tokens"], 100);
+    // OpenAI documents `max_completion_tokens` (its reasoning models refuse `max_tokens`).
+    assert_eq!(sent["max_completion_tokens"], 100);
+    assert!(sent.get("max_tokens").is_none());
 }
 
 #[test]
@@ -256,7 +258,8 @@ fn chat_client_to_an_anthropic_upstream() {
         sent["system"],
         json!([{"type": "text", "text": "Be brief."}])
     );
-    assert_eq!(sent["max_tokens"], 4096);
+    // No limit from the client: the model's own output limit (claude-sonnet-4-5: 64,000).
+    assert_eq!(sent["max_tokens"], 64000);
     assert_eq!(sent["tools"], tools_anthropic());
 }
 

@@ -139,6 +139,9 @@ pub struct Provider {
     pub health_check: Option<HealthCheck>,
     /// switchyard: price per million input + output tokens, for `prefer: cheapest`.
     pub cost: Option<f64>,
+    /// switchyard: `max_tokens` for a translated request that gives none (Anthropic requires
+    /// one); by default the model's output limit.
+    pub default_max_tokens: Option<u64>,
     /// Added by the gateway, not written in the config (Plano's hosted router): not listed.
     pub internal: bool,
     /// The line of the entry, for messages about it.

@@ -571,6 +571,10 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
             }
         });
     let cost = f.take("cost").and_then(|(p, n)| cost(r, &p, n));
+    let default_max_tokens = f
+        .take("default_max_tokens")
+        .and_then(|(p, n)| yaml::integer(r, &p, n, 1, 10_000_000))
+        .map(|n| n as u64);
     let health_check = f.take("health_check").and_then(|(p, n)| {
         let mut hf = Fields::of(r, &p, n)?;
         let path = required_string(r, &mut hf, "path", n);
@@ -696,6 +700,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
         lb_policy: lb_policy.unwrap_or_default(),
         cost,
         health_check,
+        default_max_tokens,
         internal: false,
         line: node.line,
     };

@@ -3,13 +3,13 @@
 
 use serde_json::{json, Map, Value};
 
+use super::names::ToolNames;
 use super::sse::{self, Event};
+use super::target::{budget_for, Target};
 
-/// Anthropic requires `max_tokens`; OpenAI clients may omit it. This is the value sent then.
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-/// Translates a chat-completions request body into a Messages request for `model`.
-pub fn request(chat: &Value, model: &str) -> Result<Value, String> {
+/// Translates a chat-completions request body into a Messages request for `target`; tool
+/// names too long for Anthropic are shortened into `names`.
+pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
     let obj = chat
         .as_object()
         .ok_or("the request body must be a JSON object")?;
@@ -21,25 +21,29 @@ pub fn request(chat: &Value, model: &str) -> Result<Value, String> {
         .ok_or("`messages` must be a list")?;
     for m in list {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-        match role {
-            "system" | "developer" => system.extend(text_blocks(m.get("content"))),
-            "user" => push(&mut messages, "user", user_blocks(m.get("content"))?),
-            "assistant" => push(&mut messages, "assistant", assistant_blocks(m)?),
-            "tool" => {
-                let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
-                let content: Vec<Value> = text_blocks(m.get("content"));
-                push(
-                    &mut messages,
-                    "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
-                );
+        let mut blocks = match role {
+            "system" | "developer" => {
+                let mut blocks = text_blocks(m.get("content"));
+                cache_last(&mut blocks, m);
+                system.extend(blocks);
+                continue;
             }
+            "user" => user_blocks(m.get("content"))?,
+            "assistant" => assistant_blocks(m, names)?,
+            "tool" => vec![tool_result(m)],
             other => return Err(format!("unsupported message role `{other}`")),
-        }
+        };
+        cache_last(&mut blocks, m);
+        let role = if role == "assistant" {
+            "assistant"
+        } else {
+            "user"
+        };
+        push(&mut messages, role, blocks);
     }
 
     let mut out = Map::new();
-    out.insert("model".into(), model.into());
+    out.insert("model".into(), target.model.into());
     out.insert("messages".into(), messages.into());
     if !system.is_empty() {
         out.insert("system".into(), system.into());
@@ -48,33 +52,61 @@ pub fn request(chat: &Value, model: &str) -> Result<Value, String> {
         .get("max_completion_tokens")
         .or_else(|| obj.get("max_tokens"))
         .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+        .unwrap_or_else(|| target.anthropic_max_tokens());
     out.insert("max_tokens".into(), max_tokens.into());
-    for key in ["temperature", "top_p", "stream"] {
-        if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
+    // `reasoning_effort` turns Claude's thinking on (target::EFFORT_BUDGETS); the budget stays
+    // under max_tokens, which counts thinking as OpenAI's limit counts reasoning.
+    let thinking = obj
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+        .and_then(budget_for)
+        .map(|budget| budget.min(max_tokens.saturating_sub(1)))
+        .filter(|budget| *budget >= MIN_THINKING_BUDGET);
+    if let Some(budget) = thinking {
+        out.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+    }
+    // Thinking takes no sampling changes; otherwise temperature is clamped to Anthropic's 0–1
+    // (OpenAI allows up to 2).
+    if thinking.is_none() {
+        if let Some(t) = obj.get("temperature").and_then(Value::as_f64) {
+            out.insert("temperature".into(), t.clamp(0.0, 1.0).into());
+        }
+        if let Some(v) = obj.get("top_p").filter(|v| !v.is_null()) {
+            out.insert("top_p".into(), v.clone());
         }
     }
-    match obj.get("stop") {
-        Some(Value::String(s)) => {
-            out.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            out.insert("stop_sequences".into(), a.clone().into());
-        }
-        _ => {}
+    if let Some(v) = obj.get("stream").filter(|v| !v.is_null()) {
+        out.insert("stream".into(), v.clone());
+    }
+    // Anthropic refuses stop sequences that are only whitespace (`"\n"`); they are dropped.
+    let stops: Vec<Value> = match obj.get("stop") {
+        Some(Value::String(s)) => vec![s.clone().into()],
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|s| s.as_str().is_some_and(|s| !s.trim().is_empty()))
+    .collect();
+    if !stops.is_empty() {
+        out.insert("stop_sequences".into(), stops.into());
     }
     if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
-            .filter_map(|t| t.get("function"))
-            .map(|f| {
+            .filter_map(|t| t.get("function").map(|f| (t, f)))
+            .map(|(t, f)| {
                 let mut tool = json!({
-                    "name": f.get("name").cloned().unwrap_or(Value::Null),
+                    "name": names.short(f["name"].as_str().unwrap_or_default()),
                     "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
                 });
                 if let Some(d) = f.get("description") {
                     tool["description"] = d.clone();
+                }
+                if let Some(c) = t.get("cache_control") {
+                    tool["cache_control"] = c.clone();
                 }
                 tool
             })
@@ -90,20 +122,68 @@ pub fn request(chat: &Value, model: &str) -> Result<Value, String> {
         Some(Value::Object(o)) => o
             .get("function")
             .and_then(|f| f.get("name"))
-            .map(|name| json!({"type": "tool", "name": name})),
+            .and_then(Value::as_str)
+            .map(|name| json!({"type": "tool", "name": names.short(name)})),
         _ => None,
     };
+    // Anthropic takes `disable_parallel_tool_use` on auto, any and tool, not on none.
     if obj.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
         let choice = tool_choice.get_or_insert_with(|| json!({"type": "auto"}));
-        choice["disable_parallel_tool_use"] = true.into();
+        if choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = true.into();
+        }
     }
     if let Some(choice) = tool_choice {
         out.insert("tool_choice".into(), choice);
+    }
+    // Structured output: Anthropic's native JSON-schema output format.
+    if let Some(format) = obj
+        .get("response_format")
+        .filter(|f| f["type"] == "json_schema")
+    {
+        let schema = format["json_schema"]["schema"].clone();
+        out.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
     }
     if let Some(user) = obj.get("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({"user_id": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// The smallest thinking budget Anthropic accepts.
+const MIN_THINKING_BUDGET: u64 = 1_024;
+
+/// A `tool` message as a `tool_result` block; the error marker of the other direction
+/// (`messages_to_chat::TOOL_ERROR`) becomes `is_error` again.
+fn tool_result(m: &Value) -> Value {
+    let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+    let mut content = text_blocks(m.get("content"));
+    let mut error = false;
+    if let Some(first) = content.first_mut() {
+        if let Some(rest) = first["text"]
+            .as_str()
+            .and_then(|t| t.strip_prefix(super::messages_to_chat::TOOL_ERROR))
+        {
+            first["text"] = rest.to_owned().into();
+            error = true;
+        }
+    }
+    let mut block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
+    if error {
+        block["is_error"] = true.into();
+    }
+    block
+}
+
+/// A message-level `cache_control` (LiteLLM's and OpenRouter's convention) marks the message's
+/// last block, as Anthropic places breakpoints.
+fn cache_last(blocks: &mut [Value], m: &Value) {
+    if let (Some(c), Some(last)) = (m.get("cache_control"), blocks.last_mut()) {
+        last["cache_control"] = c.clone();
+    }
 }
 
 /// Appends blocks to the conversation, merging into the last message when the role repeats
@@ -127,8 +207,8 @@ fn text_blocks(content: Option<&Value>) -> Vec<Value> {
         Some(Value::String(s)) if !s.is_empty() => vec![json!({"type": "text", "text": s})],
         Some(Value::Array(parts)) => parts
             .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .map(|t| json!({"type": "text", "text": t}))
+            .filter_map(|p| p.get("text").and_then(Value::as_str).map(|t| (p, t)))
+            .map(|(p, t)| with_cache_control(json!({"type": "text", "text": t}), p))
             .collect(),
         _ => Vec::new(),
     }
@@ -141,15 +221,19 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
     let mut blocks = Vec::new();
     for part in parts {
         match part.get("type").and_then(Value::as_str) {
-            Some("text") => blocks.push(json!({"type": "text", "text": part["text"]})),
+            Some("text") => blocks.push(with_cache_control(
+                json!({"type": "text", "text": part["text"]}),
+                part,
+            )),
             Some("image_url") => {
                 let url = part
                     .get("image_url")
                     .and_then(|i| i.get("url").or(Some(i)))
                     .and_then(Value::as_str)
                     .ok_or("an image_url part needs a url")?;
-                blocks.push(image_block(url)?);
+                blocks.push(with_cache_control(image_block(url)?, part));
             }
+            Some("file") => blocks.push(with_cache_control(file_block(&part["file"])?, part)),
             Some(other) => {
                 return Err(format!(
                     "unsupported content part `{other}` for this provider"
@@ -159,6 +243,30 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
         }
     }
     Ok(blocks)
+}
+
+/// A content part's `cache_control`, carried to its block.
+fn with_cache_control(mut block: Value, part: &Value) -> Value {
+    if let Some(c) = part.get("cache_control") {
+        block["cache_control"] = c.clone();
+    }
+    block
+}
+
+/// An OpenAI `file` part with inline PDF data as a `document` block.
+fn file_block(file: &Value) -> Result<Value, String> {
+    let data = file["file_data"]
+        .as_str()
+        .ok_or("a `file` part needs `file_data` here (file ids live at OpenAI only)")?;
+    let (media, data) = data
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .ok_or("`file_data` must be a base64 data URL")?;
+    let mut block = json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}});
+    if let Some(name) = file["filename"].as_str() {
+        block["title"] = name.into();
+    }
+    Ok(block)
 }
 
 /// `data:<media>;base64,<data>` becomes a base64 source; anything else a URL source.
@@ -175,8 +283,12 @@ fn image_block(url: &str) -> Result<Value, String> {
     Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
 }
 
-fn assistant_blocks(m: &Value) -> Result<Vec<Value>, String> {
+fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, String> {
     let mut blocks = text_blocks(m.get("content"));
+    // An earlier refusal is what the assistant said.
+    if let Some(refusal) = m.get("refusal").and_then(Value::as_str) {
+        blocks.push(json!({"type": "text", "text": refusal}));
+    }
     for call in m
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -190,20 +302,20 @@ fn assistant_blocks(m: &Value) -> Result<Vec<Value>, String> {
         } else {
             serde_json::from_str(args).map_err(|_| "tool call arguments are not valid JSON")?
         };
-        blocks
-            .push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
+        let name = names.short(f["name"].as_str().unwrap_or_default());
+        blocks.push(json!({"type": "tool_use", "id": call["id"], "name": name, "input": input}));
     }
     Ok(blocks)
 }
 
-/// Anthropic `stop_reason` → OpenAI `finish_reason`.
+/// Anthropic `stop_reason` → OpenAI `finish_reason`; always one of OpenAI's values.
 pub fn finish_reason(stop: Option<&str>) -> Value {
     match stop {
-        Some("end_turn" | "stop_sequence" | "pause_turn") => "stop".into(),
-        Some("max_tokens") => "length".into(),
+        Some("max_tokens" | "model_context_window_exceeded") => "length".into(),
         Some("tool_use") => "tool_calls".into(),
         Some("refusal") => "content_filter".into(),
-        _ => Value::Null,
+        // end_turn, stop_sequence, pause_turn (a server tool paused the turn), and any newer one.
+        _ => "stop".into(),
     }
 }
 
@@ -221,8 +333,9 @@ pub fn usage(u: &Value) -> Value {
     })
 }
 
-/// Translates a Messages response into a chat completion.
-pub fn response(msg: &Value) -> Value {
+/// Translates a Messages response into a chat completion; shortened tool names get their
+/// client's names back.
+pub fn response(msg: &Value, names: &ToolNames) -> Value {
     let mut text = String::new();
     let mut thinking = String::new();
     let mut calls = Vec::new();
@@ -233,7 +346,10 @@ pub fn response(msg: &Value) -> Value {
             Some("tool_use") => calls.push(json!({
                 "id": block["id"],
                 "type": "function",
-                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+                "function": {
+                    "name": names.original(block["name"].as_str().unwrap_or_default()),
+                    "arguments": block["input"].to_string(),
+                },
             })),
             _ => {}
         }
@@ -277,6 +393,8 @@ pub struct StreamState {
     usage: Value,
     /// Whether the client asked for a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// Tool names shortened in the request, restored here.
+    pub names: ToolNames,
     done: bool,
 }
 
@@ -309,8 +427,9 @@ impl StreamState {
                 let index = self.tools.len();
                 self.tools.push((v["index"].as_u64().unwrap_or(0), index));
                 let b = &v["content_block"];
+                let name = self.names.original(b["name"].as_str().unwrap_or_default());
                 self.chunk(
-                    json!({"tool_calls": [{"index": index, "id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": ""}}]}),
+                    json!({"tool_calls": [{"index": index, "id": b["id"], "type": "function", "function": {"name": name, "arguments": ""}}]}),
                     Value::Null,
                 )
             }

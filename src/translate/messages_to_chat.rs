@@ -3,10 +3,13 @@
 
 use serde_json::{json, Map, Value};
 
+use super::names::ToolNames;
 use super::sse::{self, Event};
+use super::target::{effort_for, Target};
 
-/// Translates a Messages request body into a chat-completions request for `model`.
-pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
+/// Translates a Messages request body into a chat-completions request for `target`; tool
+/// names too long for OpenAI are shortened into `names`.
+pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
     let obj = msg
         .as_object()
         .ok_or("the request body must be a JSON object")?;
@@ -29,8 +32,8 @@ pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
         .ok_or("`messages` must be a list")?;
     for m in list {
         match m.get("role").and_then(Value::as_str) {
-            Some("user") => user(&mut messages, m.get("content"))?,
-            Some("assistant") => messages.push(assistant(m.get("content"))),
+            Some("user") => user(&mut messages, m.get("content"), target)?,
+            Some("assistant") => messages.push(assistant(m.get("content"), names)),
             other => {
                 return Err(format!(
                     "unsupported message role `{}`",
@@ -40,17 +43,39 @@ pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
         }
     }
 
+    let reasoning = target.reasoning();
     let mut out = Map::new();
-    out.insert("model".into(), model.into());
+    out.insert("model".into(), target.model.into());
     out.insert("messages".into(), messages.into());
-    for key in ["max_tokens", "temperature", "top_p"] {
+    if let Some(v) = obj.get("max_tokens").filter(|v| !v.is_null()) {
+        let key = if target.max_completion_tokens() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        out.insert(key.into(), v.clone());
+    }
+    // Reasoning models refuse sampling settings other than their own (temperature 1).
+    for key in ["temperature", "top_p"] {
         if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
+            if !reasoning || (key == "temperature" && v.as_f64() == Some(1.0)) {
+                out.insert(key.into(), v.clone());
+            }
         }
     }
     if let Some(stops) = obj.get("stop_sequences").and_then(Value::as_array) {
-        if !stops.is_empty() {
+        if !stops.is_empty() && !reasoning {
             out.insert("stop".into(), stops.clone().into());
+        }
+    }
+    // Claude's thinking budget becomes a reasoning model's effort (target::EFFORT_BUDGETS).
+    if let Some(budget) = obj
+        .get("thinking")
+        .filter(|t| t["type"] == "enabled")
+        .map(|t| t["budget_tokens"].as_u64().unwrap_or(0))
+    {
+        if reasoning {
+            out.insert("reasoning_effort".into(), effort_for(budget).into());
         }
     }
     if obj.get("stream") == Some(&Value::Bool(true)) {
@@ -63,7 +88,8 @@ pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
             .iter()
             .filter(|t| t.get("input_schema").is_some())
             .map(|t| {
-                let mut f = json!({"name": t["name"], "parameters": t["input_schema"]});
+                let name = names.short(t["name"].as_str().unwrap_or_default());
+                let mut f = json!({"name": name, "parameters": t["input_schema"]});
                 if let Some(d) = t.get("description") {
                     f["description"] = d.clone();
                 }
@@ -79,7 +105,10 @@ pub fn request(msg: &Value, model: &str) -> Result<Value, String> {
             Some("auto") => Some(json!("auto")),
             Some("any") => Some(json!("required")),
             Some("none") => Some(json!("none")),
-            Some("tool") => Some(json!({"type": "function", "function": {"name": choice["name"]}})),
+            Some("tool") => {
+                let name = names.short(choice["name"].as_str().unwrap_or_default());
+                Some(json!({"type": "function", "function": {"name": name}}))
+            }
             _ => None,
         };
         if let Some(mapped) = mapped {
@@ -103,9 +132,13 @@ fn join_text(blocks: &[Value]) -> String {
         .join("\n")
 }
 
+/// The marker that keeps a tool result's `is_error` in OpenAI's text-only tool message.
+pub const TOOL_ERROR: &str = "[tool error] ";
+
 /// A user turn: tool results become `tool` messages (first, as OpenAI expects them right after
-/// the assistant's calls), the rest one user message.
-fn user(messages: &mut Vec<Value>, content: Option<&Value>) -> Result<(), String> {
+/// the assistant's calls), the rest one user message. Images a tool returned cannot go in a
+/// `tool` message (text only): they follow in a user message that says whose output they are.
+fn user(messages: &mut Vec<Value>, content: Option<&Value>, target: &Target) -> Result<(), String> {
     let blocks = match content {
         Some(Value::String(s)) => {
             messages.push(json!({"role": "user", "content": s}));
@@ -115,31 +148,35 @@ fn user(messages: &mut Vec<Value>, content: Option<&Value>) -> Result<(), String
         _ => return Err("a message needs `content`".into()),
     };
     let mut parts = Vec::new();
+    let mut tool_images = Vec::new();
     for b in blocks {
         match b["type"].as_str() {
             Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
-            Some("image") => {
-                let src = &b["source"];
-                let url = match src["type"].as_str() {
-                    Some("base64") => format!(
-                        "data:{};base64,{}",
-                        src["media_type"].as_str().unwrap_or("image/png"),
-                        src["data"].as_str().unwrap_or("")
-                    ),
-                    Some("url") => src["url"].as_str().unwrap_or("").to_owned(),
-                    _ => return Err("unsupported image source".into()),
-                };
-                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-            }
+            Some("image") => parts.push(image_part(b)?),
+            Some("document") => parts.push(document_part(b, target)?),
             Some("tool_result") => {
-                let content = match &b["content"] {
+                let id = &b["tool_use_id"];
+                let mut content = match &b["content"] {
                     Value::String(s) => s.clone(),
-                    Value::Array(inner) => join_text(inner),
+                    Value::Array(inner) => {
+                        let images: Vec<&Value> =
+                            inner.iter().filter(|i| i["type"] == "image").collect();
+                        if !images.is_empty() {
+                            tool_images.push(json!({"type": "text", "text": format!(
+                                "[images returned by tool call {}]", id.as_str().unwrap_or_default()
+                            )}));
+                            for image in images {
+                                tool_images.push(image_part(image)?);
+                            }
+                        }
+                        join_text(inner)
+                    }
                     _ => String::new(),
                 };
-                messages.push(
-                    json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}),
-                );
+                if b["is_error"] == true {
+                    content.insert_str(0, TOOL_ERROR);
+                }
+                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
             }
             Some(other) => {
                 return Err(format!(
@@ -149,6 +186,9 @@ fn user(messages: &mut Vec<Value>, content: Option<&Value>) -> Result<(), String
             None => return Err("a content block has no type".into()),
         }
     }
+    // Tool output images first: they belong to the tool messages just written.
+    tool_images.extend(parts);
+    let parts = tool_images;
     if !parts.is_empty() {
         let only_text = parts.iter().all(|p| p["type"] == "text");
         let content = if only_text {
@@ -167,7 +207,61 @@ fn user(messages: &mut Vec<Value>, content: Option<&Value>) -> Result<(), String
     Ok(())
 }
 
-fn assistant(content: Option<&Value>) -> Value {
+/// An image block as an `image_url` part (a data URL for base64 sources).
+fn image_part(b: &Value) -> Result<Value, String> {
+    let src = &b["source"];
+    let url = match src["type"].as_str() {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            src["media_type"].as_str().unwrap_or("image/png"),
+            src["data"].as_str().unwrap_or("")
+        ),
+        Some("url") => src["url"].as_str().unwrap_or("").to_owned(),
+        _ => return Err("unsupported image source".into()),
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// A document block: text (plain or as content blocks) becomes text; a base64 PDF becomes a
+/// `file` part where the provider takes them. Anything else has no counterpart: an error that
+/// says which.
+fn document_part(b: &Value, target: &Target) -> Result<Value, String> {
+    let src = &b["source"];
+    let title = b["title"].as_str();
+    let text = match src["type"].as_str() {
+        Some("text") => src["data"].as_str().map(str::to_owned),
+        Some("content") => match &src["content"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(inner) => Some(join_text(inner)),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(text) = text {
+        let text = match title {
+            Some(t) => format!("{t}\n\n{text}"),
+            None => text,
+        };
+        return Ok(json!({"type": "text", "text": text}));
+    }
+    let pdf = src["type"] == "base64" && src["media_type"] == "application/pdf";
+    if pdf && target.file_parts() {
+        return Ok(json!({"type": "file", "file": {
+            "filename": title.unwrap_or("document.pdf"),
+            "file_data": format!("data:application/pdf;base64,{}", src["data"].as_str().unwrap_or("")),
+        }}));
+    }
+    Err(format!(
+        "a `document` block with a {} {} source cannot be sent to `{}` (an OpenAI-interface provider{}); send it as text{}",
+        src["media_type"].as_str().unwrap_or("non-text"),
+        src["type"].as_str().unwrap_or("unknown"),
+        target.model,
+        if target.file_parts() { "" } else { " without file inputs" },
+        if target.file_parts() { " or as a base64 PDF" } else { "" },
+    ))
+}
+
+fn assistant(content: Option<&Value>, names: &mut ToolNames) -> Value {
     let blocks = match content {
         Some(Value::String(s)) => return json!({"role": "assistant", "content": s}),
         Some(Value::Array(blocks)) => blocks.as_slice(),
@@ -183,7 +277,10 @@ fn assistant(content: Option<&Value>) -> Value {
     let calls: Vec<Value> = blocks
         .iter()
         .filter(|b| b["type"] == "tool_use")
-        .map(|b| json!({"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": b["input"].to_string()}}))
+        .map(|b| {
+            let name = names.short(b["name"].as_str().unwrap_or_default());
+            json!({"id": b["id"], "type": "function", "function": {"name": name, "arguments": b["input"].to_string()}})
+        })
         .collect();
     let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { text.into() }});
     if !calls.is_empty() {
@@ -216,8 +313,9 @@ pub fn usage(u: &Value) -> Value {
     })
 }
 
-/// Translates a chat completion into a Messages response.
-pub fn response(chat: &Value, model: &str) -> Value {
+/// Translates a chat completion into a Messages response; shortened tool names get their
+/// client's names back. A refusal is the answer's text, with stop reason `refusal`.
+pub fn response(chat: &Value, model: &str, names: &ToolNames) -> Value {
     let choice = &chat["choices"][0];
     let msg = &choice["message"];
     let mut content = Vec::new();
@@ -227,18 +325,27 @@ pub fn response(chat: &Value, model: &str) -> Value {
     if let Some(text) = msg["content"].as_str().filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
+    let refusal = msg["refusal"].as_str().filter(|t| !t.is_empty());
+    if let Some(text) = refusal {
+        content.push(json!({"type": "text", "text": text}));
+    }
     for call in msg["tool_calls"].as_array().into_iter().flatten() {
         let args = call["function"]["arguments"].as_str().unwrap_or("{}");
         let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
-        content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+        let name = names.original(call["function"]["name"].as_str().unwrap_or_default());
+        content.push(json!({"type": "tool_use", "id": call["id"], "name": name, "input": input}));
     }
+    let stop = match refusal {
+        Some(_) => "refusal".into(),
+        None => stop_reason(choice["finish_reason"].as_str()),
+    };
     json!({
         "id": chat["id"],
         "type": "message",
         "role": "assistant",
         "model": chat.get("model").cloned().unwrap_or_else(|| model.into()),
         "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str()),
+        "stop_reason": stop,
         "stop_sequence": null,
         "usage": usage(&chat["usage"]),
     })
@@ -257,6 +364,10 @@ enum Block {
 #[derive(Debug, Default)]
 pub struct StreamState {
     model: String,
+    /// Tool names shortened in the request, restored here.
+    pub names: ToolNames,
+    /// The model refused (OpenAI's `refusal` deltas): the stop reason says so.
+    refused: bool,
     started: bool,
     open: Option<Block>,
     next_index: u64,
@@ -347,14 +458,23 @@ impl StreamState {
             .as_str()
             .filter(|t| !t.is_empty())
         {
+            // The SDKs type a thinking block's signature as a string: always present.
             let i = self.open(
                 &mut out,
                 Block::Thinking,
-                json!({"type": "thinking", "thinking": ""}),
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
             );
             out.push_str(&sse::named(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": thinking}}),
+            ));
+        }
+        if let Some(text) = delta["refusal"].as_str().filter(|t| !t.is_empty()) {
+            self.refused = true;
+            let i = self.open(&mut out, Block::Text, json!({"type": "text", "text": ""}));
+            out.push_str(&sse::named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}),
             ));
         }
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
@@ -370,10 +490,14 @@ impl StreamState {
             let i = if self.open == Some(Block::Tool(tool)) {
                 self.next_index - 1
             } else {
+                let name = self
+                    .names
+                    .original(f["name"].as_str().unwrap_or_default())
+                    .to_owned();
                 self.open(
                     &mut out,
                     Block::Tool(tool),
-                    json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": {}}),
+                    json!({"type": "tool_use", "id": call["id"], "name": name, "input": {}}),
                 )
             };
             if let Some(args) = f["arguments"].as_str().filter(|a| !a.is_empty()) {
@@ -385,7 +509,11 @@ impl StreamState {
         }
         if let Some(finish) = choice["finish_reason"].as_str() {
             self.close(&mut out);
-            self.stop_reason = Some(stop_reason(Some(finish)));
+            self.stop_reason = Some(if self.refused {
+                "refusal".into()
+            } else {
+                stop_reason(Some(finish))
+            });
         }
         out
     }

@@ -13,7 +13,12 @@
 
 pub mod chat_to_messages;
 pub mod messages_to_chat;
+pub mod names;
 pub mod sse;
+pub mod target;
+
+pub use names::ToolNames;
+pub use target::Target;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -93,19 +98,33 @@ impl Direction {
         }
     }
 
-    /// Translates a request body for the upstream, with `model` set. Also says whether the
-    /// client asked for stream usage (`stream_options.include_usage`).
-    pub fn request(self, body: &[u8], model: &str) -> Result<(Bytes, bool), String> {
+    /// Translates a request body for `target`.
+    pub fn request(self, body: &[u8], target: &Target) -> Result<Translated, String> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
         let include_usage = value["stream_options"]["include_usage"] == true;
+        let mut names = ToolNames::default();
         let out = match self {
             Direction::PassThrough => return Err("nothing to translate".into()),
-            Direction::ChatToMessages => chat_to_messages::request(&value, model)?,
-            Direction::MessagesToChat => messages_to_chat::request(&value, model)?,
+            Direction::ChatToMessages => chat_to_messages::request(&value, target, &mut names)?,
+            Direction::MessagesToChat => messages_to_chat::request(&value, target, &mut names)?,
         };
-        Ok((Bytes::from(out.to_string()), include_usage))
+        Ok(Translated {
+            body: Bytes::from(out.to_string()),
+            include_usage,
+            names,
+        })
     }
+}
+
+/// A translated request, and what its answer's translation needs to know.
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Bytes,
+    /// The client asked for stream usage (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Tool names shortened for the upstream, to restore in the answer.
+    pub names: ToolNames,
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -167,16 +186,19 @@ pub struct ResponseTranslator {
 }
 
 impl ResponseTranslator {
-    /// `include_usage`: an OpenAI client's `stream_options.include_usage`.
-    pub fn new(direction: Direction, model: &str, include_usage: bool) -> ResponseTranslator {
+    /// For the answer to request `request`, translated for `model`.
+    pub fn new(direction: Direction, model: &str, request: &Translated) -> ResponseTranslator {
         let mut chat_stream = chat_to_messages::StreamState::default();
-        chat_stream.include_usage = include_usage;
+        chat_stream.include_usage = request.include_usage;
+        chat_stream.names = request.names.clone();
+        let mut messages_stream = messages_to_chat::StreamState::new(model);
+        messages_stream.names = request.names.clone();
         ResponseTranslator {
             direction,
             model: model.to_owned(),
             status: 0,
             chat_stream,
-            messages_stream: messages_to_chat::StreamState::new(model),
+            messages_stream,
         }
     }
 
@@ -219,14 +241,40 @@ impl ResponseTranslator {
             Some(error_body(self.direction, self.status, raw, doc))
         } else {
             doc.map(|v| match self.direction {
-                Direction::ChatToMessages => chat_to_messages::response(v),
-                Direction::MessagesToChat => messages_to_chat::response(v, &self.model),
+                Direction::ChatToMessages => chat_to_messages::response(v, &self.chat_stream.names),
+                Direction::MessagesToChat => {
+                    messages_to_chat::response(v, &self.model, &self.messages_stream.names)
+                }
                 Direction::PassThrough => v.clone(),
             })
         };
         match translated {
             Some(v) => Bytes::from(v.to_string()),
             None => Bytes::copy_from_slice(raw),
+        }
+    }
+}
+
+/// Test helpers: a target on the usual provider of each direction's upstream.
+#[cfg(test)]
+pub fn test_target(direction: Direction, model: &str) -> Target<'_> {
+    Target {
+        prefix: match direction {
+            Direction::ChatToMessages => "anthropic",
+            _ => "openai",
+        },
+        model,
+        default_max_tokens: None,
+    }
+}
+
+#[cfg(test)]
+impl Translated {
+    pub fn for_test(include_usage: bool) -> Translated {
+        Translated {
+            body: Bytes::new(),
+            include_usage,
+            names: ToolNames::default(),
         }
     }
 }

@@ -202,7 +202,7 @@ proptest! {
     ) {
         let body = v.to_string();
         for direction in [Direction::ChatToMessages, Direction::MessagesToChat] {
-            assert_request(direction.request(body.as_bytes(), "upstream-model"));
+            assert_request(direction.request(body.as_bytes(), &test_target(direction, "upstream-model")).map(|t| (t.body, t.include_usage)));
         }
     }
 
@@ -211,7 +211,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..256)
     ) {
         for direction in [Direction::ChatToMessages, Direction::MessagesToChat] {
-            assert_request(direction.request(&bytes, "upstream-model"));
+            assert_request(direction.request(&bytes, &test_target(direction, "upstream-model")).map(|t| (t.body, t.include_usage)));
         }
     }
 
@@ -222,7 +222,7 @@ proptest! {
     ) {
         let raw = v.to_string().into_bytes();
         for direction in [Direction::ChatToMessages, Direction::MessagesToChat] {
-            let mut t = ResponseTranslator::new(direction, "client-model", true);
+            let mut t = ResponseTranslator::new(direction, "client-model", &Translated::for_test(true));
             t.status = status;
             let out = t
                 .body(&Piece::Whole(raw.clone(), Some(v.clone())), None)
@@ -240,7 +240,7 @@ proptest! {
         include_usage in any::<bool>(),
     ) {
         for direction in [Direction::ChatToMessages, Direction::MessagesToChat] {
-            let mut t = ResponseTranslator::new(direction, "client-model", include_usage);
+            let mut t = ResponseTranslator::new(direction, "client-model", &Translated::for_test(include_usage));
             t.status = 200;
             let events: Vec<Event> = events
                 .iter()

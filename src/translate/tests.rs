@@ -72,7 +72,11 @@ fn sse_doc(s: &str) -> Value {
 fn chat_request_to_messages() {
     let input = read("chat_request_tools_images.json");
     let (body, _) = Direction::ChatToMessages
-        .request(input.as_bytes(), "claude-sonnet-4-5")
+        .request(
+            input.as_bytes(),
+            &test_target(Direction::ChatToMessages, "claude-sonnet-4-5"),
+        )
+        .map(|t| (t.body, t.include_usage))
         .unwrap();
     golden(
         "chat_request_tools_images.expected.json",
@@ -85,7 +89,11 @@ fn chat_request_to_messages() {
 fn messages_request_to_chat() {
     let input = read("messages_request_tools_images.json");
     let (body, _) = Direction::MessagesToChat
-        .request(input.as_bytes(), "gpt-4o")
+        .request(
+            input.as_bytes(),
+            &test_target(Direction::MessagesToChat, "gpt-4o"),
+        )
+        .map(|t| (t.body, t.include_usage))
         .unwrap();
     golden(
         "messages_request_tools_images.expected.json",
@@ -96,22 +104,28 @@ fn messages_request_to_chat() {
 
 #[test]
 fn max_tokens_default_and_tool_choice_words() {
-    let (body, usage) = Direction::ChatToMessages
+    let d = Direction::ChatToMessages;
+    let (body, usage) = d
         .request(
             br#"{"messages":[{"role":"user","content":"hi"}],"tool_choice":"required","stream":true,"stream_options":{"include_usage":true}}"#,
-            "m",
+            &test_target(d, "m"),
         )
+        .map(|t| (t.body, t.include_usage))
         .unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["max_tokens"], chat_to_messages::DEFAULT_MAX_TOKENS);
+    assert_eq!(
+        v["max_tokens"], 8_192,
+        "the unknown model `m` gets the default output limit"
+    );
     assert_eq!(v["tool_choice"], serde_json::json!({"type": "any"}));
     assert_eq!(v["stream"], true);
     assert!(usage);
-    let (body, _) = Direction::ChatToMessages
+    let (body, _) = d
         .request(
             br#"{"messages":[],"max_completion_tokens":7,"stop":"X"}"#,
-            "m",
+            &test_target(d, "m"),
         )
+        .map(|t| (t.body, t.include_usage))
         .unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["max_tokens"], 7);
@@ -125,12 +139,15 @@ fn untranslatable_requests_are_refused() {
         br#"{"messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
         br#"{"messages":[{"role":"assistant","tool_calls":[{"id":"1","function":{"name":"f","arguments":"{not json"}}]}]}"#,
     ] {
-        assert!(Direction::ChatToMessages.request(body, "m").is_err());
+        assert!(Direction::ChatToMessages
+        .request(body, &test_target(Direction::ChatToMessages, "m"))
+        .map(|t| (t.body, t.include_usage)).is_err());
     }
-    assert!(Direction::MessagesToChat
+    let d = Direction::MessagesToChat;
+    assert!(d
         .request(
-            br#"{"messages":[{"role":"user","content":[{"type":"document"}]}]}"#,
-            "m"
+            br#"{"messages":[{"role":"user","content":[{"type":"audio"}]}]}"#,
+            &test_target(d, "m")
         )
         .is_err());
 }
@@ -143,7 +160,7 @@ fn translate_response(
     body: &str,
     chunk: usize,
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut t = ResponseTranslator::new(direction, "model-x", true);
+    let mut t = ResponseTranslator::new(direction, "model-x", &Translated::for_test(true));
     let mut header = ResponseHeader::build(status, None).unwrap();
     header.insert_header("content-type", content_type).unwrap();
     header
@@ -310,4 +327,406 @@ fn reasoning_becomes_thinking_and_back() {
         serde_json::json!({"type": "text", "text": "42"})
     );
     assert_eq!(msg["stop_reason"], "end_turn");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What agents send (Claude Code, Cursor, OpenAI-SDK agents), defect by defect.
+// ---------------------------------------------------------------------------------------------
+
+/// Translates `body` for `model` at provider `prefix`: the upstream's body, and the tool names.
+fn to_upstream(direction: Direction, prefix: &str, model: &str, body: Value) -> (Value, ToolNames) {
+    let target = Target {
+        prefix,
+        model,
+        default_max_tokens: None,
+    };
+    let t = direction
+        .request(body.to_string().as_bytes(), &target)
+        .unwrap();
+    (serde_json::from_slice(&t.body).unwrap(), t.names)
+}
+
+fn refused(direction: Direction, prefix: &str, model: &str, body: Value) -> String {
+    let target = Target {
+        prefix,
+        model,
+        default_max_tokens: None,
+    };
+    direction
+        .request(body.to_string().as_bytes(), &target)
+        .unwrap_err()
+}
+
+#[test]
+fn reasoning_models_get_max_completion_tokens_and_no_sampling_they_refuse() {
+    let claude_code = serde_json::json!({
+        "model": "x", "max_tokens": 32000, "temperature": 0.7, "top_p": 0.9,
+        "stop_sequences": ["</done>"], "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "messages": [{"role": "user", "content": "fix the bug"}]
+    });
+    let (gpt5, _) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-5",
+        claude_code.clone(),
+    );
+    assert_eq!(gpt5["max_completion_tokens"], 32000);
+    assert_eq!(gpt5["reasoning_effort"], "high");
+    for refused in ["max_tokens", "temperature", "top_p", "stop"] {
+        assert!(gpt5.get(refused).is_none(), "{refused}: {gpt5}");
+    }
+    // A chat model elsewhere keeps what it accepts, in the field its API documents.
+    let (deepseek, _) = to_upstream(
+        Direction::MessagesToChat,
+        "deepseek",
+        "deepseek-chat",
+        claude_code,
+    );
+    assert_eq!(deepseek["max_tokens"], 32000);
+    assert_eq!(deepseek["temperature"], 0.7);
+    assert_eq!(deepseek["stop"], serde_json::json!(["</done>"]));
+    assert!(
+        deepseek.get("reasoning_effort").is_none()
+            && deepseek.get("max_completion_tokens").is_none()
+    );
+}
+
+#[test]
+fn tool_output_images_follow_in_a_user_message_and_errors_keep_their_mark() {
+    let (chat, _) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        serde_json::json!({"max_tokens": 100, "messages": [
+            {"role": "user", "content": "take a screenshot"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "screenshot", "input": {}},
+                                              {"type": "tool_use", "id": "t2", "name": "ls", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "captured"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+                ]},
+                {"type": "tool_result", "tool_use_id": "t2", "is_error": true, "content": "permission denied"}
+            ]}
+        ]}),
+    );
+    let m = chat["messages"].as_array().unwrap();
+    assert_eq!(
+        m[2],
+        serde_json::json!({"role": "tool", "tool_call_id": "t1", "content": "captured"})
+    );
+    assert_eq!(m[3]["content"], "[tool error] permission denied");
+    assert_eq!(m[4]["role"], "user");
+    assert_eq!(
+        m[4]["content"][0]["text"],
+        "[images returned by tool call t1]"
+    );
+    assert_eq!(
+        m[4]["content"][1]["image_url"]["url"],
+        "data:image/png;base64,iVBO"
+    );
+    // And back: the mark is `is_error` again for an Anthropic upstream.
+    let (msgs, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [{"role": "tool", "tool_call_id": "t2", "content": "[tool error] permission denied"}]}),
+    );
+    let result = &msgs["messages"][0]["content"][0];
+    assert_eq!(result["is_error"], true);
+    assert_eq!(result["content"][0]["text"], "permission denied");
+}
+
+#[test]
+fn long_tool_names_are_shortened_and_restored_in_answers_and_streams() {
+    let long = "mcp__acme_internal_knowledge_base__search_documents_by_semantic_similarity";
+    let (chat, names) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        serde_json::json!({"max_tokens": 100,
+            "tools": [{"name": long, "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": long},
+            "messages": [{"role": "user", "content": "q"},
+                         {"role": "assistant", "content": [{"type": "tool_use", "id": "t0", "name": long, "input": {}}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t0", "content": "r"}]}]}),
+    );
+    let short = chat["tools"][0]["function"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(short.len() <= 64);
+    assert_eq!(chat["tool_choice"]["function"]["name"], short.as_str());
+    assert_eq!(
+        chat["messages"][1]["tool_calls"][0]["function"]["name"],
+        short.as_str()
+    );
+    let request = Translated {
+        body: Bytes::new(),
+        include_usage: false,
+        names,
+    };
+    // The whole answer.
+    let answer = serde_json::json!({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function",
+            "function": {"name": short, "arguments": "{}"}}]}}]});
+    let mut t = ResponseTranslator::new(Direction::MessagesToChat, "gpt-4o", &request);
+    let mut header = ResponseHeader::build(200, None).unwrap();
+    t.header(&mut header, false);
+    let doc = Some(answer.clone());
+    let body = t
+        .body(
+            &crate::usage::Piece::Whole(answer.to_string().into_bytes(), doc),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        json_doc(std::str::from_utf8(&body).unwrap())["content"][0]["name"],
+        long
+    );
+    // The stream.
+    let chunk = serde_json::json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "t1", "type": "function", "function": {"name": short, "arguments": ""}}]}}]});
+    let mut t = ResponseTranslator::new(Direction::MessagesToChat, "gpt-4o", &request);
+    let events = vec![sse::Event {
+        name: None,
+        data: chunk.to_string(),
+    }];
+    let out = t.body(&crate::usage::Piece::Events(events), None).unwrap();
+    let out = String::from_utf8(out.to_vec()).unwrap();
+    assert!(out.contains(long) && !out.contains(&short), "{out}");
+}
+
+#[test]
+fn documents_become_text_or_files_and_what_cannot_go_is_named() {
+    let doc = |source: Value| {
+        serde_json::json!({"max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "document", "title": "spec.pdf", "source": source},
+            {"type": "text", "text": "summarize"}]}]})
+    };
+    let (chat, _) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        doc(serde_json::json!({"type": "text", "media_type": "text/plain", "data": "Section 1"})),
+    );
+    assert_eq!(
+        chat["messages"][0]["content"],
+        "spec.pdf\n\nSection 1\nsummarize"
+    );
+    let pdf =
+        serde_json::json!({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"});
+    let (chat, _) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        doc(pdf.clone()),
+    );
+    assert_eq!(
+        chat["messages"][0]["content"][0],
+        serde_json::json!({"type": "file", "file": {"filename": "spec.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}})
+    );
+    let err = refused(Direction::MessagesToChat, "ollama", "llama3.1", doc(pdf));
+    assert!(
+        err.contains("document") && err.contains("llama3.1"),
+        "{err}"
+    );
+    let err = refused(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        doc(serde_json::json!({"type": "url", "url": "https://x/spec.pdf"})),
+    );
+    assert!(err.contains("`document`") && err.contains("url"), "{err}");
+    // A `file` part from an OpenAI client becomes a document block for Claude.
+    let (msgs, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"filename": "spec.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}}]}]}),
+    );
+    assert_eq!(
+        msgs["messages"][0]["content"][0],
+        serde_json::json!({"type": "document", "title": "spec.pdf", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}})
+    );
+}
+
+#[test]
+fn reasoning_effort_turns_claudes_thinking_on_within_the_output_limit() {
+    let ask = |extra: Value| {
+        let mut body = serde_json::json!({"messages": [{"role": "user", "content": "prove it"}], "temperature": 0.3});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        to_upstream(
+            Direction::ChatToMessages,
+            "anthropic",
+            "claude-sonnet-4-5",
+            body,
+        )
+        .0
+    };
+    let v = ask(serde_json::json!({"reasoning_effort": "medium"}));
+    assert_eq!(
+        v["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 8192})
+    );
+    assert_eq!(v["max_tokens"], 64000);
+    assert!(
+        v.get("temperature").is_none(),
+        "thinking takes no temperature: {v}"
+    );
+    let v = ask(serde_json::json!({"reasoning_effort": "high", "max_completion_tokens": 2000}));
+    assert_eq!(v["thinking"]["budget_tokens"], 1999);
+    // Too small a limit for Anthropic's least budget, or no effort: no thinking.
+    for extra in [
+        serde_json::json!({"reasoning_effort": "high", "max_tokens": 1000}),
+        serde_json::json!({"reasoning_effort": "minimal"}),
+        serde_json::json!({}),
+    ] {
+        let v = ask(extra.clone());
+        assert!(v.get("thinking").is_none(), "{extra}: {v}");
+        assert_eq!(v["temperature"], 0.3);
+    }
+}
+
+#[test]
+fn structured_output_stops_choices_and_ranges_fit_anthropic() {
+    let (v, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({
+            "messages": [{"role": "user", "content": "extract"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "person", "strict": true,
+                "schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}},
+            "stop": ["\n", "  ", "END"], "temperature": 1.6,
+            "tool_choice": "none", "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+        }),
+    );
+    assert_eq!(
+        v["output_config"],
+        serde_json::json!({"format": {"type": "json_schema", "schema":
+            {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}})
+    );
+    assert_eq!(v["stop_sequences"], serde_json::json!(["END"]));
+    assert_eq!(v["temperature"], 1.0);
+    assert_eq!(v["tool_choice"], serde_json::json!({"type": "none"}));
+    // Whitespace stops alone leave none.
+    let (v, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [{"role": "user", "content": "x"}], "stop": "\n", "parallel_tool_calls": false}),
+    );
+    assert!(v.get("stop_sequences").is_none());
+    assert_eq!(
+        v["tool_choice"],
+        serde_json::json!({"type": "auto", "disable_parallel_tool_use": true})
+    );
+}
+
+#[test]
+fn every_stop_reason_and_finish_reason_has_its_counterpart() {
+    for (anthropic, openai) in [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("a_reason_from_next_year", "stop"),
+    ] {
+        assert_eq!(
+            chat_to_messages::finish_reason(Some(anthropic)),
+            openai,
+            "{anthropic}"
+        );
+    }
+    for (openai, anthropic) in [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        ("function_call", "tool_use"),
+        ("content_filter", "refusal"),
+    ] {
+        assert_eq!(
+            messages_to_chat::stop_reason(Some(openai)),
+            anthropic,
+            "{openai}"
+        );
+    }
+}
+
+#[test]
+fn streamed_thinking_blocks_carry_a_signature() {
+    let mut t =
+        ResponseTranslator::new(Direction::MessagesToChat, "m", &Translated::for_test(false));
+    let chunk = serde_json::json!({"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]});
+    let out = t
+        .body(
+            &crate::usage::Piece::Events(vec![sse::Event {
+                name: None,
+                data: chunk.to_string(),
+            }]),
+            None,
+        )
+        .unwrap();
+    let events = sse_doc(std::str::from_utf8(&out).unwrap());
+    let start = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[0] == "content_block_start")
+        .unwrap();
+    assert_eq!(start[1]["content_block"]["signature"], "");
+}
+
+#[test]
+fn cache_control_on_openai_parts_marks_the_matching_blocks() {
+    let ephemeral = serde_json::json!({"type": "ephemeral"});
+    let (v, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [
+            {"role": "system", "content": [{"type": "text", "text": "long rules", "cache_control": ephemeral}]},
+            {"role": "user", "content": [{"type": "text", "text": "doc", "cache_control": ephemeral}, {"type": "text", "text": "q"}]},
+            {"role": "assistant", "content": "a", "cache_control": ephemeral}
+        ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": ephemeral}]}),
+    );
+    assert_eq!(v["system"][0]["cache_control"], ephemeral);
+    assert_eq!(v["messages"][0]["content"][0]["cache_control"], ephemeral);
+    assert!(v["messages"][0]["content"][1]
+        .get("cache_control")
+        .is_none());
+    assert_eq!(v["messages"][1]["content"][0]["cache_control"], ephemeral);
+    assert_eq!(v["tools"][0]["cache_control"], ephemeral);
+}
+
+#[test]
+fn refusals_keep_their_text_and_reason() {
+    let answer = serde_json::json!({"id": "c", "choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}}]});
+    let v = messages_to_chat::response(&answer, "m", &ToolNames::default());
+    assert_eq!(
+        v["content"],
+        serde_json::json!([{"type": "text", "text": "I can't help with that."}])
+    );
+    assert_eq!(v["stop_reason"], "refusal");
+    // In the history, a refusal is what the assistant said.
+    let (msgs, _) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [{"role": "user", "content": "x"},
+            {"role": "assistant", "content": null, "refusal": "No."}, {"role": "user", "content": "why"}]}),
+    );
+    assert_eq!(
+        msgs["messages"][1]["content"],
+        serde_json::json!([{"type": "text", "text": "No."}])
+    );
 }
