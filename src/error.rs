@@ -44,9 +44,11 @@ pub enum GatewayError {
     Unreadable,
     #[error("Internal gateway error")]
     Internal,
-    /// Every endpoint is parked or ejected; the second field is how long until one is back.
-    #[error("No endpoint of `{0}` is available right now")]
-    NoEndpoint(String, std::time::Duration),
+    /// Every endpoint is parked by its upstream's 429 `retry-after` (ejected ones are still
+    /// tried when nothing else is left): the client gets what the upstream would say, with the
+    /// time that remains.
+    #[error("`{0}` is rate limited by its provider; retry after {secs} s", secs = .1.as_secs_f64().ceil())]
+    RateLimited(String, std::time::Duration),
 }
 
 impl GatewayError {
@@ -90,7 +92,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
             GatewayError::ProviderNotSupported(..) => 501,
-            GatewayError::NoEndpoint(..) => 503,
+            GatewayError::RateLimited(..) => 429,
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
             GatewayError::Internal => 500,
@@ -100,6 +102,7 @@ impl GatewayError {
     /// OpenAI's `error.type`.
     fn kind(&self) -> &'static str {
         match self.status() {
+            429 => "rate_limit_error",
             400..=499 => "invalid_request_error",
             _ => "server_error",
         }
@@ -120,7 +123,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
             GatewayError::ProviderNotSupported(..) => "provider_not_supported",
-            GatewayError::NoEndpoint(..) => "no_endpoint_available",
+            GatewayError::RateLimited(..) => "rate_limit_exceeded",
             GatewayError::ClientTimeout => "request_timeout",
             GatewayError::Unreadable => "invalid_request",
             GatewayError::Internal => "internal_error",
@@ -130,7 +133,7 @@ impl GatewayError {
     /// How long the client should wait before trying again, if the error says.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            GatewayError::NoEndpoint(_, wait) => Some(*wait),
+            GatewayError::RateLimited(_, wait) => Some(*wait),
             _ => None,
         }
     }

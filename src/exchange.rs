@@ -242,10 +242,10 @@ impl Exchange {
             endpoints::offer(&snapshot, stage.group, tried, affinity.as_deref())
         });
         if exchange.next.is_none() {
-            let wait = endpoints::next_available(&snapshot, group).unwrap_or_default();
-            return Err(GatewayError::NoEndpoint(
+            return Err(unavailable(
+                &snapshot,
+                group,
                 snapshot.provider(lead).name.clone(),
-                wait,
             ));
         }
         Ok(exchange)
@@ -414,9 +414,8 @@ impl Exchange {
         if self.attempt.is_none() {
             let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
                 let gid = self.plan.stage().group;
-                let wait = endpoints::next_available(&self.snapshot, gid).unwrap_or_default();
                 let name = self.stage_lead(0).to_owned();
-                return self.refuse(GatewayError::NoEndpoint(name, wait));
+                return self.refuse(unavailable(&self.snapshot, gid, name));
             };
             let snapshot = self.snapshot.clone();
             let upstream = snapshot.upstream(pidx);
@@ -641,6 +640,15 @@ fn retry_after(h: &ResponseHeader) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// The error for a model none of whose endpoints takes requests now (each is parked by its
+/// upstream's `retry-after`), with the time until one does.
+fn unavailable(snapshot: &Snapshot, gid: usize, model: String) -> GatewayError {
+    GatewayError::RateLimited(
+        model,
+        endpoints::next_available(snapshot, gid).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

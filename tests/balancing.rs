@@ -336,7 +336,7 @@ fn ejection_survives_a_reload_and_attempts_are_logged() {
 }
 
 #[test]
-fn a_parked_model_answers_503_with_retry_after() {
+fn a_rate_limited_model_answers_429_with_the_remaining_retry_after() {
     let mock = Mock::start();
     mock.set_mode("status=429,retry_after=30");
     let config = yaml(&format!(
@@ -348,12 +348,28 @@ fn a_parked_model_answers_503_with_retry_after() {
     let resp = chat(gw.addr, &[], &json!({"model": "m"}));
     assert_eq!(resp.status, 429);
     assert_eq!(resp.header("retry-after"), Some("30"));
-    // It is parked now: the gateway answers, without bothering the upstream.
+    // It is parked now: the gateway answers as the upstream did, a 429 with the time that
+    // remains, without bothering the upstream.
     let resp = chat(gw.addr, &[], &json!({"model": "m"}));
-    assert_eq!(resp.status, 503);
-    assert_eq!(resp.json()["error"]["code"], "no_endpoint_available");
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
     let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
     assert!((28..=30).contains(&wait), "{wait}");
+    // In Anthropic's shape for a Messages client.
+    let resp = common::request(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[],
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.json()["type"], "error");
+    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
+    assert!(resp.header("retry-after").is_some());
     assert_eq!(mock.received().len(), 1);
 }
 

@@ -579,6 +579,20 @@ fn reasoning_effort_turns_claudes_thinking_on_within_the_output_limit() {
     );
     let v = ask(serde_json::json!({"reasoning_effort": "high", "max_completion_tokens": 2000}));
     assert_eq!(v["thinking"]["budget_tokens"], 1999);
+    // Inside a tool loop (the history cannot give Claude its earlier thinking back): none.
+    let mut looping = serde_json::json!({"reasoning_effort": "high", "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "r"}]});
+    looping["temperature"] = 0.3.into();
+    let v = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        looping,
+    )
+    .0;
+    assert!(v.get("thinking").is_none(), "{v}");
     // Too small a limit for Anthropic's least budget, or no effort: no thinking.
     for extra in [
         serde_json::json!({"reasoning_effort": "high", "max_tokens": 1000}),
