@@ -26,7 +26,7 @@ impl AuthStyle {
     pub fn for_upstream(interface: Interface, api: Api) -> AuthStyle {
         match (interface, api) {
             (Interface::AzureOpenAi, _) => AuthStyle::ApiKey,
-            (_, Api::Messages) => AuthStyle::XApiKey,
+            (_, Api::Messages | Api::CountTokens) => AuthStyle::XApiKey,
             _ => AuthStyle::Bearer,
         }
     }

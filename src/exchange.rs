@@ -457,6 +457,17 @@ impl Exchange {
         Error::e_explain(ErrorType::HTTPStatus(status), "refused by the gateway")
     }
 
+    /// The wire API of the endpoint that leads the plan.
+    pub fn lead_interface(&self) -> crate::providers::Interface {
+        let group = self.snapshot.routes.group(self.plan.stage_at(0).group);
+        group
+            .members
+            .first()
+            .map_or(crate::providers::Interface::OpenAi, |&p| {
+                self.snapshot.provider(p).interface
+            })
+    }
+
     /// The name of the first endpoint of stage `i`.
     fn stage_lead(&self, i: usize) -> &str {
         let group = self.snapshot.routes.group(self.plan.stage_at(i).group);

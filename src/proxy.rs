@@ -39,12 +39,13 @@ use crate::intake::{self, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
+use crate::providers::Interface;
 use crate::request_id;
 use crate::respond;
 use crate::router;
 use crate::state::SharedState;
 use crate::subrequest;
-use crate::translate::Api;
+use crate::translate::{count_tokens, Api};
 use crate::upstream;
 
 /// The gateway: routes each model request to its provider.
@@ -434,14 +435,27 @@ impl Gateway {
                 return Ok(true);
             }
         };
-        let x = match self.prefer(session, ctx, api, x, body, &snapshot).await {
-            Ok(x) => x,
-            Err(e) => {
-                respond::error(session, &e, Some(api), &ctx.request_id).await?;
+        ctx.model = x.client_model().map(str::to_owned);
+        let x = if api == Api::CountTokens {
+            if x.lead_interface() != Interface::Anthropic {
+                // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
+                let estimate = serde_json::from_slice(&body)
+                    .map(|request| count_tokens::estimate(&request))
+                    .unwrap_or_default();
+                let estimate = Bytes::from(estimate.to_string());
+                respond::json(session, 200, estimate, &ctx.request_id).await?;
                 return Ok(true);
             }
+            x // counted where the model is served, not routed by preference
+        } else {
+            match self.prefer(session, ctx, api, x, body, &snapshot).await {
+                Ok(x) => x,
+                Err(e) => {
+                    respond::error(session, &e, Some(api), &ctx.request_id).await?;
+                    return Ok(true);
+                }
+            }
         };
-        ctx.model = x.client_model().map(str::to_owned);
         if !x.translates && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
             return Ok(false);

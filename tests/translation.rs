@@ -422,3 +422,40 @@ fn the_provider_table() {
         assert_eq!(got.json()["model"], id.as_str(), "{}", b.prefix);
     }
 }
+
+/// Claude Code's `POST /v1/messages/count_tokens`: passed through to an Anthropic-interface
+/// provider (its credential, its path), estimated by the gateway for any other.
+#[test]
+fn count_tokens_goes_to_anthropic_and_is_estimated_for_the_others() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let body = |model: &str| json!({"model": model, "system": "12345678", "messages": [{"role": "user", "content": "abcd"}]});
+    let resp = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        &[("x-api-key", "client-key")],
+        &body("claude-sonnet-4-5"),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let got = anthropic.only();
+    assert_eq!(got.path, "/v1/messages/count_tokens");
+    assert_eq!(got.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(got.json()["model"], "claude-sonnet-4-5");
+    assert_eq!(got.json()["messages"], body("x")["messages"]);
+    // An OpenAI-interface model: the gateway's estimate (12 bytes of text → 3 tokens), and
+    // nothing goes upstream.
+    let resp = post(&gw, "/v1/messages/count_tokens", &[], &body("gpt-4o"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json(), json!({"input_tokens": 3}));
+    assert!(openai.received().is_empty());
+    // Errors are in Anthropic's shape.
+    let resp = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        &[],
+        &body("no-such-model"),
+    );
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json()["type"], "error");
+}

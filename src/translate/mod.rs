@@ -12,6 +12,7 @@
 //! dropped.
 
 pub mod chat_to_messages;
+pub mod count_tokens;
 pub mod messages_to_chat;
 pub mod names;
 pub mod sse;
@@ -34,6 +35,8 @@ pub enum Api {
     Completions,
     Embeddings,
     Messages,
+    /// Anthropic's `/v1/messages/count_tokens` (Claude Code asks it before long turns).
+    CountTokens,
 }
 
 impl Api {
@@ -44,6 +47,7 @@ impl Api {
             "/v1/completions" => Some(Api::Completions),
             "/v1/embeddings" => Some(Api::Embeddings),
             "/v1/messages" => Some(Api::Messages),
+            "/v1/messages/count_tokens" => Some(Api::CountTokens),
             _ => None,
         }
     }
@@ -55,12 +59,13 @@ impl Api {
             Api::Completions => "/completions",
             Api::Embeddings => "/embeddings",
             Api::Messages => "/messages",
+            Api::CountTokens => "/messages/count_tokens",
         }
     }
 
     /// Whether errors for this client take Anthropic's shape.
     pub fn anthropic(self) -> bool {
-        self == Api::Messages
+        matches!(self, Api::Messages | Api::CountTokens)
     }
 }
 
@@ -83,6 +88,11 @@ impl Direction {
             (Api::Messages, Interface::OpenAi) => Ok(Direction::MessagesToChat),
             (Api::Completions | Api::Embeddings, Interface::Anthropic) => Err(format!(
                 "{} is not available for Anthropic-interface providers",
+                client.suffix()
+            )),
+            // Other providers have no such endpoint: the gateway estimates (count_tokens).
+            (Api::CountTokens, Interface::OpenAi | Interface::AzureOpenAi) => Err(format!(
+                "{} is answered by the gateway for OpenAI-interface providers",
                 client.suffix()
             )),
             _ => Ok(Direction::PassThrough),
