@@ -260,3 +260,86 @@ model_providers:
         .iter()
         .all(|r| r.header("authorization").is_none()));
 }
+
+/// What Claude Code and Cursor send, through the SDKs, to the other API: the SDKs parse every
+/// translated answer, and the upstreams receive requests their APIs accept.
+#[test]
+fn coding_agents_requests_reach_the_other_api_intact() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-5, base_url: '{}', passthrough_auth: true}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{}', access_key: sk-ant-managed}}\n",
+        openai.url(),
+        anthropic.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let seen = run_script(
+        "agent_client.py",
+        &[
+            format!("http://{}", gw.addr),
+            "sk-client".into(),
+            "claude-sonnet-4-5".into(),
+            "gpt-5".into(),
+        ],
+        &gw,
+    );
+    let long = "mcp__acme_internal_knowledge_base__search_documents_by_semantic_similarity";
+    // Claude Code got its own tool name back, though gpt-5 saw a shortened one.
+    assert_eq!(
+        seen["claude_code"],
+        json!({"type": "tool_use", "name": long, "stop_reason": "tool_use"})
+    );
+    assert!(seen["count_tokens"].as_u64().unwrap() > 1_600, "{seen}");
+    let sent = openai.only().json();
+    assert_eq!(sent["model"], "gpt-5");
+    assert_eq!(sent["max_completion_tokens"], 32000);
+    assert_eq!(sent["reasoning_effort"], "medium");
+    assert!(sent.get("max_tokens").is_none());
+    let short = sent["tools"][0]["function"]["name"].as_str().unwrap();
+    assert!(
+        short.len() <= 64 && short.starts_with("mcp__acme"),
+        "{short}"
+    );
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 21);
+    let m = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        m[0],
+        json!({"role": "system", "content": "You are Claude Code."})
+    );
+    assert_eq!(m[2]["tool_calls"][0]["function"]["name"], short);
+    assert_eq!(
+        m[3],
+        json!({"role": "tool", "tool_call_id": "toolu_a", "content": "[tool error] index offline"})
+    );
+    assert_eq!(m[4]["content"], "settings page");
+    let user = m[5]["content"].as_array().unwrap();
+    assert_eq!(user[0]["text"], "[images returned by tool call toolu_b]");
+    assert_eq!(user[1]["type"], "image_url");
+    assert_eq!(user[2]["file"]["filename"], "policy.pdf");
+    assert!(user[3]["text"].as_str().unwrap().ends_with("Try again."));
+
+    // Cursor: a named tool on Claude (no parallel limit asked), then structured output.
+    assert_eq!(
+        seen["cursor"],
+        json!({"name": "read_file", "arguments": {"city": "Paris"}, "finish_reason": "tool_calls"})
+    );
+    assert_eq!(seen["parsed"], json!({"name": "Ada"}));
+    let got = anthropic.received();
+    assert_eq!(got.len(), 2);
+    let cursor = got[0].json();
+    assert_eq!(
+        cursor["system"],
+        json!([{"type": "text", "text": "You are Cursor's agent."}])
+    );
+    assert_eq!(
+        cursor["tool_choice"],
+        json!({"type": "tool", "name": "read_file"})
+    );
+    assert_eq!(cursor["messages"][0]["content"][1]["type"], "image");
+    assert_eq!(cursor["max_tokens"], 64000);
+    let parse = got[1].json();
+    assert_eq!(
+        parse["output_config"]["format"]["schema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(got[1].header("x-api-key"), Some("sk-ant-managed"));
+}

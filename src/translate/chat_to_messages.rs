@@ -57,12 +57,18 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
     // `reasoning_effort` turns Claude's thinking on (target::EFFORT_BUDGETS); the budget stays
     // under max_tokens, which counts thinking as OpenAI's limit counts reasoning.
     // Within a tool loop Anthropic wants the turn's earlier thinking blocks back, which an
-    // OpenAI history cannot carry: thinking starts only on a turn that ends with the user.
+    // OpenAI history cannot carry: thinking starts only on a turn that ends with the user. And
+    // it refuses thinking with a forced tool (`required`, a named function).
     let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
+    let forced_tool = match obj.get("tool_choice") {
+        Some(Value::String(s)) => s == "required",
+        Some(Value::Object(_)) => true,
+        _ => false,
+    };
     let thinking = obj
         .get("reasoning_effort")
         .and_then(Value::as_str)
-        .filter(|_| !loop_continues)
+        .filter(|_| !loop_continues && !forced_tool)
         .and_then(budget_for)
         .map(|budget| budget.min(max_tokens.saturating_sub(1)))
         .filter(|budget| *budget >= MIN_THINKING_BUDGET);

@@ -593,8 +593,9 @@ fn reasoning_effort_turns_claudes_thinking_on_within_the_output_limit() {
     )
     .0;
     assert!(v.get("thinking").is_none(), "{v}");
-    // Too small a limit for Anthropic's least budget, or no effort: no thinking.
+    // Too small a limit for Anthropic's least budget, a forced tool, or no effort: no thinking.
     for extra in [
+        serde_json::json!({"reasoning_effort": "high", "tool_choice": "required"}),
         serde_json::json!({"reasoning_effort": "high", "max_tokens": 1000}),
         serde_json::json!({"reasoning_effort": "minimal"}),
         serde_json::json!({}),

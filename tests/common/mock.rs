@@ -57,7 +57,8 @@ impl Received {
 /// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
 ///   [`ANTHROPIC_USAGE`];
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
-/// - `tools`: a `get_weather({"city":"Paris"})` tool call instead of text;
+/// - `tools`: a call of the request's first tool (else `get_weather`) with `{"city":"Paris"}`
+///   instead of text;
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
 /// - `cut_mid` (with `sse=N`): half of the event after the N deltas, then the connection drops;
 /// - `reply=TEXT`: the assistant's answer is TEXT (`+` for a comma), as a router model answers;
@@ -478,23 +479,35 @@ fn reply(opts: &Mode, req: &Received) -> (u16, Value) {
     }
 }
 
+/// The tool a `tools` answer calls: the request's first tool, as the upstream named it
+/// (`get_weather` when the request lists none).
+fn tool_name(request: &[u8]) -> String {
+    let body: Value = serde_json::from_slice(request).unwrap_or_default();
+    let first = &body["tools"][0];
+    first["name"]
+        .as_str()
+        .or(first["function"]["name"].as_str())
+        .unwrap_or("get_weather")
+        .to_owned()
+}
+
 /// A non-streamed answer in the shape and with the content `opts` ask for.
 fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
     use serde_json::json;
     match (opts.anthropic, opts.tools) {
         (true, false) => json!({
             "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-            "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+            "content": [{"type": "text", "text": opts.reply.as_deref().unwrap_or("hi")}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
         }),
         (true, true) => json!({
             "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": tool_name(request), "input": {"city": "Paris"}}],
             "stop_reason": "tool_use", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
         }),
         (false, tools) => {
             let message = if tools {
-                json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+                json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": tool_name(request), "arguments": "{\"city\":\"Paris\"}"}}]})
             } else if let Some(limit) = opts.route_by_length {
                 let prompt_len = serde_json::from_slice::<Value>(request)
                     .ok()
