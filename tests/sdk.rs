@@ -289,7 +289,18 @@ fn coding_agents_requests_reach_the_other_api_intact() {
         json!({"type": "tool_use", "name": long, "stop_reason": "tool_use"})
     );
     assert!(seen["count_tokens"].as_u64().unwrap() > 1_600, "{seen}");
-    let sent = openai.only().json();
+    assert_eq!(
+        seen["claude_code_native"],
+        json!({"name": long, "stop_reason": "tool_use"})
+    );
+    assert_eq!(seen["cursor_native"], json!({"name": "read_file"}));
+    let to_openai = openai.received();
+    assert_eq!(to_openai.len(), 2);
+    // Same API: the Cursor request reached gpt-5 as the SDK sent it.
+    let native = to_openai[1].json();
+    assert_eq!(native["messages"][0]["role"], "developer");
+    assert_eq!(native["parallel_tool_calls"], true);
+    let sent = to_openai[0].json();
     assert_eq!(sent["model"], "gpt-5");
     assert_eq!(sent["max_completion_tokens"], 32000);
     assert_eq!(sent["reasoning_effort"], "medium");
@@ -322,9 +333,21 @@ fn coding_agents_requests_reach_the_other_api_intact() {
         seen["cursor"],
         json!({"name": "read_file", "arguments": {"city": "Paris"}, "finish_reason": "tool_calls"})
     );
+    assert_eq!(
+        seen["cursor_stream"],
+        json!({"name": "get_weather", "arguments": {"city": "Paris"}, "finish_reason": "tool_calls"})
+    );
     assert_eq!(seen["parsed"], json!({"name": "Ada"}));
-    let got = anthropic.received();
-    assert_eq!(got.len(), 2);
+    let mut got = anthropic.received();
+    assert_eq!(got.len(), 4);
+    // Same API: Claude Code's request reached Claude whole (signed thinking, long tool name).
+    let native = got.remove(0).json();
+    assert_eq!(native["messages"][1]["content"][0]["signature"], "sig-abc");
+    assert_eq!(native["tools"][0]["name"], long);
+    assert_eq!(
+        native["system"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
     let cursor = got[0].json();
     assert_eq!(
         cursor["system"],
@@ -336,10 +359,11 @@ fn coding_agents_requests_reach_the_other_api_intact() {
     );
     assert_eq!(cursor["messages"][0]["content"][1]["type"], "image");
     assert_eq!(cursor["max_tokens"], 64000);
-    let parse = got[1].json();
+    assert_eq!(got[1].json()["stream"], true);
+    let parse = got[2].json();
     assert_eq!(
         parse["output_config"]["format"]["schema"]["properties"]["name"]["type"],
         "string"
     );
-    assert_eq!(got[1].header("x-api-key"), Some("sk-ant-managed"));
+    assert_eq!(got[2].header("x-api-key"), Some("sk-ant-managed"));
 }

@@ -745,3 +745,21 @@ fn refusals_keep_their_text_and_reason() {
         serde_json::json!([{"type": "text", "text": "No."}])
     );
 }
+
+#[test]
+fn openai_reasoning_and_refusal_stream_to_messages_across_every_split() {
+    stream_golden(
+        Direction::MessagesToChat,
+        "openai_stream_reasoning_refusal.sse",
+        "openai_stream_reasoning_refusal.expected.sse",
+    );
+}
+
+#[test]
+fn anthropic_thinking_stream_that_ran_out_of_context_to_chat_across_every_split() {
+    stream_golden(
+        Direction::ChatToMessages,
+        "anthropic_stream_context_exceeded.sse",
+        "anthropic_stream_context_exceeded.expected.sse",
+    );
+}

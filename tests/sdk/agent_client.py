@@ -57,6 +57,11 @@ block = msg.content[-1]
 seen["claude_code"] = {"type": block.type, "name": block.name, "stop_reason": msg.stop_reason}
 count = ac.messages.count_tokens(model=gpt, system=system, tools=tools, messages=messages)
 seen["count_tokens"] = count.input_tokens
+# The same request to Claude itself passes through.
+msg = ac.messages.create(model=claude, max_tokens=32000, system=system, tools=tools, messages=messages,
+                         thinking={"type": "enabled", "budget_tokens": 4000},
+                         extra_headers={"x-mock": "anthropic,tools"})
+seen["claude_code_native"] = {"name": msg.content[-1].name, "stop_reason": msg.stop_reason}
 
 # --- Cursor → an Anthropic-interface model -----------------------------------------------------
 oc = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=20)
@@ -76,6 +81,20 @@ done = oc.chat.completions.create(model=claude, messages=chat, tools=functions,
 call = done.choices[0].message.tool_calls[0]
 seen["cursor"] = {"name": call.function.name, "arguments": json.loads(call.function.arguments),
                   "finish_reason": done.choices[0].finish_reason}
+
+# The same request to an OpenAI model passes through.
+done = oc.chat.completions.create(model=gpt, messages=chat, tools=functions,
+                                  tool_choice={"type": "function", "function": {"name": "read_file"}},
+                                  parallel_tool_calls=True, extra_headers={"x-mock": "tools"})
+seen["cursor_native"] = {"name": done.choices[0].message.tool_calls[0].function.name}
+
+# The stream helper on a translated stream: a tool call whose arguments arrive in fragments.
+with oc.chat.completions.stream(model=claude, messages=chat, tools=functions,
+                                extra_headers={"x-mock": "anthropic,sse=1,tools,split"}) as stream:
+    final = stream.get_final_completion()
+call = final.choices[0].message.tool_calls[0]
+seen["cursor_stream"] = {"name": call.function.name, "arguments": json.loads(call.function.arguments),
+                         "finish_reason": final.choices[0].finish_reason}
 
 
 class Person(pydantic.BaseModel):
