@@ -436,17 +436,18 @@ impl Gateway {
             }
         };
         ctx.model = x.client_model().map(str::to_owned);
+        if api == Api::CountTokens && x.lead_interface() != Interface::Anthropic {
+            // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
+            let estimate = serde_json::from_slice(&body)
+                .map(|request| count_tokens::estimate(&request))
+                .unwrap_or_default();
+            let estimate = Bytes::from(estimate.to_string());
+            respond::json(session, 200, estimate, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        // Tokens are counted where the client's model is served, not routed by preference.
         let x = if api == Api::CountTokens {
-            if x.lead_interface() != Interface::Anthropic {
-                // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
-                let estimate = serde_json::from_slice(&body)
-                    .map(|request| count_tokens::estimate(&request))
-                    .unwrap_or_default();
-                let estimate = Bytes::from(estimate.to_string());
-                respond::json(session, 200, estimate, &ctx.request_id).await?;
-                return Ok(true);
-            }
-            x // counted where the model is served, not routed by preference
+            x
         } else {
             match self.prefer(session, ctx, api, x, body, &snapshot).await {
                 Ok(x) => x,
