@@ -124,6 +124,11 @@ impl BackgroundService for Ready {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The launcher waits for this; had it died and its pid been reused, SIGUSR1 would end
+        // whatever runs there now: only a process running this very binary is told.
+        if !same_binary(self.launcher) {
+            return;
+        }
         if let Err(e) = kill(self.launcher, Signal::SIGUSR1) {
             error!(
                 "-d: cannot tell the launching process (pid {}) that we serve: {e}",
@@ -131,6 +136,13 @@ impl BackgroundService for Ready {
             );
         }
     }
+}
+
+/// Whether process `pid` runs the same executable as this one (the daemon is a fork of its
+/// launcher).
+fn same_binary(pid: Pid) -> bool {
+    let exe = |p: String| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    exe("self".into()).is_some_and(|mine| exe(pid.to_string()) == Some(mine))
 }
 
 /// Whether this host has a socket listening on TCP `port` (IPv4 or IPv6). Read from the kernel's
@@ -189,6 +201,13 @@ mod tests {
         assert!(listening(port));
         drop(l);
         assert!(!listening(port));
+    }
+
+    #[test]
+    fn only_a_process_of_this_binary_counts_as_the_launcher() {
+        assert!(same_binary(Pid::this()));
+        assert!(!same_binary(Pid::from_raw(1)) || Pid::this().as_raw() == 1);
+        assert!(!same_binary(Pid::from_raw(i32::MAX)));
     }
 
     #[test]

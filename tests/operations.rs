@@ -486,12 +486,10 @@ fn sighup_right_after_the_pid_file_appears_is_safe() {
             .status()
             .unwrap();
         assert!(status.success());
-        let pid = loop {
-            if let Some(pid) = prepared.pid() {
-                break pid;
-            }
-            std::thread::yield_now();
-        };
+        // `-d` returns once the daemon serves: its pid file is there already.
+        let pid = prepared
+            .pid()
+            .unwrap_or_else(|| panic!("round {round}: -d returned before the pid file existed"));
         common::signal(pid, "HUP");
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(pid), "round {round}: SIGHUP killed the daemon");
