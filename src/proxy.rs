@@ -505,7 +505,9 @@ impl Gateway {
         snapshot: &Arc<crate::state::Snapshot>,
     ) -> std::result::Result<Box<Exchange>, GatewayError> {
         let router = snapshot.router.as_ref();
-        let Some(question) = router::question_of(&body, snapshot, router.is_some())? else {
+        let asked_for = x.client_model();
+        let Some(question) = router::question_of(&body, snapshot, router.is_some(), asked_for)?
+        else {
             return Ok(x);
         };
         let body = question.body.clone().unwrap_or(body);
@@ -605,7 +607,9 @@ impl Gateway {
             .read_and_route(session, ctx, api, &snapshot)
             .await?
             .and_then(|(x, body)| {
-                Ok((x, router::question_of(&body, &snapshot, router.is_some())?))
+                let question =
+                    router::question_of(&body, &snapshot, router.is_some(), x.client_model())?;
+                Ok((x, question))
             });
         let (x, question) = match asked {
             Ok(asked) => asked,

@@ -671,3 +671,47 @@ fn a_sessions_first_decision_pins_it_even_from_the_cache() {
     assert_eq!(route_header(&next), "long context (pinned)");
     assert_eq!(s.router.received().len(), 1);
 }
+
+/// switchyard's `routing.only_for` narrows the config's preferences to some models or aliases
+/// (Plano routes every request); a request's own preferences still apply.
+#[test]
+fn only_for_limits_preference_routing_to_the_models_it_names() {
+    let s = setup_with(
+        "Plano-Orchestrator",
+        None,
+        "model_aliases: {auto: {target: openai/gpt-4o}}\nrouting: {only_for: [auto]}",
+    );
+    s.router.set_mode(r#"reply={"route": ["quick tasks"]}"#);
+    // Asked for the alias: routed.
+    assert_eq!(
+        route_header(&ask(&s.gw, "auto", "What is 2+2?")),
+        "quick tasks (router)"
+    );
+    // Asked for a model by name: it serves, and the router is not asked.
+    let direct = ask(&s.gw, "gpt-4o", "What is 3+3?");
+    assert_eq!(route_header(&direct), "");
+    assert_eq!(s.router.received().len(), 1);
+    assert_eq!(s.big.received().len(), 1);
+    assert_eq!(s.quick.received().len(), 1);
+    // A request's own preferences apply whatever it asked for.
+    s.router.set_mode(r#"reply={"route": ["mini"]}"#);
+    let own = chat(
+        s.gw.addr,
+        &[],
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                "routing_preferences": [{"name": "mini", "description": "d", "models": ["openai/gpt-4o-mini"]}]}),
+    );
+    assert_eq!(route_header(&own), "mini (router)");
+    assert_eq!(s.quick.received().len(), 2);
+    // A config naming something unknown does not load.
+    let err = switchyard::config::Config::from_yaml(
+        "model_providers: [{model: openai/gpt-4o, access_key: k}]\nrouting: {only_for: [nope]}",
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`nope` is not a configured model or alias"),
+        "{err}"
+    );
+}

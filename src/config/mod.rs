@@ -294,6 +294,9 @@ pub struct Routing {
     /// Ask the router only on a user's turn; tool results and other continuations keep the
     /// conversation's last decision.
     pub route_on_user_only: bool,
+    /// switchyard's `only_for`: the models (or aliases) the config's preferences route; empty:
+    /// every model, as in Plano.
+    pub only_for: Vec<String>,
     /// switchyard's `router_timeout`: how long the router may take before the request goes on
     /// without it.
     pub router_timeout: Duration,
@@ -306,6 +309,7 @@ impl Default for Routing {
             session_max_entries: 10_000,
             tenant_header: None,
             route_on_user_only: false,
+            only_for: Vec::new(),
             router_timeout: Duration::from_secs(2),
         }
     }
@@ -337,6 +341,13 @@ impl MetricsKind {
     /// Cost (for `cheapest`) or latency (for `fastest`).
     pub fn is_cost(&self) -> bool {
         !matches!(self, MetricsKind::Prometheus { .. })
+    }
+}
+
+impl Routing {
+    /// Whether the config's preferences route a request for `model` (as the client wrote it).
+    pub fn applies_to(&self, model: Option<&str>) -> bool {
+        self.only_for.is_empty() || model.is_some_and(|m| self.only_for.iter().any(|o| o == m))
     }
 }
 

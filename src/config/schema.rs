@@ -150,7 +150,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
 
     let (routing, archgw_router) = f
         .take("routing")
-        .map(|(path, node)| routing(r, &path, node))
+        .map(|(path, node)| routing(r, &path, node, &providers, &aliases))
         .unwrap_or_default();
 
     let mut overrides = f
@@ -1098,7 +1098,13 @@ fn metrics_sources(r: &mut Report, path: &str, node: &Node) -> Vec<MetricsSource
 }
 
 /// Plano's `routing` block; also archgw's router model (`model`, or `llm_provider`).
-fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>) {
+fn routing(
+    r: &mut Report,
+    path: &str,
+    node: &Node,
+    providers: &[Provider],
+    aliases: &[(String, String)],
+) -> (Routing, Option<String>) {
     let mut out = Routing::default();
     let Some(mut f) = Fields::of(r, path, node) else {
         return (out, None);
@@ -1137,6 +1143,25 @@ fn routing(r: &mut Report, path: &str, node: &Node) -> (Routing, Option<String>)
                 out.tenant_header = yaml::string(r, &hp, hn).map(|h| h.to_ascii_lowercase());
             }
             cf.finish(r, &["url"]);
+        }
+    }
+    if let Some((p, n)) = f.take("only_for") {
+        for (i, node) in yaml::list(r, &p, n).unwrap_or_default().iter().enumerate() {
+            let Some(m) = yaml::string(r, &index(&p, i), node) else {
+                continue;
+            };
+            let known = providers
+                .iter()
+                .any(|p| p.name == m || p.model == m || p.id == m)
+                || aliases.iter().any(|(a, _)| *a == m);
+            if !known {
+                r.error(
+                    &index(&p, i),
+                    node.line,
+                    format!("`{m}` is not a configured model or alias"),
+                );
+            }
+            out.only_for.push(m);
         }
     }
     if let Some((p, n)) = f.take("route_on_user_only") {

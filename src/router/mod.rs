@@ -248,14 +248,23 @@ pub struct Question {
 /// must name configured models. The body is read as JSON only when there can be a question, or
 /// something in it that must not go upstream: the request path of a gateway without routing
 /// pays one byte search.
+///
+/// `model` is the model the client asked for: switchyard's `routing.only_for` may limit the
+/// config's preferences to some models (a request's own preferences always apply).
 pub fn question_of(
     body: &Bytes,
     snapshot: &Snapshot,
     routed: bool,
+    model: Option<&str>,
 ) -> Result<Option<Question>, GatewayError> {
     let own_prefs = contains(body, b"\"routing_preferences\"");
     let legacy = contains(body, b"_preference_config\"");
-    let configured = routed && !snapshot.config.routing_preferences.is_empty();
+    let config_prefs = if snapshot.config.routing.applies_to(model) {
+        &snapshot.config.routing_preferences[..]
+    } else {
+        &[]
+    };
+    let configured = routed && !config_prefs.is_empty();
     if !own_prefs && !legacy && !configured {
         return Ok(None);
     }
@@ -280,13 +289,11 @@ pub fn question_of(
         // As archgw: its routes replace the config's, but fewer than two of them with none
         // configured are not worth asking about.
         (None, Some(archgw)) => match archgw_preferences(&archgw, snapshot) {
-            Some(prefs) if prefs.len() < 2 && snapshot.config.routing_preferences.is_empty() => {
-                Vec::new()
-            }
+            Some(prefs) if prefs.len() < 2 && config_prefs.is_empty() => Vec::new(),
             Some(prefs) => prefs,
-            None => snapshot.config.routing_preferences.clone(),
+            None => config_prefs.to_vec(),
         },
-        (None, None) => snapshot.config.routing_preferences.clone(),
+        (None, None) => config_prefs.to_vec(),
     };
     let messages = request
         .get_mut("messages")
