@@ -1061,7 +1061,7 @@ fn metrics_sources(r: &mut Report, path: &str, node: &Node) -> Vec<MetricsSource
         };
         let url = match (url, &kind) {
             (Some((url, up, line)), _) => {
-                if let Err(why) = parse_base_url(&url) {
+                if let Err(why) = feed_url(&url) {
                     r.error(&up, line, format!("`{url}`: {why}"));
                     continue;
                 }
@@ -1095,6 +1095,21 @@ fn metrics_sources(r: &mut Report, path: &str, node: &Node) -> Vec<MetricsSource
         });
     }
     out
+}
+
+/// A feed's URL: http or https with a host; a query is allowed (catalogs take them), credentials
+/// are not (they would show in logs and `Debug` output).
+fn feed_url(raw: &str) -> Result<(), &'static str> {
+    let uri: Uri = raw.parse().map_err(|_| "not a URL")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("the scheme must be http or https");
+    }
+    match uri.authority() {
+        None => Err("it has no host"),
+        Some(a) if a.as_str().contains('@') => Err("credentials in the URL are not supported"),
+        Some(a) if a.host().is_empty() => Err("it has no host"),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Plano's `routing` block; also archgw's router model (`model`, or `llm_provider`).

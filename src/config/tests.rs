@@ -634,6 +634,11 @@ fn model_metrics_sources_load_as_plano_writes_them_and_are_checked() {
         "{base}model_metrics_sources:\n  - {{type: cost, provider: digitalocean, refresh_interval: 3600, model_aliases: {{openai/openai-gpt-oss-120b: openai/gpt-4o}}}}\n  - {{type: latency, provider: prometheus, url: 'http://prom:9090', query: 'avg by (model_name) (x)', refresh_interval: 60}}\n"
     ));
     assert_eq!(c.metrics_sources.len(), 2);
+    // A catalog URL may carry a query.
+    let q = load(&format!(
+        "{base}model_metrics_sources: [{{type: cost, provider: digitalocean, url: 'https://api.example.com/v2/catalog?per_page=200'}}]\n"
+    ));
+    assert!(q.metrics_sources[0].url.ends_with("?per_page=200"));
     assert_eq!(c.metrics_sources[0].kind, MetricsKind::DigitalOcean);
     assert_eq!(
         c.metrics_sources[0].model_aliases,
@@ -673,6 +678,10 @@ fn model_metrics_sources_load_as_plano_writes_them_and_are_checked() {
         (
             "- {type: cost, provider: models.dev, url: 'ftp://x'}",
             "http",
+        ),
+        (
+            "- {type: latency, provider: prometheus, url: 'http://u:pw@p', query: q}",
+            "credentials",
         ),
         ("- {type: speed, provider: prometheus}", "unknown type"),
     ] {
