@@ -1,0 +1,243 @@
+//! What one request asks the router: its conversation and the routes to choose from (the
+//! config's `routing_preferences`, or the request's own, or archgw's metadata), found with as
+//! little reading of the body as possible.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::Bytes;
+use log::debug;
+use serde_json::Value;
+
+use super::{prompt, turn, Router};
+use crate::config::{Prefer, RoutingPreference};
+use crate::error::GatewayError;
+use crate::state::Snapshot;
+
+/// What the router is asked about one request: its conversation and the routes to choose from.
+pub struct Question {
+    pub messages: Value,
+    /// The request's own `routing_preferences`, else the config's.
+    pub prefs: Vec<RoutingPreference>,
+    /// The body to send on, when the request carried preferences (they never go upstream).
+    pub body: Option<Bytes>,
+    /// With `route_on_user_only`: whether the user speaks in this request, and the
+    /// conversation it continues (when it has no `X-Model-Affinity`).
+    pub user_turn: bool,
+    pub conversation: Option<u64>,
+}
+
+/// The question a request body asks, if the router runs for it: it has messages, and
+/// preferences in the body or the config (with a router to ask). A request's own preferences
+/// must name configured models. The body is read as JSON only when there can be a question, or
+/// something in it that must not go upstream: the request path of a gateway without routing
+/// pays one byte search.
+///
+/// `model` is the model the client asked for: switchyard's `routing.only_for` may limit the
+/// config's preferences to some models (a request's own preferences always apply).
+pub fn question_of(
+    body: &Bytes,
+    snapshot: &Snapshot,
+    routed: bool,
+    model: Option<&str>,
+) -> Result<Option<Question>, GatewayError> {
+    let own_prefs = contains(body, b"\"routing_preferences\"");
+    let legacy = contains(body, b"_preference_config\"");
+    let config_prefs = if snapshot.config.routing.applies_to(model) {
+        &snapshot.config.routing_preferences[..]
+    } else {
+        &[]
+    };
+    let configured = routed && !config_prefs.is_empty();
+    if !own_prefs && !legacy && !configured {
+        return Ok(None);
+    }
+    let Ok(mut request) = serde_json::from_slice::<Value>(body) else {
+        return Ok(None);
+    };
+    let own = request
+        .as_object_mut()
+        .and_then(|o| o.remove("routing_preferences"));
+    // Plano removes its own per-request preference metadata before forwarding; archgw's
+    // (`archgw_preference_config`) also chose the routes for the request.
+    let mut cleaned = own.is_some();
+    let mut archgw = None;
+    if let Some(meta) = request.get_mut("metadata").and_then(Value::as_object_mut) {
+        archgw = meta.remove("archgw_preference_config");
+        cleaned |= archgw.is_some();
+        cleaned |= meta.remove("plano_preference_config").is_some();
+    }
+    let stripped = cleaned.then(|| Bytes::from(request.to_string()));
+    let prefs = match (own, archgw) {
+        (Some(list), _) => request_preferences(&list, snapshot, "routing_preferences")?,
+        // As archgw: its routes replace the config's, but fewer than two of them with none
+        // configured are not worth asking about.
+        (None, Some(archgw)) => match archgw_preferences(&archgw, snapshot) {
+            Some(prefs) if prefs.len() < 2 && config_prefs.is_empty() => Vec::new(),
+            Some(prefs) => prefs,
+            None => config_prefs.to_vec(),
+        },
+        (None, None) => config_prefs.to_vec(),
+    };
+    let messages = request
+        .get_mut("messages")
+        .map(Value::take)
+        .unwrap_or_default();
+    if !routed || prefs.is_empty() || messages.as_array().is_none_or(|a| a.is_empty()) {
+        return Ok(stripped.map(|body| Question {
+            messages: Value::Null,
+            prefs: Vec::new(),
+            body: Some(body),
+            user_turn: true,
+            conversation: None,
+        }));
+    }
+    let (user_turn, conversation) = if snapshot.config.routing.route_on_user_only {
+        (
+            turn::is_user_turn(&messages),
+            turn::conversation_of(&request, &messages),
+        )
+    } else {
+        (true, None)
+    };
+    Ok(Some(Question {
+        messages,
+        prefs,
+        body: stripped,
+        user_turn,
+        conversation,
+    }))
+}
+
+/// Whether `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+impl Question {
+    /// Whether the router runs (a body with preferences but no conversation only sheds them).
+    pub fn asks(&self) -> bool {
+        !self.prefs.is_empty()
+    }
+
+    /// The router's prompt.
+    pub fn prompt(&self, router: &Router) -> String {
+        let routes: Vec<prompt::Route<'_>> = self
+            .prefs
+            .iter()
+            .map(|p| prompt::Route {
+                name: &p.name,
+                description: &p.description,
+            })
+            .collect();
+        prompt::prompt(router.form, &routes, &self.messages, router.budget)
+    }
+
+    /// A short key for the question asked with `prompt` (the cache keeps no prompt text): the
+    /// prompt, and the routes' models, which the prompt does not show.
+    pub fn key(&self, prompt: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        prompt.hash(&mut h);
+        for p in &self.prefs {
+            p.models.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// A request's `routing_preferences` (Plano's routing API): `name`, `description`, `models`.
+/// `field` names where they came from, for errors.
+fn request_preferences(
+    list: &Value,
+    snapshot: &Snapshot,
+    field: &str,
+) -> Result<Vec<RoutingPreference>, GatewayError> {
+    let bad = |why: String| GatewayError::InvalidBody(format!("{field}: {why}"));
+    let items = list
+        .as_array()
+        .ok_or_else(|| bad("expected a list".into()))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let text = |key: &str| {
+            item.get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("[{i}].{key} must be a string")))
+        };
+        let (name, description) = (text("name")?, text("description")?);
+        let models: Vec<String> = item
+            .get("models")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if models.is_empty() {
+            return Err(bad(format!("[{i}].models must list at least one model")));
+        }
+        if let Some(unknown) = models.iter().find(|m| {
+            snapshot
+                .routes
+                .resolve(&snapshot.config.providers, Some(m.as_str()))
+                .is_err()
+        }) {
+            return Err(bad(format!(
+                "[{i}].models: `{unknown}` is not a configured model"
+            )));
+        }
+        let prefer = match item["selection_policy"]["prefer"].as_str() {
+            Some("cheapest") => Prefer::Cheapest,
+            Some("fastest") => Prefer::Fastest,
+            // `random` shuffles in Plano; the written order is as good a spread here.
+            None | Some("none" | "random") => Prefer::None,
+            Some(other) => {
+                return Err(bad(format!(
+                    "[{i}].selection_policy.prefer: unknown `{other}`"
+                )))
+            }
+        };
+        out.push(RoutingPreference {
+            name,
+            description,
+            models,
+            prefer,
+        });
+    }
+    Ok(out)
+}
+
+/// archgw's per-request routes, `metadata.archgw_preference_config`: a list (or the YAML text
+/// of one) of `{model, routing_preferences: [{name, description}]}`. A route named under several
+/// models serves them in the order given, as the config's inline preferences do. As archgw did,
+/// a value it cannot use (Plano today only strips it) is ignored: `None`.
+fn archgw_preferences(value: &Value, snapshot: &Snapshot) -> Option<Vec<RoutingPreference>> {
+    let parsed;
+    let list = match value {
+        Value::String(text) => {
+            parsed = serde_saphyr::from_str::<Value>(text).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    let mut routes: Vec<Value> = Vec::new();
+    for item in list.as_array()? {
+        let model = item["model"].as_str()?;
+        for pref in item["routing_preferences"].as_array()? {
+            let name = &pref["name"];
+            match routes.iter_mut().find(|r| &r["name"] == name) {
+                Some(route) => route["models"].as_array_mut()?.push(model.into()),
+                None => routes.push(serde_json::json!({
+                    "name": name, "description": pref["description"], "models": [model],
+                })),
+            }
+        }
+    }
+    match request_preferences(&Value::Array(routes), snapshot, "archgw_preference_config") {
+        Ok(prefs) => Some(prefs),
+        Err(e) => {
+            debug!("ignored: {e}");
+            None
+        }
+    }
+}
