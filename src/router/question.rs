@@ -215,7 +215,7 @@ fn archgw_preferences(value: &Value, snapshot: &Snapshot) -> Option<Vec<RoutingP
     let parsed;
     let list = match value {
         Value::String(text) => {
-            parsed = serde_saphyr::from_str::<Value>(text).ok()?;
+            parsed = client_yaml(text).ok()?;
             &parsed
         }
         other => other,
@@ -239,5 +239,47 @@ fn archgw_preferences(value: &Value, snapshot: &Snapshot) -> Option<Vec<RoutingP
             debug!("ignored: {e}");
             None
         }
+    }
+}
+
+/// YAML from a client. Route lists are small, so it gets a small budget: an alias bomb is
+/// refused after a few thousand events instead of replaying the parser's default million.
+fn client_yaml(text: &str) -> Result<Value, String> {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: Some(1 << 20),
+            max_events: 20_000,
+            max_nodes: 10_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 5_000,
+        },
+    };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's YAML gets a small budget: an alias expansion the parser would allow by
+    /// default (here 27,000 replayed nodes; a bomb goes to a million before its default stops
+    /// it, seconds of CPU per request) is refused.
+    #[test]
+    fn a_clients_yaml_may_not_expand_aliases_without_bound() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..3 {
+            let refs = vec![format!("*a{}", i - 1); 30].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        assert!(
+            serde_saphyr::from_str::<Value>(&yaml).is_ok(),
+            "the default allows it"
+        );
+        assert!(client_yaml(&yaml).is_err());
+        // A route list passes.
+        let routes =
+            "- model: openai/gpt-4o\n  routing_preferences:\n    - {name: a, description: b}\n";
+        assert!(client_yaml(routes).is_ok());
     }
 }
