@@ -560,8 +560,7 @@ impl Gateway {
         let (decision, source) = match known {
             Some(known) => known,
             None => {
-                let prompt = question.prompt(router);
-                let key = question.key(&prompt);
+                let key = question.key(router);
                 match recall.answers.get(&key, started) {
                     Some(d) => {
                         recall.remember(session.req_header(), question, None, &d);
@@ -572,7 +571,7 @@ impl Gateway {
                             session,
                             snapshot,
                             router,
-                            prompt,
+                            question.prompt(router),
                             &question.prefs,
                             request_id,
                         )

@@ -132,15 +132,43 @@ impl Question {
         prompt::prompt(router.form, &routes, &self.messages, router.budget)
     }
 
-    /// A short key for the question asked with `prompt` (the cache keeps no prompt text): the
-    /// prompt, and the routes' models, which the prompt does not show.
-    pub fn key(&self, prompt: &str) -> u64 {
+    /// A short key for the question (the cache keeps no prompt text), found without building
+    /// the prompt: the router, the routes whole, and the messages the router would be shown
+    /// (all but system, developer and tool messages; the prompt is a function of these).
+    pub fn key(&self, router: &Router) -> u64 {
         let mut h = DefaultHasher::new();
-        prompt.hash(&mut h);
+        router.model.hash(&mut h);
+        router.budget.hash(&mut h);
         for p in &self.prefs {
-            p.models.hash(&mut h);
+            (&p.name, &p.description, &p.models).hash(&mut h);
+        }
+        for m in self.messages.as_array().into_iter().flatten() {
+            if !matches!(m["role"].as_str(), Some("system" | "developer" | "tool")) {
+                hash_value(m, &mut h);
+            }
         }
         h.finish()
+    }
+}
+
+/// Hashes a JSON value without writing it out.
+fn hash_value(v: &Value, h: &mut DefaultHasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.as_f64().map(f64::to_bits)).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            items.iter().for_each(|i| hash_value(i, h));
+        }
+        Value::Object(o) => {
+            (5u8, o.len()).hash(h);
+            for (k, v) in o {
+                k.hash(h);
+                hash_value(v, h);
+            }
+        }
     }
 }
 
@@ -261,6 +289,38 @@ fn client_yaml(text: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_key_follows_what_the_router_would_see() {
+        let router = Router {
+            model: "plano/Arch-Router".into(),
+            form: prompt::Form::for_model("Arch-Router"),
+            budget: 2048,
+            timeout: std::time::Duration::from_secs(2),
+        };
+        let pref = |models: &[&str]| RoutingPreference {
+            name: "code".into(),
+            description: "writing code".into(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            prefer: Prefer::None,
+        };
+        let q = |messages: Value, models: &[&str]| Question {
+            messages,
+            prefs: vec![pref(models)],
+            body: None,
+            user_turn: true,
+            conversation: None,
+        };
+        let user = serde_json::json!({"role": "user", "content": "write quicksort"});
+        let key = q(serde_json::json!([user]), &["a"]).key(&router);
+        // System and tool messages are not shown to the router: the same question.
+        let with_system = serde_json::json!([{"role": "system", "content": "be brief"}, user]);
+        assert_eq!(q(with_system, &["a"]).key(&router), key);
+        // Other words, or other models behind the same route: another question.
+        let other = serde_json::json!([{"role": "user", "content": "write mergesort"}]);
+        assert_ne!(q(other, &["a"]).key(&router), key);
+        assert_ne!(q(serde_json::json!([user]), &["b"]).key(&router), key);
+    }
 
     /// A client's YAML gets a small budget: an alias expansion the parser would allow by
     /// default (here 27,000 replayed nodes; a bomb goes to a million before its default stops
