@@ -66,7 +66,7 @@ pub struct Route<'a> {
 }
 
 /// One message of the conversation, as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Turn {
     pub role: String,
     pub content: String,

@@ -133,8 +133,8 @@ impl Question {
     }
 
     /// A short key for the question (the cache keeps no prompt text), found without building
-    /// the prompt: the router, the routes whole, and the messages the router would be shown
-    /// (all but system, developer and tool messages; the prompt is a function of these).
+    /// the prompt: the router, the routes whole, and the turns the router is shown
+    /// (`prompt::turns`, of which the prompt is a function).
     pub fn key(&self, router: &Router) -> u64 {
         let mut h = DefaultHasher::new();
         router.model.hash(&mut h);
@@ -142,33 +142,8 @@ impl Question {
         for p in &self.prefs {
             (&p.name, &p.description, &p.models).hash(&mut h);
         }
-        for m in self.messages.as_array().into_iter().flatten() {
-            if !matches!(m["role"].as_str(), Some("system" | "developer" | "tool")) {
-                hash_value(m, &mut h);
-            }
-        }
+        prompt::turns(&self.messages, router.form).hash(&mut h);
         h.finish()
-    }
-}
-
-/// Hashes a JSON value without writing it out.
-fn hash_value(v: &Value, h: &mut DefaultHasher) {
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, b).hash(h),
-        Value::Number(n) => (2u8, n.as_f64().map(f64::to_bits)).hash(h),
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(h);
-            items.iter().for_each(|i| hash_value(i, h));
-        }
-        Value::Object(o) => {
-            (5u8, o.len()).hash(h);
-            for (k, v) in o {
-                k.hash(h);
-                hash_value(v, h);
-            }
-        }
     }
 }
 
@@ -316,6 +291,18 @@ mod tests {
         // System and tool messages are not shown to the router: the same question.
         let with_system = serde_json::json!([{"role": "system", "content": "be brief"}, user]);
         assert_eq!(q(with_system, &["a"]).key(&router), key);
+        // Arch-Router is shown developer messages (Plano-Orchestrator is not): for it they
+        // make another question.
+        let with_developer = serde_json::json!([{"role": "developer", "content": "terse"}, user]);
+        assert_ne!(q(with_developer.clone(), &["a"]).key(&router), key);
+        let orchestrator = Router {
+            form: prompt::Form::for_model("Plano-Orchestrator"),
+            ..router.clone()
+        };
+        assert_eq!(
+            q(with_developer, &["a"]).key(&orchestrator),
+            q(serde_json::json!([user]), &["a"]).key(&orchestrator)
+        );
         // Other words, or other models behind the same route: another question.
         let other = serde_json::json!([{"role": "user", "content": "write mergesort"}]);
         assert_ne!(q(other, &["a"]).key(&router), key);
