@@ -55,13 +55,13 @@ impl Figures {
         !self.latency.load().is_empty()
     }
 
-    fn store(&self, kind: &MetricsKind, figures: HashMap<String, f64>) {
-        let slot = if kind.is_cost() {
+    /// The cost figures, or the latency ones.
+    fn slot(&self, cost: bool) -> &ArcSwap<HashMap<String, f64>> {
+        if cost {
             &self.cost
         } else {
             &self.latency
-        };
-        slot.store(Arc::new(figures));
+        }
     }
 }
 
@@ -87,13 +87,9 @@ impl BackgroundService for Feeds {
             let sources = self.state.load().config.metrics_sources.clone();
             // A source a reload removed leaves no figures behind.
             due.retain(|s, _| sources.contains(s));
-            for kind in [true, false] {
-                if !sources.iter().any(|s| s.kind.is_cost() == kind) {
-                    let slot = if kind {
-                        &self.figures.cost
-                    } else {
-                        &self.figures.latency
-                    };
+            for cost in [true, false] {
+                let slot = self.figures.slot(cost);
+                if !sources.iter().any(|s| s.kind.is_cost() == cost) && !slot.load().is_empty() {
                     slot.store(Arc::default());
                 }
             }
@@ -110,7 +106,9 @@ impl BackgroundService for Feeds {
                             figures.len(),
                             source.url
                         );
-                        self.figures.store(&source.kind, figures);
+                        self.figures
+                            .slot(source.kind.is_cost())
+                            .store(Arc::new(figures));
                         source.refresh.map(|r| Instant::now() + r)
                     }
                     Err(why) => {
