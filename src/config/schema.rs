@@ -1024,38 +1024,23 @@ fn metrics_sources(r: &mut Report, path: &str, node: &Node) -> Vec<MetricsSource
         let (Some(kind), Some(provider)) = (kind, provider) else {
             continue;
         };
-        let kind = match (kind.as_str(), provider.as_str()) {
-            ("cost", "models.dev") => MetricsKind::ModelsDev,
-            ("cost", "digitalocean") => MetricsKind::DigitalOcean,
-            ("latency", "prometheus") => match query {
-                Some(query) => MetricsKind::Prometheus { query },
-                None => {
-                    r.error(&p, item.line, "a latency source needs `query`");
-                    continue;
-                }
-            },
-            ("cost", other) => {
-                r.error(
-                    &p,
-                    item.line,
-                    format!("unknown cost provider `{other}`; expected digitalocean or models.dev"),
-                );
-                continue;
-            }
-            ("latency", other) => {
-                r.error(
-                    &p,
-                    item.line,
-                    format!("unknown latency provider `{other}`; expected prometheus"),
-                );
-                continue;
-            }
-            (other, _) => {
-                r.error(
-                    &p,
-                    item.line,
-                    format!("unknown type `{other}`; expected cost or latency"),
-                );
+        let kind = match (kind.as_str(), provider.as_str(), query) {
+            ("cost", "models.dev", _) => Ok(MetricsKind::ModelsDev),
+            ("cost", "digitalocean", _) => Ok(MetricsKind::DigitalOcean),
+            ("latency", "prometheus", Some(query)) => Ok(MetricsKind::Prometheus { query }),
+            ("latency", "prometheus", None) => Err("a latency source needs `query`".to_owned()),
+            ("cost", other, _) => Err(format!(
+                "unknown cost provider `{other}`; expected digitalocean or models.dev"
+            )),
+            ("latency", other, _) => Err(format!(
+                "unknown latency provider `{other}`; expected prometheus"
+            )),
+            (other, _, _) => Err(format!("unknown type `{other}`; expected cost or latency")),
+        };
+        let kind = match kind {
+            Ok(kind) => kind,
+            Err(why) => {
+                r.error(&p, item.line, why);
                 continue;
             }
         };
