@@ -9,6 +9,10 @@
 
 #[path = "../tests/common/mock.rs"]
 mod mock;
+#[path = "../tests/common/strict.rs"]
+mod strict;
+
+use mock::Received;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -24,7 +24,7 @@ fn weights_split_traffic() {
     let gw = Gateway::start(&config, &[]);
     let mut to_a = 0;
     for _ in 0..1000 {
-        let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+        let resp = chat(gw.addr, &[], &common::ask("m"));
         assert_eq!(resp.status, 200);
         if served_by(&resp) == a.addr.port() {
             to_a += 1;
@@ -58,7 +58,7 @@ const OUTLIER: &str = ", outlier_detection: {consecutive_failures: 2, ejection: 
 
 fn no_client_errors(gw: &Gateway, n: usize) {
     for i in 0..n {
-        let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+        let resp = chat(gw.addr, &[], &common::ask("m"));
         assert_eq!(
             resp.status,
             200,
@@ -187,7 +187,7 @@ fn when_everything_fails_the_last_upstream_error_reaches_the_client() {
         b.url()
     ));
     let gw = Gateway::start(&config, &[]);
-    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    let resp = chat(gw.addr, &[], &common::ask("m"));
     assert!(resp.status == 500 || resp.status == 429, "{}", resp.status);
     assert_eq!(resp.json()["error"]["message"], "mock error");
     assert_eq!(
@@ -221,7 +221,7 @@ fn active_health_checks_take_a_replica_out_and_back() {
     });
     let before = posts(&b);
     for _ in 0..20 {
-        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+        assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
     }
     assert_eq!(
         posts(&b),
@@ -238,7 +238,7 @@ fn active_health_checks_take_a_replica_out_and_back() {
         common::sample_value(&gw.metrics(), healthy_b) == 1.0
     });
     for _ in 0..20 {
-        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+        assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
     }
     assert!(posts(&b) > before, "back in rotation");
 }
@@ -258,7 +258,7 @@ fn affinity_pins_a_conversation_to_one_endpoint() {
                 served_by(&chat(
                     gw.addr,
                     &[("x-model-affinity", conversation)],
-                    &json!({"model": "m"}),
+                    &common::ask("m"),
                 ))
             })
             .collect();
@@ -277,7 +277,7 @@ fn affinity_pins_a_conversation_to_one_endpoint() {
     assert_eq!(ports.len(), 1);
     // Without a key, traffic spreads.
     let ports: std::collections::HashSet<u16> = (0..8)
-        .map(|_| served_by(&chat(gw.addr, &[], &json!({"model": "m"}))))
+        .map(|_| served_by(&chat(gw.addr, &[], &common::ask("m"))))
         .collect();
     assert_eq!(ports.len(), 4);
 }
@@ -345,12 +345,12 @@ fn a_rate_limited_model_answers_429_with_the_remaining_retry_after() {
     ));
     let gw = Gateway::start(&config, &[]);
     // The only endpoint's own 429 reaches the client as it was sent.
-    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    let resp = chat(gw.addr, &[], &common::ask("m"));
     assert_eq!(resp.status, 429);
     assert_eq!(resp.header("retry-after"), Some("30"));
     // It is parked now: the gateway answers as the upstream did, a 429 with the time that
     // remains, without bothering the upstream.
-    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    let resp = chat(gw.addr, &[], &common::ask("m"));
     assert_eq!(resp.status, 429);
     assert_eq!(resp.json()["error"]["code"], "rate_limit_exceeded");
     assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
@@ -419,7 +419,7 @@ fn overhead_leaves_out_earlier_attempts_and_the_wait_between_them() {
     ));
     let gw = Gateway::start(&config, &[]);
     // The first request of a fresh gateway goes to the first endpoint, then to the second.
-    let resp = chat(gw.addr, &[], &json!({"model": "m"}));
+    let resp = chat(gw.addr, &[], &common::ask("m"));
     assert_eq!(resp.status, 200);
     assert_eq!(slow_failure.received().len(), 1);
     assert_eq!(good.received().len(), 1);

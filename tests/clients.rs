@@ -113,11 +113,7 @@ fn an_idle_keep_alive_connection_is_closed_at_the_keepalive_timeout() {
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert_eq!(closed_at(&gw, "keepalive_timeout"), 1.0);
     // A connection in use is not idle: a 2 s answer on a 1 s keep-alive passes.
-    let resp = chat(
-        gw.addr,
-        &[("x-mock", "delay_ms=2000")],
-        &json!({"model": "m"}),
-    );
+    let resp = chat(gw.addr, &[("x-mock", "delay_ms=2000")], &common::ask("m"));
     assert_eq!(resp.status, 200);
 }
 
@@ -138,7 +134,7 @@ fn connections_over_max_connections_are_closed_and_counted() {
     wait_for("the places freed", Duration::from_secs(5), || {
         gw.metric("switchyard_downstream_connections") == 0.0
     });
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
 }
 
 #[test]

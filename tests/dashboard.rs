@@ -86,11 +86,8 @@ fn traffic(gw: &Gateway) {
             chat(gw.addr, &[("x-mock", "status=503")], &openai).status,
             503
         );
-        assert_eq!(
-            chat(gw.addr, &[], &json!({"model": "dead/model"})).status,
-            502
-        );
-        assert_eq!(chat(gw.addr, &[], &json!({"model": "nope"})).status, 404);
+        assert_eq!(chat(gw.addr, &[], &common::ask("dead/model")).status, 502);
+        assert_eq!(chat(gw.addr, &[], &common::ask("nope")).status, 404);
     }
 }
 

@@ -79,13 +79,10 @@ fn metrics_hold_the_exact_counts_and_token_sums() {
         500
     );
     assert_eq!(
-        chat(gw.addr, &[auth], &json!({"model": "dead/model"})).status,
+        chat(gw.addr, &[auth], &common::ask("dead/model")).status,
         502
     );
-    assert_eq!(
-        chat(gw.addr, &[auth], &json!({"model": "gpt-9"})).status,
-        404
-    );
+    assert_eq!(chat(gw.addr, &[auth], &common::ask("gpt-9")).status, 404);
     // Not model traffic: not counted.
     assert_eq!(request(gw.addr, "GET", "/healthz", &[], b"").status, 200);
 
@@ -237,7 +234,7 @@ fn request_ids_and_trace_headers() {
             ("traceparent", traceparent),
             ("tracestate", "vendor=1"),
         ],
-        &json!({"model": "gpt-4o"}),
+        &common::ask("gpt-4o"),
     );
     assert_eq!(resp.header("x-request-id"), Some("client-id-1"));
     let got = mock.only();
@@ -246,7 +243,7 @@ fn request_ids_and_trace_headers() {
     assert_eq!(got.header("tracestate"), Some("vendor=1"));
 
     // Generated when absent; the upstream and the client see the same one.
-    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    let resp = chat(gw.addr, &[], &common::ask("gpt-4o"));
     let id = resp.header("x-request-id").unwrap().to_owned();
     assert_eq!(id.len(), 32);
     assert_eq!(mock.received()[1].header("x-request-id"), Some(id.as_str()));
@@ -254,7 +251,7 @@ fn request_ids_and_trace_headers() {
     let resp = chat(
         gw.addr,
         &[("x-request-id", "client-id-2")],
-        &json!({"model": "nope"}),
+        &common::ask("nope"),
     );
     assert_eq!(resp.status, 404);
     assert_eq!(resp.header("x-request-id"), Some("client-id-2"));
@@ -299,7 +296,7 @@ fn access_log_lines_are_json_and_hold_no_secrets() {
         chat(
             gw.addr,
             &[("x-api-key", CLIENT_KEY), ("x-request-id", "log-2")],
-            &json!({"model": "dead/model"})
+            &common::ask("dead/model")
         )
         .status,
         502

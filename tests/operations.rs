@@ -109,7 +109,7 @@ impl Load {
 
 /// Which mock served a request to model `m`.
 fn served_by(addr: SocketAddr) -> u16 {
-    let resp = chat(addr, &[], &json!({"model": "m"}));
+    let resp = chat(addr, &[], &common::ask("m"));
     assert_eq!(resp.status, 200);
     resp.header("x-mock-port").unwrap().parse().unwrap()
 }
@@ -209,11 +209,11 @@ fn keys_rotate_through_dotenv_and_sighup() {
         mock.url()
     ));
     let gw = Gateway::start_with_files(&config, &[], &[(".env", "ROTATING_KEY=sk-old-0001\n")]);
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
     std::fs::write(gw.dir.join(".env"), "# rotated\nROTATING_KEY=sk-new-0002\n").unwrap();
     gw.signal("HUP");
     wait_for("the new key", Duration::from_secs(5), || {
-        chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+        chat(gw.addr, &[], &common::ask("gpt-4o"));
         mock.received().last().unwrap().header("authorization") == Some("Bearer sk-new-0002")
     });
     assert_eq!(
@@ -303,7 +303,7 @@ fn graceful_upgrade_under_load_keeps_every_request_and_stream() {
     std::thread::sleep(Duration::from_millis(300));
     let (ok, failed) = fresh.finish();
     let (kept_ok, kept_failed) = kept.finish();
-    let after = chat(old.addr, &[], &json!({"model": "m"}));
+    let after = chat(old.addr, &[], &common::ask("m"));
     let _ = new.kill();
     let _ = new.wait();
     eprintln!("upgrade under load: new connections {ok} ok, {failed} failed; keep-alive {kept_ok} ok, {kept_failed} failed");
@@ -362,7 +362,7 @@ fn the_documented_upgrade_command_hands_over_without_a_failed_request() {
     wait_exit(old, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
     let (ok, failed) = kept.finish();
-    let after = chat(prepared.addr, &[], &json!({"model": "m"}));
+    let after = chat(prepared.addr, &[], &common::ask("m"));
     common::signal(new, "TERM");
     wait_exit(new, Duration::from_secs(10));
     eprintln!("documented upgrade: {ok} ok, {failed} failed");
@@ -396,7 +396,7 @@ fn sigquit_with_no_new_process_waiting_is_refused_and_serving_goes_on() {
         gw.child.id() > 0 && alive(gw.child.id()),
         "the process stopped"
     );
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
     assert!(gw.logs().contains("SIGQUIT refused"), "{}", gw.logs());
 }
 
@@ -406,7 +406,7 @@ fn sigterm_with_nothing_in_flight_exits_at_once() {
     let mut config = config_for(&mock);
     config["server"]["grace_period"] = "30s".into();
     let gw = Gateway::start(&config, &[]);
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
     gw.signal("TERM");
     let took = wait_exit(gw.child.id(), Duration::from_secs(10));
     eprintln!("idle SIGTERM: exited after {took:?}");

@@ -314,15 +314,11 @@ fn upstream_connections_are_pooled_and_a_broken_one_is_not_reused() {
     let gw = start(&mock, "");
     // One after another, each from a new client connection: a JSON answer, a whole stream, an
     // upstream error passed through, a 1 MiB body.
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
     let mut conn = stream_request(&gw, "sse=3,gap_ms=10");
     assert_eq!(conn.read_head().0, 200);
     while conn.read_chunk().is_some() {}
-    let error = chat(
-        gw.addr,
-        &[("x-mock", "status=500")],
-        &json!({"model": "gpt-4o"}),
-    );
+    let error = chat(gw.addr, &[("x-mock", "status=500")], &common::ask("gpt-4o"));
     assert_eq!(error.status, 500);
     let big = body_of_size(1 << 20);
     let resp = request(gw.addr, "POST", "/v1/chat/completions", &[], &big);
@@ -341,7 +337,7 @@ fn upstream_connections_are_pooled_and_a_broken_one_is_not_reused() {
     let mut conn = stream_request(&gw, "sse=2,gap_ms=10,cut");
     assert_eq!(conn.read_head().0, 200);
     while let Ok(Some(_)) = conn.try_read_chunk() {}
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
     let received = mock.received();
     assert_eq!(received.len(), 6);
     assert_eq!(received[4].connection, first);
@@ -356,7 +352,7 @@ fn upstream_errors_pass_through_untouched() {
         let resp = chat(
             gw.addr,
             &[("x-mock", &format!("status={code}"))],
-            &json!({"model": "gpt-4o"}),
+            &common::ask("gpt-4o"),
         );
         assert_eq!(resp.status, code);
         assert_eq!(
@@ -449,7 +445,7 @@ fn keepalive_survives_gateway_errors() {
 fn refused_upstream_is_502() {
     let mock = Mock::start();
     let gw = start(&mock, "overrides: {upstream_connect_timeout: 1s}");
-    let resp = chat(gw.addr, &[], &json!({"model": "dead/model"}));
+    let resp = chat(gw.addr, &[], &common::ask("dead/model"));
     assert_gateway_error(&resp, 502, "upstream_unreachable");
     let message = resp.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("dead/model"), "{message}");
@@ -477,7 +473,7 @@ fn slow_upstream_is_504_after_the_listener_timeout() {
     let resp = chat(
         gw.addr,
         &[("x-mock", "delay_ms=3000")],
-        &json!({"model": "gpt-4o"}),
+        &common::ask("gpt-4o"),
     );
     assert_gateway_error(&resp, 504, "upstream_timeout");
     assert!(started.elapsed() < Duration::from_millis(2900));
@@ -554,7 +550,7 @@ model_aliases:
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["openai/gpt-4o"]);
-    assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
+    assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
 }
 
 #[test]
@@ -695,7 +691,7 @@ fn https_upstreams_are_verified_against_the_configured_ca() {
     };
 
     let gw = Gateway::start(&config(Some(&ca)), &[("TEST_KEY", KEY)]);
-    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    let resp = chat(gw.addr, &[], &common::ask("gpt-4o"));
     assert_eq!(resp.status, 200, "{}", gw.logs());
     let got = mock.only();
     assert_eq!(
@@ -710,7 +706,7 @@ fn https_upstreams_are_verified_against_the_configured_ca() {
 
     // The system roots do not know the test CA: the certificate is refused, nothing is sent.
     let gw = Gateway::start(&config(None), &[("TEST_KEY", KEY)]);
-    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    let resp = chat(gw.addr, &[], &common::ask("gpt-4o"));
     assert_gateway_error(&resp, 502, "upstream_unreachable");
     let message = resp.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("TLS"), "{message}");
@@ -728,7 +724,7 @@ fn upstream_host_names_are_resolved() {
         &[],
     );
     for _ in 0..3 {
-        assert_eq!(chat(gw.addr, &[], &json!({"model": "m"})).status, 200);
+        assert_eq!(chat(gw.addr, &[], &common::ask("m")).status, 200);
     }
     assert_eq!(mock.received().len(), 3);
     assert_eq!(
@@ -813,7 +809,7 @@ fn https_providers_are_offered_h2_by_alpn_and_h1_when_it_is_turned_off() {
     // `http2: false`: the same provider over HTTP/1.1.
     let before = mock.received().len();
     let gw = Gateway::start(&config(", http2: false"), &[("TEST_KEY", KEY)]);
-    let resp = chat(gw.addr, &[], &json!({"model": "gpt-4o"}));
+    let resp = chat(gw.addr, &[], &common::ask("gpt-4o"));
     assert_eq!(resp.status, 200, "{}", gw.logs());
     let got = mock.received();
     assert_eq!(got.len(), before + 1);
@@ -829,12 +825,8 @@ fn a_request_the_upstream_may_have_read_is_never_sent_again() {
     // must reach the upstream exactly once (on a fresh connection as on a reused one).
     for i in 0..2 {
         let before = mock.received().len();
-        assert_eq!(chat(gw.addr, &[], &json!({"model": "gpt-4o"})).status, 200);
-        let resp = chat(
-            gw.addr,
-            &[("x-mock", "hangup")],
-            &json!({"model": "gpt-4o"}),
-        );
+        assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
+        let resp = chat(gw.addr, &[("x-mock", "hangup")], &common::ask("gpt-4o"));
         assert_gateway_error(&resp, 502, "upstream_error");
         let got = mock.received();
         assert_eq!(got.len(), before + 2, "round {i}: sent again");

@@ -358,11 +358,11 @@ fn prefer_fastest_orders_a_routes_models_by_the_latency_the_gateway_saw() {
         let slow = chat(
             s.gw.addr,
             &[("x-mock", "delay_ms=300")],
-            &json!({"model": "gpt-4o"}),
+            &common::ask("gpt-4o"),
         );
         assert_eq!(slow.status, 200);
         assert_eq!(
-            chat(s.gw.addr, &[], &json!({"model": "gpt-4o-mini"})).status,
+            chat(s.gw.addr, &[], &common::ask("gpt-4o-mini")).status,
             200
         );
     }

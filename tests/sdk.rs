@@ -302,6 +302,11 @@ fn coding_agents_requests_reach_the_other_api_intact() {
     assert_eq!(native["parallel_tool_calls"], true);
     let sent = to_openai[0].json();
     assert_eq!(sent["model"], "gpt-5");
+    // Claude Code's user (about 150 characters) as OpenAI takes it: at most 64, stable.
+    let user = sent["safety_identifier"].as_str().unwrap();
+    assert!(user.len() == 64 && sent.get("user").is_none(), "{user}");
+    // Anthropic's betas mean nothing to OpenAI: they stay behind.
+    assert_eq!(to_openai[0].header("anthropic-beta"), None);
     assert_eq!(sent["max_completion_tokens"], 32000);
     assert_eq!(sent["reasoning_effort"], "medium");
     assert!(sent.get("max_tokens").is_none());
@@ -359,6 +364,12 @@ fn coding_agents_requests_reach_the_other_api_intact() {
     );
     assert_eq!(cursor["messages"][0]["content"][1]["type"], "image");
     assert_eq!(cursor["max_tokens"], 64000);
+    // A user id over Anthropic's 256 characters arrives as its SHA-256.
+    let user = cursor["metadata"]["user_id"].as_str().unwrap();
+    assert!(
+        user.len() == 64 && user.chars().all(|c| c.is_ascii_hexdigit()),
+        "{user}"
+    );
     assert_eq!(got[1].json()["stream"], true);
     let parse = got[2].json();
     assert_eq!(

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{alive, chat, request, Conn, Mock, Prepared};
-use serde_json::json;
 
 #[derive(Default)]
 struct Counts {
@@ -102,7 +101,7 @@ fn soak() {
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
                         0..=2 => keep_alive_request(addr, &mut kept),
-                        3 | 4 => chat(addr, &[], &json!({"model": "m"})).status == 200,
+                        3 | 4 => chat(addr, &[], &common::ask("m")).status == 200,
                         _ => stream(addr),
                     }));
                 let counter = match result {

@@ -459,3 +459,171 @@ fn count_tokens_goes_to_anthropic_and_is_estimated_for_the_others() {
     assert_eq!(resp.status, 404);
     assert_eq!(resp.json()["type"], "error");
 }
+
+/// The mock providers refuse what the real APIs refuse, with their status and error shape:
+/// without this, a translation test could pass on a request the real API sends back.
+#[test]
+fn the_mock_providers_refuse_what_the_real_apis_refuse() {
+    let mock = Mock::start();
+    let send = |path: &str, body: Value| {
+        request(
+            mock.addr,
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let openai = |body: Value, param: &str, code: Value| {
+        let resp = send("/v1/chat/completions", body);
+        assert_eq!(resp.status, 400);
+        let e = resp.json()["error"].clone();
+        assert_eq!(e["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["param"], param, "{e}");
+        assert_eq!(e["code"], code, "{e}");
+    };
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    openai(
+        json!({"model": "gpt-4o", "messages": hi, "user": "u".repeat(65)}),
+        "user",
+        json!("string_above_max_length"),
+    );
+    openai(
+        json!({"model": "gpt-4o", "messages": hi, "stop": ["a", "b", "c", "d", "e"]}),
+        "stop",
+        json!("array_above_max_length"),
+    );
+    openai(
+        json!({"model": "gpt-4o", "messages": hi, "tools": [{"type": "function", "function": {"name": "a.b"}}]}),
+        "tools[0].function.name",
+        json!("invalid_value"),
+    );
+    openai(
+        json!({"model": "gpt-5", "messages": hi, "max_tokens": 10}),
+        "max_tokens",
+        json!("unsupported_parameter"),
+    );
+    let long_id = "c".repeat(41);
+    openai(
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": long_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": long_id, "content": "ok"}]}),
+        "messages[1].tool_calls[0].id",
+        json!("string_above_max_length"),
+    );
+    openai(
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"},
+            {"role": "tool", "tool_call_id": "x", "content": "ok"}]}),
+        "messages.[1].role",
+        Value::Null,
+    );
+
+    let anthropic = |body: Value, says: &str| {
+        let resp = send("/v1/messages", body);
+        assert_eq!(resp.status, 400);
+        let v = resp.json();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    };
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": hi, "metadata": {"user_id": "u".repeat(257)}}),
+        "metadata.user_id: String should have at most 256 characters",
+    );
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": hi, "tools": [{"name": "a.b", "input_schema": {}}]}),
+        "tools.0.custom.name",
+    );
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}]}),
+        "text content blocks must contain non-whitespace text",
+    );
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "functions.f:0", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "functions.f:0", "content": "ok"}]}]}),
+        "tool_use.id: String should match pattern",
+    );
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+            {"role": "user", "content": "and?"}]}),
+        "`tool_use` ids were found without `tool_result` blocks immediately after: t1",
+    );
+    let marked = json!({"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}});
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "system": [marked, marked, marked], "messages": [{"role": "user", "content": [marked, marked]}]}),
+        "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+    );
+    anthropic(
+        json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure "}]}),
+        "final assistant content cannot end with trailing whitespace",
+    );
+    // What they accept passes, and `lenient` lets a deliberately odd body through.
+    assert_eq!(
+        send(
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": hi})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        request(
+            mock.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-mock", "lenient")],
+            json!({"model": "gpt-4o", "messages": hi, "user": "u".repeat(65)})
+                .to_string()
+                .as_bytes()
+        )
+        .status,
+        200
+    );
+    assert_eq!(mock.received().len(), 15);
+}
+
+/// Claude Code's own request shape (its `metadata.user_id` of about 150 characters, betas,
+/// tools, thinking, a tool loop with Anthropic ids) to an OpenAI model: OpenAI refuses a `user`
+/// over 64 characters, so before the gateway fitted it every such request failed.
+#[test]
+fn claude_code_to_an_openai_model_is_accepted_by_the_strict_upstream() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let user = r#"{"device_id":"5f0a8e2c9b7d4e1f3a6c8b0d2e4f6a8c0b2d4e6f8a0c2e4b6d8f0a2c4e6b8d0f","account_uuid":"","session_id":"3c1e2b8a-6f4d-4a7e-9b2c-1d0e8f7a6b5c"}"#;
+    let body = json!({
+        "model": "gpt-4o", "max_tokens": 32000, "stream": false,
+        "metadata": {"user_id": user},
+        "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}},
+                  {"name": "mcp__acme_internal_knowledge_base__search_documents_by_semantic_similarity", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "<system-reminder>ctx</system-reminder>"}, {"type": "text", "text": "list files", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "ls it", "signature": "sig"},
+                {"type": "tool_use", "id": "toolu_01D7FLrfh4GYq7yT1ULFeyMV", "name": "Bash", "input": {"command": "ls"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01D7FLrfh4GYq7yT1ULFeyMV", "content": "a.txt"}]}
+        ]
+    });
+    let headers = [
+        ("anthropic-version", "2023-06-01"),
+        (
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        ),
+        ("x-api-key", "sk-ant-client"),
+        ("x-mock", "tools"),
+    ];
+    let resp = post(&gw, "/v1/messages", &headers, &body);
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.json()["stop_reason"], "tool_use");
+    let sent = openai.only().json();
+    let id = sent["safety_identifier"].as_str().unwrap();
+    assert_eq!(id.len(), 64);
+    // The same user, the same value: a second turn maps identically.
+    post(&gw, "/v1/messages", &headers, &body);
+    assert_eq!(openai.received()[1].json()["safety_identifier"], id);
+    assert!(anthropic.received().is_empty());
+}

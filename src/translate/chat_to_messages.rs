@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::limits::{self, anthropic::*};
 use super::names::ToolNames;
 use super::sse::{self, Event};
 use super::target::{budget_for, Target};
@@ -19,7 +20,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
         .get("messages")
         .and_then(Value::as_array)
         .ok_or("`messages` must be a list")?;
-    for m in list {
+    for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let mut blocks = match role {
             "system" | "developer" => {
@@ -28,11 +29,12 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
                 system.extend(blocks);
                 continue;
             }
-            "user" => user_blocks(m.get("content"))?,
-            "assistant" => assistant_blocks(m, names)?,
-            "tool" => vec![tool_result(m)],
-            other => return Err(format!("unsupported message role `{other}`")),
-        };
+            "user" => user_blocks(m.get("content")),
+            "assistant" => assistant_blocks(m, names),
+            "tool" => Ok(vec![tool_result(m)]),
+            other => Err(format!("unsupported message role `{other}`")),
+        }
+        .map_err(|e| format!("`messages[{i}]`: {e}"))?;
         cache_last(&mut blocks, m);
         let role = if role == "assistant" {
             "assistant"
@@ -41,6 +43,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
         };
         push(&mut messages, role, blocks);
     }
+    trim_prefill(&mut messages);
 
     let mut out = Map::new();
     out.insert("model".into(), target.model.into());
@@ -109,7 +112,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
             .filter_map(|t| t.get("function").map(|f| (t, f)))
             .map(|(t, f)| {
                 let mut tool = json!({
-                    "name": names.short(f["name"].as_str().unwrap_or_default()),
+                    "name": names.fit(f["name"].as_str().unwrap_or_default(), TOOL_NAME_MAX),
                     "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
                 });
                 if let Some(d) = f.get("description") {
@@ -133,7 +136,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
             .get("function")
             .and_then(|f| f.get("name"))
             .and_then(Value::as_str)
-            .map(|name| json!({"type": "tool", "name": names.short(name)})),
+            .map(|name| json!({"type": "tool", "name": names.fit(name, TOOL_NAME_MAX)})),
         _ => None,
     };
     // Anthropic takes `disable_parallel_tool_use` on auto, any and tool, not on none.
@@ -157,19 +160,89 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
             json!({"format": {"type": "json_schema", "schema": schema}}),
         );
     }
-    if let Some(user) = obj.get("user").and_then(Value::as_str) {
-        out.insert("metadata".into(), json!({"user_id": user}));
+    // OpenAI's newer name for the end user first, then the older one.
+    if let Some(user) = ["safety_identifier", "user"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_str))
+    {
+        let user = limits::user_id(user, USER_ID_MAX);
+        out.insert("metadata".into(), json!({ "user_id": user }));
     }
+    cap_cache_control(&mut out);
     Ok(Value::Object(out))
 }
 
-/// The smallest thinking budget Anthropic accepts.
-const MIN_THINKING_BUDGET: u64 = 1_024;
+/// A tool call's id as Anthropic takes it (`[a-zA-Z0-9_-]`, e.g. not Kimi's
+/// `functions.get_weather:0`): the call and its result map alike, so they still pair.
+fn tool_id(id: Option<&Value>) -> Value {
+    match id.and_then(Value::as_str) {
+        Some(id) => limits::fit(id, usize::MAX, limits::name_char).into(),
+        None => id.cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// Anthropic takes at most `CACHE_CONTROL_MAX` breakpoints; the earliest extra ones go, since
+/// a later breakpoint caches everything before it (tools, then system, then messages).
+fn cap_cache_control(out: &mut Map<String, Value>) {
+    // Blocks in the order Anthropic reads them, whatever the order of the object's keys.
+    let mut marked: Vec<(u8, &mut Map<String, Value>)> = Vec::new();
+    for (key, value) in out.iter_mut() {
+        let (rank, nested) = match key.as_str() {
+            "tools" => (0, false),
+            "system" => (1, false),
+            "messages" => (2, true),
+            _ => continue,
+        };
+        for item in value.as_array_mut().into_iter().flatten() {
+            let blocks = if nested {
+                item["content"].as_array_mut().map(Vec::as_mut_slice)
+            } else {
+                Some(std::slice::from_mut(item))
+            };
+            let blocks = blocks
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut);
+            marked.extend(
+                blocks
+                    .filter(|b| b.contains_key("cache_control"))
+                    .map(|b| (rank, b)),
+            );
+        }
+    }
+    marked.sort_by_key(|(rank, _)| *rank);
+    let extra = marked.len().saturating_sub(CACHE_CONTROL_MAX);
+    for (_, block) in marked.into_iter().take(extra) {
+        block.remove("cache_control");
+    }
+}
+
+/// A conversation that ends with the assistant asks Claude to continue that text (prefill),
+/// which Anthropic refuses with trailing whitespace.
+fn trim_prefill(messages: &mut Vec<Value>) {
+    let Some(last) = messages.last_mut().filter(|m| m["role"] == "assistant") else {
+        return;
+    };
+    let Some(blocks) = last["content"].as_array_mut() else {
+        return;
+    };
+    if let Some(text) = blocks.last_mut().filter(|b| b["type"] == "text") {
+        let trimmed = text["text"].as_str().unwrap_or("").trim_end().to_owned();
+        if trimmed.is_empty() {
+            blocks.pop();
+        } else {
+            text["text"] = trimmed.into();
+        }
+    }
+    if blocks.is_empty() {
+        messages.pop();
+    }
+}
 
 /// A `tool` message as a `tool_result` block; the error marker of the other direction
 /// (`messages_to_chat::TOOL_ERROR`) becomes `is_error` again.
 fn tool_result(m: &Value) -> Value {
-    let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+    let id = tool_id(m.get("tool_call_id"));
     let mut content = text_blocks(m.get("content"));
     let mut error = false;
     if let Some(first) = content.first_mut() {
@@ -211,17 +284,23 @@ fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
     messages.push(json!({"role": role, "content": blocks}));
 }
 
-/// Text content (a string or text parts) as text blocks.
+/// Text content (a string or text parts) as text blocks. Anthropic refuses text blocks that
+/// are empty or only whitespace: they carry nothing and are left out.
 fn text_blocks(content: Option<&Value>) -> Vec<Value> {
     match content {
-        Some(Value::String(s)) if !s.is_empty() => vec![json!({"type": "text", "text": s})],
+        Some(Value::String(s)) if has_text(s) => vec![json!({"type": "text", "text": s})],
         Some(Value::Array(parts)) => parts
             .iter()
             .filter_map(|p| p.get("text").and_then(Value::as_str).map(|t| (p, t)))
+            .filter(|(_, t)| has_text(t))
             .map(|(p, t)| with_cache_control(json!({"type": "text", "text": t}), p))
             .collect(),
         _ => Vec::new(),
     }
+}
+
+fn has_text(s: &str) -> bool {
+    !s.trim().is_empty()
 }
 
 fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
@@ -231,10 +310,14 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
     let mut blocks = Vec::new();
     for part in parts {
         match part.get("type").and_then(Value::as_str) {
-            Some("text") => blocks.push(with_cache_control(
-                json!({"type": "text", "text": part["text"]}),
-                part,
-            )),
+            Some("text") => {
+                if part["text"].as_str().is_some_and(has_text) {
+                    blocks.push(with_cache_control(
+                        json!({"type": "text", "text": part["text"]}),
+                        part,
+                    ));
+                }
+            }
             Some("image_url") => {
                 let url = part
                     .get("image_url")
@@ -286,6 +369,12 @@ fn image_block(url: &str) -> Result<Value, String> {
         let media = meta
             .strip_suffix(";base64")
             .ok_or("only base64 data URLs are supported")?;
+        if !IMAGE_TYPES.contains(&media) {
+            return Err(format!(
+                "an image of type `{media}` cannot be sent to an Anthropic model, which takes {}",
+                IMAGE_TYPES.join(", ")
+            ));
+        }
         return Ok(
             json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}),
         );
@@ -296,7 +385,11 @@ fn image_block(url: &str) -> Result<Value, String> {
 fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, String> {
     let mut blocks = text_blocks(m.get("content"));
     // An earlier refusal is what the assistant said.
-    if let Some(refusal) = m.get("refusal").and_then(Value::as_str) {
+    if let Some(refusal) = m
+        .get("refusal")
+        .and_then(Value::as_str)
+        .filter(|r| has_text(r))
+    {
         blocks.push(json!({"type": "text", "text": refusal}));
     }
     for call in m
@@ -312,8 +405,8 @@ fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, Stri
         } else {
             serde_json::from_str(args).map_err(|_| "tool call arguments are not valid JSON")?
         };
-        let name = names.short(f["name"].as_str().unwrap_or_default());
-        blocks.push(json!({"type": "tool_use", "id": call["id"], "name": name, "input": input}));
+        let name = names.fit(f["name"].as_str().unwrap_or_default(), TOOL_NAME_MAX);
+        blocks.push(json!({"type": "tool_use", "id": tool_id(call.get("id")), "name": name, "input": input}));
     }
     Ok(blocks)
 }

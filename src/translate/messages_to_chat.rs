@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::limits::{self, openai::*};
 use super::names::ToolNames;
 use super::sse::{self, Event};
 use super::target::{effort_for, Target};
@@ -30,7 +31,8 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
         .get("messages")
         .and_then(Value::as_array)
         .ok_or("`messages` must be a list")?;
-    for m in list {
+    for (i, m) in list.iter().enumerate() {
+        let from = messages.len();
         match m.get("role").and_then(Value::as_str) {
             Some("user") => user(&mut messages, m.get("content"), target)?,
             Some("assistant") => messages.push(assistant(m.get("content"), names)),
@@ -41,6 +43,16 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
                 ))
             }
         }
+        if let Some(n) = overlong(&messages[from..]) {
+            return Err(format!(
+                "`messages[{i}]`: {n} characters of text in one piece, over the {CONTENT_MAX} an OpenAI-interface provider takes"
+            ));
+        }
+    }
+    if let Some(n) = overlong(&messages) {
+        return Err(format!(
+            "`system`: {n} characters, over the {CONTENT_MAX} an OpenAI-interface provider takes in one message"
+        ));
     }
 
     let reasoning = target.reasoning();
@@ -65,6 +77,13 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
     }
     if let Some(stops) = obj.get("stop_sequences").and_then(Value::as_array) {
         if !stops.is_empty() && !reasoning {
+            if stops.len() > STOP_MAX {
+                return Err(format!(
+                    "`stop_sequences`: {} sequences, but `{}` (an OpenAI-interface provider) takes at most {STOP_MAX}",
+                    stops.len(),
+                    target.model
+                ));
+            }
             out.insert("stop".into(), stops.clone().into());
         }
     }
@@ -88,7 +107,7 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
             .iter()
             .filter(|t| t.get("input_schema").is_some())
             .map(|t| {
-                let name = names.short(t["name"].as_str().unwrap_or_default());
+                let name = names.fit(t["name"].as_str().unwrap_or_default(), TOOL_NAME_MAX);
                 let mut f = json!({"name": name, "parameters": t["input_schema"]});
                 if let Some(d) = t.get("description") {
                     f["description"] = d.clone();
@@ -96,6 +115,13 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
                 json!({"type": "function", "function": f})
             })
             .collect();
+        if tools.len() > TOOLS_MAX {
+            return Err(format!(
+                "`tools`: {} tools, but `{}` (an OpenAI-interface provider) takes at most {TOOLS_MAX}",
+                tools.len(),
+                target.model
+            ));
+        }
         if !tools.is_empty() {
             out.insert("tools".into(), tools.into());
         }
@@ -106,7 +132,7 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
             Some("any") => Some(json!("required")),
             Some("none") => Some(json!("none")),
             Some("tool") => {
-                let name = names.short(choice["name"].as_str().unwrap_or_default());
+                let name = names.fit(choice["name"].as_str().unwrap_or_default(), TOOL_NAME_MAX);
                 Some(json!({"type": "function", "function": {"name": name}}))
             }
             _ => None,
@@ -118,10 +144,42 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
             out.insert("parallel_tool_calls".into(), false.into());
         }
     }
-    if let Some(user) = obj.get("metadata").and_then(|m| m.get("user_id")) {
-        out.insert("user".into(), user.clone());
+    // OpenAI now names the end user `safety_identifier`; the compatible APIs know `user`.
+    if let Some(user) = obj
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        let key = if target.prefix == "openai" {
+            "safety_identifier"
+        } else {
+            "user"
+        };
+        out.insert(key.into(), limits::user_id(user, USER_MAX).into());
     }
     Ok(Value::Object(out))
+}
+
+/// A tool-use id as OpenAI takes it (`tool_calls[].id`, `tool_call_id`): the call and its
+/// result map alike, so they still pair.
+fn call_id(id: &Value) -> Value {
+    match id.as_str() {
+        Some(id) => limits::fit(id, TOOL_CALL_ID_MAX, limits::any_char).into(),
+        None => id.clone(),
+    }
+}
+
+/// The first text OpenAI would refuse as too long (`CONTENT_MAX` per string), as its length
+/// in characters.
+fn overlong(messages: &[Value]) -> Option<usize> {
+    let content = messages.iter().map(|m| &m["content"]);
+    let parts = content.clone().filter_map(Value::as_array).flatten();
+    content
+        .chain(parts.map(|p| &p["text"]))
+        .filter_map(Value::as_str)
+        .filter(|s| s.len() > CONTENT_MAX)
+        .map(|s| s.chars().count())
+        .find(|n| *n > CONTENT_MAX)
 }
 
 fn join_text(blocks: &[Value]) -> String {
@@ -155,7 +213,7 @@ fn user(messages: &mut Vec<Value>, content: Option<&Value>, target: &Target) -> 
             Some("image") => parts.push(image_part(b)?),
             Some("document") => parts.push(document_part(b, target)?),
             Some("tool_result") => {
-                let id = &b["tool_use_id"];
+                let id = &call_id(&b["tool_use_id"]);
                 let mut content = match &b["content"] {
                     Value::String(s) => s.clone(),
                     Value::Array(inner) => {
@@ -278,8 +336,8 @@ fn assistant(content: Option<&Value>, names: &mut ToolNames) -> Value {
         .iter()
         .filter(|b| b["type"] == "tool_use")
         .map(|b| {
-            let name = names.short(b["name"].as_str().unwrap_or_default());
-            json!({"id": b["id"], "type": "function", "function": {"name": name, "arguments": b["input"].to_string()}})
+            let name = names.fit(b["name"].as_str().unwrap_or_default(), TOOL_NAME_MAX);
+            json!({"id": call_id(&b["id"]), "type": "function", "function": {"name": name, "arguments": b["input"].to_string()}})
         })
         .collect();
     let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { text.into() }});

@@ -13,6 +13,7 @@
 
 pub mod chat_to_messages;
 pub mod count_tokens;
+pub mod limits;
 pub mod messages_to_chat;
 pub mod names;
 pub mod sse;

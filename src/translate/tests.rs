@@ -763,3 +763,156 @@ fn anthropic_thinking_stream_that_ran_out_of_context_to_chat_across_every_split(
         "anthropic_stream_context_exceeded.expected.sse",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The target APIs' limits (limits::TABLE): every translated request is one the API accepts.
+// ---------------------------------------------------------------------------------------------
+
+/// Claude Code's `metadata.user_id`: a JSON document of about 150 characters.
+const CLAUDE_CODE_USER: &str = r#"{"device_id":"5f0a8e2c9b7d4e1f3a6c8b0d2e4f6a8c0b2d4e6f8a0c2e4b6d8f0a2c4e6b8d0f","account_uuid":"","session_id":"3c1e2b8a-6f4d-4a7e-9b2c-1d0e8f7a6b5c"}"#;
+
+#[test]
+fn a_long_user_id_reaches_openai_as_a_stable_64_character_value() {
+    let body = serde_json::json!({"max_tokens": 10, "metadata": {"user_id": CLAUDE_CODE_USER},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (openai, _) = to_upstream(Direction::MessagesToChat, "openai", "gpt-4o", body.clone());
+    let id = openai["safety_identifier"].as_str().unwrap();
+    assert_eq!(id.len(), 64);
+    assert!(openai.get("user").is_none(), "{openai}");
+    let (again, _) = to_upstream(Direction::MessagesToChat, "openai", "gpt-4o", body.clone());
+    assert_eq!(
+        again["safety_identifier"], id,
+        "the same user, the same value"
+    );
+    // OpenAI-compatible APIs know `user`.
+    let (groq, _) = to_upstream(Direction::MessagesToChat, "groq", "llama", body);
+    assert_eq!(groq["user"], id);
+    // A short one passes as it is.
+    let (short, _) = to_upstream(
+        Direction::MessagesToChat,
+        "groq",
+        "llama",
+        serde_json::json!({"max_tokens": 10, "metadata": {"user_id": "u-1"}, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(short["user"], "u-1");
+}
+
+#[test]
+fn what_openai_cannot_take_is_fitted_or_named() {
+    let long_id = "toolu_0123456789abcdefghijklmnopqrstuvwxyz_0123";
+    let (chat, _) = to_upstream(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        serde_json::json!({"max_tokens": 10, "messages": [
+            {"role": "user", "content": "list"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": long_id, "name": "ls", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": long_id, "content": "a b"}]}
+        ]}),
+    );
+    let call = chat["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(call.len(), limits::openai::TOOL_CALL_ID_MAX);
+    assert_eq!(
+        chat["messages"][2]["tool_call_id"], call,
+        "call and result still pair"
+    );
+
+    let stops = serde_json::json!({"max_tokens": 10, "stop_sequences": ["a", "b", "c", "d", "e"],
+        "messages": [{"role": "user", "content": "hi"}]});
+    let e = refused(Direction::MessagesToChat, "openai", "gpt-4o", stops.clone());
+    assert!(e.contains("`stop_sequences`") && e.contains('4'), "{e}");
+    // A reasoning model gets no stops at all: nothing to refuse.
+    to_upstream(Direction::MessagesToChat, "openai", "o3", stops);
+
+    let tools: Vec<Value> = (0..129)
+        .map(|i| serde_json::json!({"name": format!("t{i}"), "input_schema": {"type": "object"}}))
+        .collect();
+    let e = refused(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        serde_json::json!({"max_tokens": 10, "tools": tools, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert!(e.contains("`tools`") && e.contains("128"), "{e}");
+
+    let huge = "x".repeat(limits::openai::CONTENT_MAX + 1);
+    let e = refused(
+        Direction::MessagesToChat,
+        "openai",
+        "gpt-4o",
+        serde_json::json!({"max_tokens": 10, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"},
+            {"role": "user", "content": [{"type": "text", "text": huge}]}]}),
+    );
+    assert!(e.starts_with("`messages[2]`"), "{e}");
+}
+
+#[test]
+fn what_anthropic_cannot_take_is_fitted_or_named() {
+    let kimi = "functions.get_weather:0";
+    let (msg, names) = to_upstream(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"user": "x".repeat(300), "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
+                                           {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "weather?", "cache_control": {"type": "ephemeral"}},
+                                         {"type": "text", "text": ""}, {"type": "text", "text": "  "}]},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": kimi, "type": "function",
+                "function": {"name": "weather.get", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": kimi, "content": "sunny", "cache_control": {"type": "ephemeral"}},
+            {"role": "user", "content": "  ", "cache_control": {"type": "ephemeral"}},
+            {"role": "assistant", "content": "The forecast says "}
+        ],
+        "tools": [{"type": "function", "cache_control": {"type": "ephemeral"},
+                   "function": {"name": "weather.get", "parameters": {"type": "object"}}}]}),
+    );
+    // The user: over 256 characters, its SHA-256.
+    assert_eq!(msg["metadata"]["user_id"].as_str().unwrap().len(), 64);
+    // Tool name and ids only in Anthropic's characters, the call and its result alike.
+    let name = msg["tools"][0]["name"].as_str().unwrap();
+    assert!(name.chars().all(limits::name_char), "{name}");
+    assert_eq!(names.original(name), "weather.get");
+    let m = msg["messages"].as_array().unwrap();
+    let call = &m[1]["content"][0];
+    assert_eq!(call["name"], name);
+    let id = call["id"].as_str().unwrap();
+    assert!(id.chars().all(limits::name_char), "{id}");
+    assert_eq!(m[2]["content"][0]["tool_use_id"], id);
+    // Empty and whitespace-only text is gone; the prefill has no trailing whitespace.
+    assert_eq!(m[0]["content"].as_array().unwrap().len(), 1, "{msg}");
+    assert_eq!(m[1]["content"].as_array().unwrap().len(), 1, "{msg}");
+    assert_eq!(m.len(), 4, "{msg}");
+    assert_eq!(
+        m[3]["content"],
+        serde_json::json!([{"type": "text", "text": "The forecast says"}])
+    );
+    // Five breakpoints asked (tool, two system blocks, user text, tool result): the first goes.
+    let marked = |v: &Value| v.get("cache_control").is_some();
+    assert!(!marked(&msg["tools"][0]));
+    assert!(msg["system"].as_array().unwrap().iter().all(marked));
+    assert!(marked(&m[0]["content"][0]) && marked(&m[2]["content"][0]));
+    // An answer naming the fitted tool gives the client its own name back.
+    let answer = chat_to_messages::response(
+        &serde_json::json!({"id": "m", "model": "c", "stop_reason": "tool_use", "usage": {},
+            "content": [{"type": "tool_use", "id": "toolu_9", "name": name, "input": {}}]}),
+        &names,
+    );
+    assert_eq!(
+        answer["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "weather.get"
+    );
+
+    let e = refused(
+        Direction::ChatToMessages,
+        "anthropic",
+        "claude-sonnet-4-5",
+        serde_json::json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "?"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}]}]}),
+    );
+    assert!(
+        e.starts_with("`messages[2]`") && e.contains("image/bmp"),
+        "{e}"
+    );
+}

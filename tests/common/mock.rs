@@ -66,7 +66,12 @@ impl Received {
 ///   `quick tasks`;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
 /// - `hangup`: the request is read, then the connection closed without an answer;
-/// - `file=PATH`: 200 with the file's bytes (JSON, or Prometheus text for `.txt`).
+/// - `file=PATH`: 200 with the file's bytes (JSON, or Prometheus text for `.txt`);
+/// - `lenient`: skips the checks below, for a test that sends a malformed body on purpose.
+///
+/// Before any of that, a chat-completions or Messages request the real API would refuse (its
+/// limits, required fields, tool-call pairing: `strict.rs`) is answered as that API answers it:
+/// 400 in its error shape. So every test also proves its upstream requests would be accepted.
 ///
 /// A request without `x-mock` gets the mock's default mode (`set_mode`, initially "").
 pub struct Mock {
@@ -250,6 +255,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if opts.hangup {
             return;
         }
+        if let Some((status, body)) = refused(&opts, &req, received.is_some()) {
+            if !write_json(&mut socket, status, &body, port, "").await {
+                return;
+            }
+            continue;
+        }
         if let Some(ms) = opts.delay_ms {
             let mut probe = [0u8; 1];
             tokio::select! {
@@ -327,22 +338,32 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             continue;
         }
         let (status, body) = reply(&opts, &req);
-        let body = body.to_string();
         let retry_after = opts
             .retry_after
             .map_or_else(String::new, |s| format!("retry-after: {s}\r\n"));
-        let head = format!(
-            "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\n{retry_after}content-length: {}\r\n\r\n",
-            body.len()
-        );
-        if socket
-            .write_all(format!("{head}{body}").as_bytes())
-            .await
-            .is_err()
-        {
+        if !write_json(&mut socket, status, &body, port, &retry_after).await {
             return;
         }
     }
+}
+
+/// Writes a JSON answer with `extra` header lines; false when the client is gone.
+async fn write_json<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    status: u16,
+    body: &Value,
+    port: u16,
+    extra: &str,
+) -> bool {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\nx-upstream: mock\r\nx-mock-port: {port}\r\n{extra}content-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket
+        .write_all(format!("{head}{body}").as_bytes())
+        .await
+        .is_ok()
 }
 
 /// Serves one HTTP/2 connection: each stream is recorded and answered as on HTTP/1.1 (JSON,
@@ -401,6 +422,14 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     .body(())
                     .unwrap()
             };
+            if let Some((status, body)) = refused(&opts, &req, received.is_some()) {
+                if let Ok(mut stream) =
+                    respond.send_response(answer(status, "application/json"), false)
+                {
+                    let _ = stream.send_data(body.to_string().into_bytes().into(), true);
+                }
+                return;
+            }
             if let Some(n) = opts.sse {
                 let Ok(mut stream) = respond.send_response(answer(200, "text/event-stream"), false)
                 else {
@@ -453,6 +482,17 @@ struct Mode {
     route_by_length: Option<usize>,
     /// Answer 200 with this file's bytes (a catalog, a metrics page): `.txt` as Prometheus text.
     file: Option<String>,
+    /// Accept what the real API would refuse.
+    lenient: bool,
+}
+
+/// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
+/// (which records nothing and must stay cheaper than any proxy).
+fn refused(opts: &Mode, req: &Received, recording: bool) -> Option<(u16, Value)> {
+    if opts.lenient || !recording {
+        return None;
+    }
+    super::strict::refusal(req)
 }
 
 /// The status and JSON body of a non-streamed answer to `req`.
@@ -631,6 +671,7 @@ fn parse_mode(mode: &str) -> Mode {
             "reply" => m.reply = Some(v.replace('+', ",")),
             "route_by_length" => m.route_by_length = v.parse().ok(),
             "file" => m.file = Some(v.to_owned()),
+            "lenient" => m.lenient = true,
             _ => panic!("unknown mock mode {part}"),
         }
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 mod mock;
 pub mod prometheus;
+pub mod strict;
 pub use mock::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -466,4 +467,10 @@ impl Conn {
             body,
         }
     }
+}
+
+/// The smallest chat-completions body the real API (and so the strict mock) accepts, for
+/// `model`.
+pub fn ask(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }

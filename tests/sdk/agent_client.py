@@ -2,12 +2,13 @@
 
 Usage: agent_client.py BASE_URL API_KEY CLAUDE_MODEL OPENAI_MODEL
 - A Claude-Code-shaped request (Anthropic SDK) to OPENAI_MODEL, an OpenAI-interface provider:
-  system blocks with cache_control, many tools (an MCP name over 64 characters first), thinking
-  on, a history with signed thinking, a tool error and a screenshot, and a PDF; then
-  count_tokens.
+  Claude Code's `metadata.user_id` (a JSON document of about 150 characters) and betas, system
+  blocks with cache_control, many tools (an MCP name over 64 characters first), thinking on, a
+  history with signed thinking, a tool error and a screenshot, and a PDF; then count_tokens.
 - A Cursor-shaped request (OpenAI SDK) to CLAUDE_MODEL, an Anthropic-interface provider:
-  developer role, images, parallel tools with a named tool_choice, then structured output with
-  `chat.completions.parse()`.
+  developer role, images, parallel tools with a named tool_choice, a `safety_identifier` over
+  Anthropic's 256 characters, then structured output with `chat.completions.parse()`.
+The mock providers refuse what the real APIs refuse (tests/common/strict.rs).
 Prints one JSON object with what the SDKs saw.
 """
 
@@ -50,9 +51,15 @@ messages = [
     ]},
 ]
 system = [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}]
+# What Claude Code sends as its user: device, account and session, as JSON.
+USER_ID = json.dumps({"device_id": "5f0a8e2c9b7d4e1f3a6c8b0d2e4f6a8c0b2d4e6f8a0c2e4b6d8f0a2c4e6b8d0f",
+                      "account_uuid": "", "session_id": "3c1e2b8a-6f4d-4a7e-9b2c-1d0e8f7a6b5c"},
+                     separators=(",", ":"))
+BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
 msg = ac.messages.create(model=gpt, max_tokens=32000, system=system, tools=tools, messages=messages,
                          thinking={"type": "enabled", "budget_tokens": 4000},
-                         extra_headers={"x-mock": "tools"})
+                         metadata={"user_id": USER_ID},
+                         extra_headers={"x-mock": "tools", "anthropic-beta": BETAS})
 block = msg.content[-1]
 seen["claude_code"] = {"type": block.type, "name": block.name, "stop_reason": msg.stop_reason}
 count = ac.messages.count_tokens(model=gpt, system=system, tools=tools, messages=messages)
@@ -77,7 +84,8 @@ chat = [
 ]
 done = oc.chat.completions.create(model=claude, messages=chat, tools=functions,
                                   tool_choice={"type": "function", "function": {"name": "read_file"}},
-                                  parallel_tool_calls=True, extra_headers={"x-mock": "anthropic,tools"})
+                                  parallel_tool_calls=True, extra_headers={"x-mock": "anthropic,tools"},
+                                  extra_body={"safety_identifier": "cursor-" + "0123456789" * 30})
 call = done.choices[0].message.tool_calls[0]
 seen["cursor"] = {"name": call.function.name, "arguments": json.loads(call.function.arguments),
                   "finish_reason": done.choices[0].finish_reason}
