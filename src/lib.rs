@@ -14,7 +14,8 @@
 //! - `side_call`: the gateway's own HTTP calls (health checks, model lists, feeds);
 //! - `usage`, `metrics`, `access_log`, `request_id`: observability;
 //! - `config`, `providers` (built-in catalog), `state` (the swappable snapshot), `reload`, `dns`
-//!   (upstream addresses), `server` (process wiring).
+//!   (upstream addresses), `server` (process wiring), `preflight` (what must hold before it
+//!   starts), `lifecycle` and `upgrade` (signals, draining, `-u`, `-d`).
 //!
 //! Words: a *provider* is a `model_providers` entry; an *endpoint* is a provider entry as one of
 //! its model's targets; its *origin* is where it is reached; a *group* is the endpoints of one
@@ -32,8 +33,10 @@ pub mod error;
 pub mod exchange;
 pub mod intake;
 pub mod lifecycle;
+pub mod logs;
 pub mod metrics;
 pub mod models;
+pub mod preflight;
 pub mod providers;
 pub mod proxy;
 pub mod reload;

@@ -41,7 +41,19 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     switchyard::lifecycle::ignore_hangups_until_reload_runs();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    switchyard::logs::init();
+    // A bug must still read as one line an operator can report, never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("internal error, please report it: {info}");
+    }));
+    // A daemon runs from `/`: reloads must find the same file (and its `.env`) as at start.
+    let path = match std::path::absolute(&cli.conf) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("error: {}: {e}", cli.conf.display());
+            return ExitCode::FAILURE;
+        }
+    };
 
     let config = match Config::load(&cli.conf) {
         Ok(config) => config,
@@ -58,6 +70,13 @@ fn main() -> ExitCode {
         }
     }
     if cli.test {
+        let problems = switchyard::preflight::problems(&config, false);
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::FAILURE;
+        }
         println!(
             "{}: configuration is valid ({} model provider{}, {} warning{})",
             cli.conf.display(),
@@ -70,7 +89,7 @@ fn main() -> ExitCode {
     }
     server::run(
         config,
-        cli.conf,
+        path,
         Launch {
             upgrade: cli.upgrade,
             daemon: cli.daemon,

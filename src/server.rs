@@ -63,8 +63,16 @@ pub fn server_conf(config: &Config, launch: Launch) -> ServerConf {
 }
 
 /// Runs the gateway on `config` (loaded from `path`, which SIGHUP reloads) until it is told to
-/// stop; does not return.
+/// stop; does not return. What would stop it from serving is checked first (`preflight`): then
+/// it exits 1 with the reasons, before forking or binding anything.
 pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
+    let problems = crate::preflight::problems(&config, !launch.upgrade);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        std::process::exit(1);
+    }
     let opt = Opt {
         upgrade: launch.upgrade,
         daemon: launch.daemon,
@@ -184,16 +192,14 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
     if let Some(writer) = access_log_writer {
         server.add_service(background_service("access log", writer));
     }
-    if launch.daemon {
-        server.add_service(background_service(
-            "readiness",
-            upgrade::Ready {
-                launcher: nix::unistd::Pid::this(),
-                port: config_port,
-            },
-        ));
-    }
-    log::info!("switchyard listening on {bind}, metrics on {metrics_address}");
+    server.add_service(background_service(
+        "readiness",
+        upgrade::Ready {
+            launcher: launch.daemon.then(nix::unistd::Pid::this),
+            port: config_port,
+            listening: format!("{bind}, metrics on {metrics_address}"),
+        },
+    ));
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });

@@ -95,45 +95,47 @@ fn is_socket(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
-/// `-d` returns only once the daemon serves. Pingora's launching process exits as soon as it has
-/// forked, before the daemon has even written its pid file; a caller that then reads the pid file
-/// (`systemctl reload` with `PIDFile=`, or the next `-u`) finds none. With Pingora's
-/// `daemon_wait_for_ready` the launching process waits for SIGUSR1 instead, which this sends from
-/// the daemon once the model port listens (taken over, or bound by the listening service).
+/// Says "listening" once this process really listens, and with `-d` tells the launcher. Pingora's
+/// launching process exits as soon as it has forked, before the daemon has even written its pid
+/// file; a caller that then reads the pid file (`systemctl reload` with `PIDFile=`, or the next
+/// `-u`) finds none. With Pingora's `daemon_wait_for_ready` the launcher waits for SIGUSR1
+/// instead, which this sends once the model port listens on a socket of this process (taken
+/// over, or bound by the listening service): another process on the port does not count. A
+/// process that cannot listen exits 1 rather than linger serving metrics alone.
 pub struct Ready {
-    /// The process that was started and now waits.
-    pub launcher: Pid,
+    /// The process that was started and waits (`-d`), else `None`.
+    pub launcher: Option<Pid>,
     pub port: u16,
+    /// What the log line says: the listener and the metrics address.
+    pub listening: String,
 }
 
-/// How long the daemon waits for its own listener before giving up on telling the launcher (who
-/// then exits 1 at `daemon_ready_timeout_seconds`).
-const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// How long to wait for this process's listener: longer than Pingora's own retries of a taken
+/// port (30 × 1 s), which end in an error.
+const LISTEN_WAIT: Duration = Duration::from_secs(35);
 
 #[async_trait]
 impl BackgroundService for Ready {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        if self.launcher == Pid::this() {
-            return; // not daemonized: nobody waits
-        }
         let deadline = Instant::now() + LISTEN_WAIT;
-        while !listening(self.port) {
+        while !listening_here(self.port) {
             if Instant::now() > deadline {
-                error!("-d: port {} never listened; not reporting ready", self.port);
-                return;
+                error!("port {} never listened in this process; exiting", self.port);
+                std::process::exit(1);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        info!("switchyard listening on {}", self.listening);
+        let Some(launcher) = self.launcher.filter(|l| *l != Pid::this()) else {
+            return; // not daemonized: nobody waits
+        };
         // The launcher waits for this; had it died and its pid been reused, SIGUSR1 would end
         // whatever runs there now: only a process running this very binary is told.
-        if !same_binary(self.launcher) {
+        if !same_binary(launcher) {
             return;
         }
-        if let Err(e) = kill(self.launcher, Signal::SIGUSR1) {
-            error!(
-                "-d: cannot tell the launching process (pid {}) that we serve: {e}",
-                self.launcher
-            );
+        if let Err(e) = kill(launcher, Signal::SIGUSR1) {
+            error!("-d: cannot tell the launching process (pid {launcher}) that we serve: {e}");
         }
     }
 }
@@ -145,27 +147,43 @@ fn same_binary(pid: Pid) -> bool {
     exe("self".into()).is_some_and(|mine| exe(pid.to_string()) == Some(mine))
 }
 
-/// Whether this host has a socket listening on TCP `port` (IPv4 or IPv6). Read from the kernel's
-/// tables rather than probed: a test connection would count as a client, a test bind could take
-/// the port from under the listening service.
-fn listening(port: u16) -> bool {
+/// Whether this process has a socket listening on TCP `port` (IPv4 or IPv6). Read from the
+/// kernel's tables rather than probed: a test connection would count as a client, a test bind
+/// could take the port from under the listening service.
+fn listening_here(port: u16) -> bool {
+    let ours = own_sockets();
     port == 0
         || ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-            std::fs::read_to_string(table).is_ok_and(|text| table_listens_on(&text, port))
+            std::fs::read_to_string(table).is_ok_and(|text| table_listens_on(&text, port, &ours))
         })
 }
 
-/// Whether a `/proc/net/tcp{,6}` table has a socket in state LISTEN (`0A`) on local `port`.
-fn table_listens_on(table: &str, port: u16) -> bool {
+/// The inodes of this process's sockets (`/proc/self/fd/N -> socket:[inode]`).
+fn own_sockets() -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether a `/proc/net/tcp{,6}` table has a socket in state LISTEN (`0A`) on local `port`
+/// whose inode is one of `inodes`.
+fn table_listens_on(table: &str, port: u16, inodes: &[u64]) -> bool {
     table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1);
-        let state = fields.nth(1);
-        state == Some("0A")
-            && local
-                .and_then(|l| l.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                == Some(port)
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)
+            .and_then(|l| l.rsplit_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        let inode = fields.get(9).and_then(|i| i.parse::<u64>().ok());
+        fields.get(3) == Some(&"0A")
+            && local_port == Some(port)
+            && inode.is_some_and(|i| inodes.contains(&i))
     })
 }
 
@@ -182,25 +200,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listening_socket_is_found_by_port_and_state() {
+    fn a_listening_socket_is_found_by_port_state_and_owner() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:2EE0 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0 100 0 0 10 0
-   1: 0100007F:A1B2 0100007F:2EE0 01 00000000:00000000 00:00000000 00000000  1000        0 2 1 0 20 4 30 10 -1
+   0: 0100007F:2EE0 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 41 1 0 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:2EE0 01 00000000:00000000 00:00000000 00000000  1000        0 42 1 0 20 4 30 10 -1
 ";
-        assert!(table_listens_on(table, 12000));
+        assert!(table_listens_on(table, 12000, &[41]));
+        // Another process's listener on the port is not ours.
+        assert!(!table_listens_on(table, 12000, &[7]));
         // A connected socket on the port is not a listener.
-        assert!(!table_listens_on(table, 0xA1B2));
-        assert!(!table_listens_on(table, 12001));
-        assert!(!table_listens_on("", 12000));
+        assert!(!table_listens_on(table, 0xA1B2, &[42]));
+        assert!(!table_listens_on(table, 12001, &[41]));
+        assert!(!table_listens_on("", 12000, &[41]));
     }
 
     #[test]
-    fn a_port_this_process_listens_on_is_seen() {
+    fn a_port_this_process_listens_on_is_seen_and_another_process_port_is_not() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(listening(port));
+        assert!(listening_here(port));
         drop(l);
-        assert!(!listening(port));
+        assert!(!listening_here(port));
+        // The port taken by another process (`-d` must not take it for its own).
+        let mut other = std::process::Command::new("python3")
+            .args(["-c", "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\nprint(s.getsockname()[1], flush=True); time.sleep(10)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(other.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line.trim().parse().unwrap();
+        let seen = listening_here(port);
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(!seen, "another process's listener counted as ours");
     }
 
     #[test]

@@ -365,6 +365,9 @@ fn the_documented_upgrade_command_hands_over_without_a_failed_request() {
     let after = chat(prepared.addr, &[], &common::ask("m"));
     common::signal(new, "TERM");
     wait_exit(new, Duration::from_secs(10));
+    // Both daemons logged into sh.err: a successful upgrade has nothing to report as an error.
+    let logs = std::fs::read_to_string(prepared.dir.join("sh.err")).unwrap_or_default();
+    assert!(!logs.contains(" ERROR "), "{logs}");
     eprintln!("documented upgrade: {ok} ok, {failed} failed");
     assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
     assert!(ok > 50, "too little load to prove anything: {ok}");
@@ -529,4 +532,94 @@ fn sigterm_lets_a_stream_in_flight_finish_within_the_grace_period() {
 fn request_fails(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect(addr).is_err()
         || std::panic::catch_unwind(|| request(addr, "GET", "/healthz", &[], b"")).is_err()
+}
+
+/// Runs the binary with `args` from `dir`, its output in files (a daemon keeps what it
+/// inherits, so pipes would never close): exit status, stdout + stderr, and how long it took.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (std::process::ExitStatus, String, Duration) {
+    let out = dir.join("run.out");
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join("run.err")).unwrap())
+        .status()
+        .unwrap();
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&out).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("run.err")).unwrap_or_default();
+    (status, text, took)
+}
+
+/// `-d` on a port another process holds fails at once with the reason, and leaves nothing
+/// running; so does the foreground, which never says it listens.
+#[test]
+fn a_taken_port_fails_the_start_at_once_with_the_reason() {
+    let prepared = Prepared::new(&config_for(&Mock::start()), &[]);
+    let holder = std::net::TcpListener::bind(prepared.addr).unwrap();
+    let conf = prepared.conf.to_str().unwrap();
+    for args in [vec!["-d", "-c", conf], vec!["-c", conf]] {
+        let (status, out, took) = run_in(&prepared.dir, &args);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}");
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+        assert!(
+            out.contains(&format!("cannot listen on {}", prepared.addr))
+                && out.contains("another process holds it"),
+            "{args:?}: {out}"
+        );
+        assert!(!out.contains("listening on"), "{args:?}: {out}");
+        assert!(prepared.pid().is_none(), "{args:?}: a pid file was written");
+    }
+    drop(holder);
+}
+
+/// A pid file in a directory that does not exist: `-t` says so, `-d` fails at once, and no
+/// panic or backtrace reaches the operator.
+#[test]
+fn a_pid_file_in_a_missing_directory_is_refused_by_t_and_d() {
+    let mut config = config_for(&Mock::start());
+    config["server"]["pid_file"] = "/nonexistent-switchyard-dir/sy.pid".into();
+    let prepared = Prepared::new(&config, &[]);
+    // Prepared writes its own pid file path: put the broken one back.
+    let mut written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&prepared.conf).unwrap()).unwrap();
+    written["server"]["pid_file"] = "/nonexistent-switchyard-dir/sy.pid".into();
+    std::fs::write(&prepared.conf, written.to_string()).unwrap();
+    let conf = prepared.conf.to_str().unwrap();
+    for args in [vec!["-t", "-c", conf], vec!["-d", "-c", conf]] {
+        let (status, out, took) = run_in(&prepared.dir, &args);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}");
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+        assert!(
+            out.contains("server.pid_file: /nonexistent-switchyard-dir/sy.pid: the directory /nonexistent-switchyard-dir does not exist"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            !out.contains("panicked") && !out.contains("backtrace"),
+            "{out}"
+        );
+    }
+    assert!(std::net::TcpStream::connect(prepared.addr).is_err());
+}
+
+/// `-d -c` with a relative path: the daemon runs from `/`, yet SIGHUP reloads the same file.
+#[test]
+fn a_daemon_started_with_a_relative_config_path_reloads_it() {
+    let (a, b) = (Mock::start(), Mock::start());
+    let prepared = Prepared::new(&config_for(&a), &[]);
+    let (status, out, _) = run_in(&prepared.dir, &["-d", "-c", "config.yaml"]);
+    assert!(status.success(), "{out}");
+    let pid = prepared.pid().expect("the pid file exists when -d returns");
+    assert_eq!(served_by(prepared.addr), a.addr.port());
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&prepared.conf).unwrap()).unwrap();
+    config["model_providers"][0]["base_url"] = b.url().into();
+    std::fs::write(&prepared.conf, config.to_string()).unwrap();
+    common::signal(pid, "HUP");
+    wait_for("the reload", Duration::from_secs(5), || {
+        served_by(prepared.addr) == b.addr.port()
+    });
+    common::signal(pid, "TERM");
+    wait_exit(pid, Duration::from_secs(10));
 }
