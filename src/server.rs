@@ -107,13 +107,6 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
             std::process::exit(1);
         }
     };
-    if let Some(router) = config.router_provider().filter(|p| p.internal) {
-        log::info!(
-            "preference routing asks Plano's hosted router ({}) for `{}`, as Plano does; a provider serving that model keeps conversations in house",
-            crate::config::HOSTED_ROUTER,
-            router.id
-        );
-    }
     let startup = config.clone();
     let limits = Limits::of(&config.server);
     let config_grace = config.server.grace_period;

@@ -715,3 +715,48 @@ fn only_for_limits_preference_routing_to_the_models_it_names() {
         "{err}"
     );
 }
+
+/// A router that cannot be reached fails open, and the route says why.
+#[test]
+fn an_unreachable_router_fails_open_saying_so() {
+    let big = Mock::start();
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let config = yaml(&format!(
+        "overrides: {{llm_routing_model: plano/Plano-Orchestrator}}\nmodel_providers:\n  - {{model: plano/Plano-Orchestrator, base_url: '{dead}'}}\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: sk-big}}\nrouting_preferences:\n  - {{name: long context, description: summarizing long documents, models: [openai/gpt-4o]}}\n",
+        big.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let resp = ask(&gw, "gpt-4o", "hello");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        route_header(&resp),
+        "none (fail-open: the router could not be reached)"
+    );
+    assert_eq!(big.received().len(), 1);
+}
+
+/// Preferences with no provider serving the router model send prompts to Plano's hosted router:
+/// `-t` and every start say so.
+#[test]
+fn prompts_to_the_hosted_router_are_announced_by_t_and_at_start() {
+    let big = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: sk-big}}\nrouting_preferences:\n  - {{name: long context, description: summarizing long documents, models: [openai/gpt-4o]}}\n",
+        big.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["-t", "-c"])
+        .arg(&gw.conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for said in [stderr.to_string(), gw.logs()] {
+        assert!(said.contains("warning") || said.contains("WARN"), "{said}");
+        assert!(
+            said.contains("Plano's hosted router (https://archfc.katanemo.dev), a third party"),
+            "{said}"
+        );
+    }
+}

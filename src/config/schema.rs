@@ -167,6 +167,15 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         && super::find_router(&providers, &overrides.llm_routing_model).is_none()
     {
         providers.extend(hosted_router(&overrides.llm_routing_model, env));
+        // Prompts leave the house: said at every start and by `-t`, never silently.
+        r.warnings.push(super::yaml::Problem {
+            path: "routing_preferences".into(),
+            line: None,
+            message: format!(
+                "no provider serves the router model `{}`: the conversations of routed requests go to Plano's hosted router ({HOSTED_ROUTER}), a third party, as in Plano; serve the router model yourself and add it as a provider to keep them in house",
+                overrides.llm_routing_model
+            ),
+        });
     }
 
     let server = f

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Prefer, Routing, RoutingPreference};
 use crate::exchange::Exchange;
+use crate::metrics::UpstreamErrorClass;
 use crate::state::Snapshot;
 use crate::subrequest;
 use crate::translate::Api;
@@ -251,11 +252,16 @@ pub async fn ask(
         Ok(x) => x,
         Err(_) => return Decision::FailedOpen("the router has no endpoint available"),
     };
-    let (_, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
+    let (x, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
     match answer {
         Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),
-        Err(why) => Decision::FailedOpen(why),
+        // The exchange knows why its attempts failed: no answer at all is not a broken one.
+        Err(why) => Decision::FailedOpen(match x.and_then(|x| x.failed) {
+            Some(UpstreamErrorClass::Connect) => "the router could not be reached",
+            Some(UpstreamErrorClass::Timeout) => "no answer in time",
+            _ => why,
+        }),
     }
 }
 
