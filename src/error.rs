@@ -47,8 +47,14 @@ pub enum GatewayError {
     /// Every endpoint is parked by its upstream's 429 `retry-after` (ejected ones are still
     /// tried when nothing else is left): the client gets what the upstream would say, with the
     /// time that remains.
-    #[error("`{0}` is rate limited by its provider; retry after {secs} s", secs = .1.as_secs_f64().ceil())]
-    RateLimited(String, std::time::Duration),
+    #[error("`{model}` is rate limited by its provider; retry after {secs} s", secs = .wait.as_secs_f64().ceil())]
+    RateLimited {
+        /// The configured model (its lead endpoint's name), which also labels the metrics.
+        model: String,
+        /// Its provider prefix, for the metrics' `provider` label.
+        provider: String,
+        wait: std::time::Duration,
+    },
 }
 
 impl GatewayError {
@@ -92,7 +98,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
             GatewayError::ProviderNotSupported(..) => 501,
-            GatewayError::RateLimited(..) => 429,
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
             GatewayError::Internal => 500,
@@ -123,7 +129,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
             GatewayError::ProviderNotSupported(..) => "provider_not_supported",
-            GatewayError::RateLimited(..) => "rate_limit_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::ClientTimeout => "request_timeout",
             GatewayError::Unreadable => "invalid_request",
             GatewayError::Internal => "internal_error",
@@ -133,7 +139,7 @@ impl GatewayError {
     /// How long the client should wait before trying again, if the error says.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            GatewayError::RateLimited(_, wait) => Some(*wait),
+            GatewayError::RateLimited { wait, .. } => Some(*wait),
             _ => None,
         }
     }

@@ -242,18 +242,24 @@ impl Exchange {
             endpoints::offer(&snapshot, stage.group, tried, affinity.as_deref())
         });
         if exchange.next.is_none() {
-            return Err(unavailable(
-                &snapshot,
-                group,
-                snapshot.provider(lead).name.clone(),
-            ));
+            return Err(unavailable(&snapshot, group, lead));
         }
         Ok(exchange)
     }
 
     /// The latest attempt's endpoint, as metric labels: its prefix and name.
     pub fn endpoint_labels(&self) -> Option<(&str, &str)> {
-        let p = self.snapshot.provider(self.routed.as_ref()?.provider);
+        // Refused before any attempt (every endpoint parked): the lead endpoint answered for it.
+        let pidx = match &self.routed {
+            Some(r) => r.provider,
+            None => *self
+                .snapshot
+                .routes
+                .group(self.plan.stage_at(0).group)
+                .members
+                .first()?,
+        };
+        let p = self.snapshot.provider(pidx);
         Some((p.prefix.as_str(), p.name.as_str()))
     }
 
@@ -414,8 +420,8 @@ impl Exchange {
         if self.attempt.is_none() {
             let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
                 let gid = self.plan.stage().group;
-                let name = self.stage_lead(0).to_owned();
-                return self.refuse(unavailable(&self.snapshot, gid, name));
+                let lead = self.snapshot.routes.group(gid).members.first().copied();
+                return self.refuse(unavailable(&self.snapshot, gid, lead.unwrap_or_default()));
             };
             let snapshot = self.snapshot.clone();
             let upstream = snapshot.upstream(pidx);
@@ -500,6 +506,20 @@ impl Exchange {
             _ => class.map_or("success", UpstreamErrorClass::as_str),
         };
         metrics.attempt(&provider.prefix, label);
+        // Every upstream error counts, with the provider that made it: a request that failed
+        // over ten times shows ten errors, not its last one.
+        let error = match outcome {
+            Outcome::Answered(_) => match self.watch.status {
+                Some(400..=499) => Some(UpstreamErrorClass::Status4xx),
+                Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
+                _ => None,
+            },
+            Outcome::Failed(f) => Some(f.class()),
+            Outcome::ClientClosed => None,
+        };
+        if let Some(class) = error {
+            metrics.upstream_error(&provider.prefix, class);
+        }
         self.attempts.push((attempt.provider, label));
         if outcome == Outcome::ClientClosed {
             return;
@@ -563,6 +583,13 @@ impl Exchange {
     /// Whether the request's deadline has passed.
     pub fn past_deadline(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Whether `e` is the client hanging up after the stream's final event went out (the
+    /// OpenAI SDK closes at `[DONE]`, while the upstream may end its body later): nothing was
+    /// lost, the request succeeded.
+    pub fn delivered_before(&self, e: &Error) -> bool {
+        self.watch.ended && e.esource() == &ErrorSource::Downstream
     }
 
     /// The outcome of an attempt that ended with error `e` after its response began (or with
@@ -655,11 +682,13 @@ fn retry_after(h: &ResponseHeader) -> Option<Duration> {
 
 /// The error for a model none of whose endpoints takes requests now (each is parked by its
 /// upstream's `retry-after`), with the time until one does.
-fn unavailable(snapshot: &Snapshot, gid: usize, model: String) -> GatewayError {
-    GatewayError::RateLimited(
-        model,
-        endpoints::next_available(snapshot, gid).unwrap_or_default(),
-    )
+fn unavailable(snapshot: &Snapshot, gid: usize, lead: usize) -> GatewayError {
+    let p = snapshot.provider(lead);
+    GatewayError::RateLimited {
+        model: p.name.clone(),
+        provider: p.prefix.clone(),
+        wait: endpoints::next_available(snapshot, gid).unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

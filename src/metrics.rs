@@ -70,7 +70,6 @@ pub struct RequestRecord<'a> {
     /// requests only.
     pub overhead: Option<Duration>,
     pub usage: Option<Usage>,
-    pub upstream_error: Option<UpstreamErrorClass>,
 }
 
 /// Whole-request latency: LLM calls run from milliseconds to many minutes.
@@ -127,7 +126,7 @@ impl Metrics {
             upstream_errors: IntCounterVec::new(
                 Opts::new(
                     "switchyard_upstream_errors_total",
-                    "Failed upstream requests",
+                    "Upstream errors, one per failed attempt, by the attempt's provider and class",
                 ),
                 &["provider", "class"],
             )?,
@@ -285,11 +284,13 @@ impl Metrics {
                     .inc_by(n);
             }
         }
-        if let Some(class) = r.upstream_error {
-            self.upstream_errors
-                .with_label_values(&[provider, class.as_str()])
-                .inc();
-        }
+    }
+
+    /// An upstream attempt that failed or answered 4xx/5xx, by its own provider.
+    pub fn upstream_error(&self, provider: &str, class: UpstreamErrorClass) {
+        self.upstream_errors
+            .with_label_values(&[provider, class.as_str()])
+            .inc();
     }
 
     /// One upstream attempt and its outcome (`success`, or an upstream error class).
@@ -366,7 +367,6 @@ mod tests {
                 cache_read: 8,
                 cache_write: 0,
             }),
-            upstream_error: None,
         });
         m.request_started();
         m.request_finished(&RequestRecord {
@@ -386,6 +386,48 @@ mod tests {
             r#"switchyard_build_info{version=""#,
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+    }
+
+    /// Every family the gateway exposes has its row in README's metrics table (name, labels).
+    #[test]
+    fn readme_documents_every_family_with_its_labels() {
+        let registry = Registry::new();
+        let m = Metrics::register(&registry).unwrap();
+        // One of everything, so that every family has a sample to show.
+        m.request_started();
+        m.request_finished(&RequestRecord {
+            provider: Some(("openai", "openai/gpt-4o")),
+            status: 200,
+            ttft: Some(Duration::from_millis(1)),
+            overhead: Some(Duration::from_micros(1)),
+            usage: Some(Usage::default()),
+            ..RequestRecord::default()
+        });
+        m.upstream_error("openai", UpstreamErrorClass::Connect);
+        m.attempt("openai", "success");
+        m.failover("a", "b");
+        m.endpoint_health("openai", "openai/gpt-4o", true);
+        m.router_decision("r", "routed", Duration::from_millis(1));
+        m.connections(1);
+        m.connection_closed(crate::downstream::Limit::ALL[0]);
+        m.reloaded(true);
+        let readme = include_str!("../README.md");
+        let families = registry.gather();
+        assert!(families.len() >= 17, "{}", families.len());
+        for family in families {
+            let name = family.name();
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with('|') && l.contains(&format!("`{name}`")))
+                .unwrap_or_else(|| panic!("README's metrics table has no row for `{name}`"));
+            for label in family.get_metric()[0].get_label() {
+                assert!(
+                    row.contains(label.name()),
+                    "README's row for `{name}` does not name its label `{}`",
+                    label.name()
+                );
+            }
         }
     }
 

@@ -95,11 +95,22 @@ pub struct RequestCtx {
     api: Option<Api>,
     /// The model the client asked for.
     model: Option<String>,
+    /// The provider prefix and endpoint that stood for a request refused before it had an
+    /// exchange (every endpoint parked by a 429), for the metrics and the access log.
+    refused_for: Option<(String, String)>,
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
     /// Holds the process open while the request lives (lifecycle).
     _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    fn refused_labels(&self) -> Option<(&str, &str)> {
+        self.refused_for
+            .as_ref()
+            .map(|(p, m)| (p.as_str(), m.as_str()))
+    }
 }
 
 #[async_trait]
@@ -114,6 +125,7 @@ impl ProxyHttp for Gateway {
             model_request: false,
             api: None,
             model: None,
+            refused_for: None,
             exchange: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
@@ -369,6 +381,7 @@ impl ProxyHttp for Gateway {
     /// Runs once per request, also when the client went away: metrics and the access log. A
     /// subrequest only closes its attempt and gives the exchange back (subrequest).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let e = e.filter(|e| !ctx.exchange.as_ref().is_some_and(|x| x.delivered_before(e)));
         if let Some(x) = ctx.exchange.as_mut() {
             let outcome = x.outcome_of(e);
             x.close(outcome, &self.metrics);
@@ -388,7 +401,9 @@ impl ProxyHttp for Gateway {
         if ctx.model_request {
             let x = ctx.exchange.as_deref();
             self.metrics.request_finished(&RequestRecord {
-                provider: x.and_then(Exchange::endpoint_labels),
+                provider: x
+                    .and_then(Exchange::endpoint_labels)
+                    .or(ctx.refused_labels()),
                 status,
                 duration,
                 ttft: x
@@ -398,7 +413,6 @@ impl ProxyHttp for Gateway {
                     .filter(|x| !x.attempts.is_empty())
                     .map(|x| duration.saturating_sub(x.upstream_time + x.waited)),
                 usage: x.and_then(|x| x.watch.usage),
-                upstream_error,
             });
         }
         if self.access_log.enabled() {
@@ -430,6 +444,13 @@ impl Gateway {
                     &e
                 {
                     ctx.model = Some(m.clone());
+                }
+                if let GatewayError::RateLimited {
+                    model, provider, ..
+                } = &e
+                {
+                    ctx.model = Some(model.clone());
+                    ctx.refused_for = Some((provider.clone(), model.clone()));
                 }
                 respond::error(session, &e, Some(api), &ctx.request_id).await?;
                 return Ok(true);
@@ -728,7 +749,10 @@ fn access_entry<'a>(
         method: req.method.as_str(),
         path: req.uri.path(),
         model: ctx.model.as_deref().map(|m| access_log::truncate(m, 256)),
-        provider: x.and_then(Exchange::endpoint_labels).map(|(_, name)| name),
+        provider: x
+            .and_then(Exchange::endpoint_labels)
+            .or(ctx.refused_labels())
+            .map(|(_, name)| name),
         upstream_model: x.and_then(|x| x.routed.as_ref()).map(|r| r.model.as_str()),
         status,
         duration_ms: ms(duration),
@@ -738,9 +762,7 @@ fn access_entry<'a>(
         tokens: x.and_then(|x| x.watch.usage),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        error: upstream_error
-            .map(UpstreamErrorClass::as_str)
-            .or(e.map(|e| e.etype().as_str())),
+        error: access_log::error_class(upstream_error, e),
         cause: x.and_then(|x| x.cause),
         route: x.and_then(|x| x.route.as_deref()),
         attempts: x

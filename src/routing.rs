@@ -15,6 +15,8 @@ pub struct Routes {
     models: HashMap<String, usize>,
     bare_ids: HashMap<String, usize>,
     wildcards: HashMap<String, usize>,
+    /// Wildcard providers' `bare_ids`, in file order: (pattern, group).
+    bare_patterns: Vec<(String, usize)>,
     default: Option<usize>,
     groups: Vec<Group>,
 }
@@ -60,6 +62,9 @@ impl Routes {
             routes.groups[gid].members.push(i);
             if p.is_wildcard() {
                 routes.wildcards.entry(p.prefix.clone()).or_insert(gid);
+                routes
+                    .bare_patterns
+                    .extend(p.bare_ids.iter().map(|b| (b.clone(), gid)));
                 continue;
             }
             routes.models.entry(p.model.clone()).or_insert(gid);
@@ -130,7 +135,8 @@ impl Routes {
     }
 
     /// Resolves a requested model: alias → provider name → `provider/id` → bare id → wildcard
-    /// `provider/*`. No model at all means the default provider.
+    /// `provider/*` → a wildcard's `bare_ids` (in file order; the id is sent as it is). No model
+    /// at all means the default provider.
     pub fn resolve<'a>(
         &'a self,
         providers: &'a [Provider],
@@ -151,6 +157,16 @@ impl Routes {
                     upstream_model: Cow::Borrowed(id),
                 });
             }
+        }
+        let matches = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(start) => model.starts_with(start),
+            None => model == pattern,
+        };
+        if let Some(&(_, gid)) = self.bare_patterns.iter().find(|(p, _)| matches(p)) {
+            return Ok(Route {
+                group: gid,
+                upstream_model: Cow::Borrowed(model),
+            });
         }
         Err(RouteError::UnknownModel)
     }
@@ -246,6 +262,38 @@ model_aliases:
         );
         assert_eq!(resolve(&c, Some("groq/")), Err(RouteError::UnknownModel));
         assert_eq!(resolve(&c, Some("groq/*")), ok("groq/*", "*"));
+    }
+
+    #[test]
+    fn a_wildcards_bare_ids_take_unprefixed_ids_as_they_are() {
+        let c = config(
+            "model_providers:\n  - {model: anthropic/claude-sonnet-4-5, access_key: $K}\n  - {model: anthropic/*, access_key: $K, bare_ids: [claude-*, legacy-model]}\n  - {model: openai/*, access_key: $K, bare_ids: [gpt-*]}\n",
+        );
+        // Claude Code's ids, which no entry names.
+        assert_eq!(
+            resolve(&c, Some("claude-opus-5-5")),
+            ok("anthropic/*", "claude-opus-5-5")
+        );
+        assert_eq!(
+            resolve(&c, Some("legacy-model")),
+            ok("anthropic/*", "legacy-model")
+        );
+        assert_eq!(resolve(&c, Some("gpt-5")), ok("openai/*", "gpt-5"));
+        // Everything earlier in the order wins: an entry's own bare id, a prefix.
+        assert_eq!(
+            resolve(&c, Some("claude-sonnet-4-5")),
+            ok("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5")
+        );
+        assert_eq!(
+            resolve(&c, Some("openai/claude-x")),
+            ok("openai/*", "claude-x")
+        );
+        // Exact patterns are exact; nothing else matches.
+        assert_eq!(
+            resolve(&c, Some("legacy-model-2")),
+            Err(RouteError::UnknownModel)
+        );
+        assert_eq!(resolve(&c, Some("llama-3")), Err(RouteError::UnknownModel));
     }
 
     #[test]

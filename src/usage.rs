@@ -121,6 +121,9 @@ pub struct ResponseWatch {
     pub usage: Option<Usage>,
     /// The upstream's `retry-after`, if its answer had one.
     pub retry_after: Option<std::time::Duration>,
+    /// The stream's final event went by (`data: [DONE]`, Anthropic's `message_stop`): what
+    /// the client needed has been sent, whenever the body itself ends.
+    pub ended: bool,
     mode: Mode,
 }
 
@@ -221,6 +224,9 @@ impl ResponseWatch {
                     self.first_token.get_or_insert(now);
                 }
                 for event in &events {
+                    if is_final(event) {
+                        self.ended = true;
+                    }
                     // Only events that mention usage are parsed.
                     if event.data.contains("\"usage\"") {
                         let usage = self.usage.get_or_insert_with(Usage::default);
@@ -233,6 +239,11 @@ impl ResponseWatch {
             }
         }
     }
+}
+
+/// The last event of a complete stream: OpenAI's `[DONE]`, Anthropic's `message_stop`.
+fn is_final(event: &crate::translate::sse::Event) -> bool {
+    event.data.trim() == "[DONE]" || event.name.as_deref() == Some("message_stop")
 }
 
 #[cfg(test)]

@@ -371,6 +371,28 @@ fn a_rate_limited_model_answers_429_with_the_remaining_retry_after() {
     assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
     assert!(resp.header("retry-after").is_some());
     assert_eq!(mock.received().len(), 1);
+    // Counted and logged under the model and provider that refused, not as `none`.
+    assert_eq!(
+        gw.metric(
+            r#"switchyard_requests_total{model="custom/m",provider="custom",status_class="4xx"}"#
+        ),
+        3.0
+    );
+    let parked = || -> Vec<serde_json::Value> {
+        gw.access_log()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|e: &serde_json::Value| e["status"] == 429)
+            .collect()
+    };
+    wait_for("three log lines", Duration::from_secs(3), || {
+        parked().len() == 3
+    });
+    let parked = parked();
+    for e in &parked[1..] {
+        assert_eq!(e["model"], "custom/m", "{e}");
+        assert_eq!(e["provider"], "custom/m", "{e}");
+    }
 }
 
 #[test]
@@ -468,5 +490,38 @@ fn a_client_that_leaves_during_a_wait_between_attempts_cancels_the_next_one() {
     assert_eq!(
         line["attempts"],
         json!([{"endpoint": "custom/m", "outcome": "status_4xx"}])
+    );
+}
+
+/// `switchyard_upstream_errors_total` counts every failed attempt under its own provider: three
+/// 5xx from the first model and the fallback's one are four errors, not one of the fallback's.
+#[test]
+fn upstream_errors_count_every_failed_attempt_by_its_provider() {
+    let (a, b) = (Mock::start(), Mock::start());
+    a.set_mode("status=500");
+    b.set_mode("status=503");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: alpha/m1, base_url: '{}', retry: {{attempts: 3, on: [5xx], backoff: {{base: 1ms, max: 1ms}}}}, fallbacks: [beta/m2]}}\n  - {{model: beta/m2, base_url: '{}'}}\n",
+        a.url(),
+        b.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let resp = chat(gw.addr, &[], &common::ask("alpha/m1"));
+    assert_eq!(resp.status, 503);
+    assert_eq!((a.received().len(), b.received().len()), (3, 1));
+    assert_eq!(
+        gw.metric(r#"switchyard_upstream_errors_total{class="status_5xx",provider="alpha"}"#),
+        3.0
+    );
+    assert_eq!(
+        gw.metric(r#"switchyard_upstream_errors_total{class="status_5xx",provider="beta"}"#),
+        1.0
+    );
+    // One request, one outcome: the per-request counter says it once.
+    assert_eq!(
+        gw.metric(
+            r#"switchyard_requests_total{model="beta/m2",provider="beta",status_class="5xx"}"#
+        ),
+        1.0
     );
 }

@@ -127,6 +127,9 @@ pub struct Provider {
     pub weight: u32,
     /// switchyard: models to try, in order, when every endpoint of this model failed.
     pub fallbacks: Vec<String>,
+    /// switchyard, wildcard providers only: bare ids (no `provider/`) this provider serves as
+    /// they are, exact or by their start (`claude-*`), e.g. for Claude Code's model ids.
+    pub bare_ids: Vec<String>,
     /// switchyard: retry policy (else the listener's).
     pub retry: Option<Retry>,
     /// switchyard: timeouts (unset ones come from the listener's, then the defaults).

@@ -556,6 +556,27 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
                 .collect()
         })
         .unwrap_or_default();
+    let bare_ids = f.take("bare_ids").map(|(p, n)| {
+        let patterns: Vec<String> = yaml::list(r, &p, n)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let pattern = yaml::string(r, &index(&p, i), m)?;
+                let stem = pattern.strip_suffix('*').unwrap_or(&pattern);
+                if stem.is_empty() || stem.contains('*') || pattern.contains('/') {
+                    r.error(
+                        &index(&p, i),
+                        m.line,
+                        "a bare id, or its start followed by `*` (`claude-*`); no `/`",
+                    );
+                    return None;
+                }
+                Some(pattern)
+            })
+            .collect();
+        (p, n.line, patterns)
+    });
     let retry_policy = f.take("retry").and_then(|(p, n)| retry(r, &p, n));
     let provider_timeouts = f
         .take("timeouts")
@@ -624,6 +645,18 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
     if prefix.is_empty() {
         return None;
     }
+    let bare_ids = match bare_ids {
+        Some((p, line, _)) if id != "*" => {
+            r.error(
+                &p,
+                line,
+                format!("only a wildcard provider (`{prefix}/*`) takes `bare_ids`"),
+            );
+            Vec::new()
+        }
+        Some((_, _, patterns)) => patterns,
+        None => Vec::new(),
+    };
 
     // Wire API and origin: explicit interface, else the catalog, else OpenAI when a base_url is
     // given for an unknown prefix (the Plano passthrough rule's own example omits the interface).
@@ -703,6 +736,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
         http2,
         weight,
         fallbacks,
+        bare_ids,
         retry: retry_policy,
         timeouts: provider_timeouts,
         outlier: outlier_policy,

@@ -130,9 +130,13 @@ tracing: {random_sampling: 10}
     assert_eq!(c.routing_preferences[0].prefer, Prefer::Cheapest);
     assert_eq!(c.overrides.upstream_connect_timeout, Duration::from_secs(2));
 
-    // Plano keys switchyard does not implement yet: loaded, each named in a warning.
+    // Plano keys switchyard does not implement yet: loaded, each named in a warning; and its
+    // preferences with no router provider send prompts to Plano's hosted router.
     let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
-    assert_eq!(warned, ["listeners[1].type", "tracing"]);
+    assert_eq!(
+        warned,
+        ["listeners[1].type", "tracing", "routing_preferences"]
+    );
     assert_eq!(
         c.metrics_sources,
         [MetricsSource {
@@ -590,6 +594,13 @@ fn the_router_model_is_found_by_name_model_or_id_without_its_prefix() {
         ("archfc.katanemo.dev", 443, true)
     );
     assert!(hosted.internal && hosted.access_key.is_none());
+    // Prompts to a third party are never silent.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0]
+        .to_string()
+        .contains("go to Plano's hosted router (https://archfc.katanemo.dev), a third party"));
+    // A provider serving the router model: no warning.
+    let c = Config::from_yaml(&yaml("router"), &|_| None).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     // Without preferences nothing is added.
     let c = Config::from_yaml(
@@ -714,4 +725,24 @@ fn a_route_preferring_cheapest_with_nothing_to_price_it_is_told() {
         "model_metrics_sources: [{type: cost, provider: models.dev}]\n",
         ""
     ));
+}
+
+#[test]
+fn bare_ids_belong_to_wildcards_and_are_ids_or_their_start() {
+    let c =
+        load("model_providers:\n  - {model: anthropic/*, access_key: k, bare_ids: [claude-*]}\n");
+    assert_eq!(c.providers[0].bare_ids, ["claude-*"]);
+    assert_eq!(
+        problem("model_providers:\n  - {model: anthropic/claude-x, access_key: k, bare_ids: [claude-*]}\n"),
+        "model_providers[0].bare_ids (line 2): only a wildcard provider (`anthropic/*`) takes `bare_ids`"
+    );
+    for bad in ["'*'", "'c*x*'", "a/b"] {
+        let p = problem(&format!(
+            "model_providers:\n  - {{model: anthropic/*, access_key: k, bare_ids: [{bad}]}}\n"
+        ));
+        assert!(
+            p.starts_with("model_providers[0].bare_ids[0] (line 2): a bare id, or its start"),
+            "{bad}: {p}"
+        );
+    }
 }

@@ -67,6 +67,8 @@ impl Received {
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
 /// - `hangup`: the request is read, then the connection closed without an answer;
 /// - `file=PATH`: 200 with the file's bytes (JSON, or Prometheus text for `.txt`);
+/// - `late_end_ms=M` (with `sse=N`): the body ends M ms after the final event, as some
+///   upstreams end theirs;
 /// - `lenient`: skips the checks below, for a test that sends a malformed body on purpose.
 ///
 /// Before any of that, a chat-completions or Messages request the real API would refuse (its
@@ -313,8 +315,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             let tail = tail.concat();
-            let tail = format!("{:x}\r\n{tail}\r\n0\r\n\r\n", tail.len());
+            let tail = format!("{:x}\r\n{tail}\r\n", tail.len());
             if socket.write_all(tail.as_bytes()).await.is_err() {
+                return;
+            }
+            // The body's end may come well after the final event (`late_end_ms`).
+            if let Some(ms) = opts.late_end_ms {
+                let _ = socket.flush().await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            if socket.write_all(b"0\r\n\r\n").await.is_err() {
                 return;
             }
             continue;
@@ -484,6 +494,8 @@ struct Mode {
     file: Option<String>,
     /// Accept what the real API would refuse.
     lenient: bool,
+    /// With `sse=N`: end the body this many ms after the final event.
+    late_end_ms: Option<u64>,
 }
 
 /// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
@@ -672,6 +684,7 @@ fn parse_mode(mode: &str) -> Mode {
             "route_by_length" => m.route_by_length = v.parse().ok(),
             "file" => m.file = Some(v.to_owned()),
             "lenient" => m.lenient = true,
+            "late_end_ms" => m.late_end_ms = v.parse().ok(),
             _ => panic!("unknown mock mode {part}"),
         }
     }

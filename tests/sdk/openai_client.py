@@ -93,12 +93,13 @@ for chunk in stream:
 seen["claude_stream_tools"] = {"name": name, "arguments": json.loads(args), "finish_reason": finish}
 
 # The SDK closes its connection as soon as it has read `[DONE]`; the gateway must still count
-# every one of these streams as a success.
+# every one of these streams as a success, also when the upstream ends its body later (half of
+# them: 50 ms after `[DONE]`).
 done = 0
-for _ in range(20):
+for i in range(20):
     for _ in client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "again"}], stream=True,
-        extra_headers={"x-mock": "sse=2"},
+        extra_headers={"x-mock": "sse=2" + (",late_end_ms=50" if i % 2 else "")},
     ):
         pass
     done += 1
