@@ -11,8 +11,9 @@ use switchyard::server::{self, Launch};
 ///
 /// The config file is a Plano config (version, listeners, model_providers, model_aliases, …)
 /// plus an optional `server` block for process settings (threads, metrics_address, access_log,
-/// pid_file, upgrade_sock, grace_period, max_request_body). `$VAR` and `${VAR}` in access_key, base_url,
-/// http_host and headers are read from the environment.
+/// pid_file, upgrade_sock, grace_period, max_request_body, header_timeout, keepalive_timeout,
+/// max_connections). `$VAR` and `${VAR}` in access_key, base_url, http_host and headers are read
+/// from the environment, else from the `.env` file beside the config.
 ///
 /// Signals: SIGHUP reloads the config file (and the `.env` beside it) without dropping anything;
 /// SIGTERM drains and exits (in-flight requests get up to `server.grace_period`); SIGINT stops at
@@ -24,7 +25,8 @@ struct Cli {
     #[arg(short = 'c', long = "conf", value_name = "FILE")]
     conf: PathBuf,
 
-    /// Validate the config file and exit: 0 if valid, 1 with every problem (key path and line).
+    /// Validate the config file (and the pid file's and upgrade socket's directories) and exit:
+    /// 0 if valid, 1 with every problem (key path and line).
     #[arg(short = 't', long = "test")]
     test: bool,
 
@@ -33,7 +35,8 @@ struct Cli {
     #[arg(short = 'u', long = "upgrade")]
     upgrade: bool,
 
-    /// Run in the background.
+    /// Run in the background: returns once the daemon serves, or exits 1 with the reason. The
+    /// daemon keeps this process's stdout (access log) and stderr (process log).
     #[arg(short = 'd', long = "daemon")]
     daemon: bool,
 }

@@ -1383,7 +1383,7 @@ fn cross_check(r: &mut Report, c: &Config) {
                 r.error(
                     &path,
                     p.line,
-                    format!("model id `{}` is also served by the provider on line {first}; bare ids must be unique", p.id),
+                    format!("model id `{}` is also served by the provider on line {first}; bare ids must be unique (as in Plano), so that `{}` alone names one model: give one of them another id (an Azure deployment's own name) and use `fallbacks` to fail over between them", p.id, p.id),
                 );
             }
         } else {

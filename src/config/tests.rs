@@ -340,7 +340,7 @@ fn cross_checks() {
         ),
         (
             "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: custom/gpt-4o, base_url: 'http://h'}\n",
-            "model_providers[1] (line 3): model id `gpt-4o` is also served by the provider on line 2; bare ids must be unique",
+            "model_providers[1] (line 3): model id `gpt-4o` is also served by the provider on line 2; bare ids must be unique (as in Plano), so that `gpt-4o` alone names one model: give one of them another id (an Azure deployment's own name) and use `fallbacks` to fail over between them",
         ),
         (
             "model_providers:\n  - {model: openai/a, access_key: k, name: x}\n  - {model: openai/b, access_key: k, name: x}\n",

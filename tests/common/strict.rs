@@ -311,9 +311,14 @@ fn anthropic_refusal(body: &Value, count_tokens: bool) -> Option<String> {
     let last = messages.len().saturating_sub(1);
     for (i, m) in messages.iter().enumerate() {
         let role = m["role"].as_str().unwrap_or("");
+        // Claude Code (2.1.3xx) sends `system` messages within the conversation, which the API
+        // takes; they stand outside the tool-use pairing.
+        if role == "system" {
+            continue;
+        }
         if role != "user" && role != "assistant" {
             return Some(format!(
-                "messages.{i}.role: Input should be 'user' or 'assistant'"
+                "messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
             ));
         }
         let blocks: Vec<Value> = match &m["content"] {
