@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
-use crate::config::Retry;
+use crate::config::{Provider, Retry};
 use crate::metrics::UpstreamErrorClass;
+use crate::routing::Routes;
 
 /// One stage of the plan: a routing group and the policy its attempts follow.
 #[derive(Debug, Clone)]
@@ -22,6 +23,43 @@ pub struct Stage {
     /// The model id the upstream is asked for in this stage.
     pub model: String,
     pub policy: Retry,
+}
+
+/// The stages of a request's plan: the `lead` group, asked for `model`; then `then` (a
+/// preference route's other models), then the lead's fallbacks; each group once, each with its
+/// own policy and asked for its first entry's id.
+pub fn stages(
+    routes: &Routes,
+    providers: &[Provider],
+    lead: usize,
+    model: String,
+    then: &[usize],
+) -> Vec<Stage> {
+    let mut chain: Vec<usize> = Vec::new();
+    let groups = std::iter::once(lead)
+        .chain(then.iter().copied())
+        .chain(routes.group(lead).fallbacks.iter().copied());
+    for gid in groups {
+        if !chain.contains(&gid) {
+            chain.push(gid);
+        }
+    }
+    chain
+        .into_iter()
+        .filter_map(|gid| {
+            let group = routes.group(gid);
+            let first = providers.get(*group.members.first()?)?;
+            Some(Stage {
+                group: gid,
+                model: if gid == lead {
+                    model.clone()
+                } else {
+                    first.id.clone()
+                },
+                policy: group.retry.clone(),
+            })
+        })
+        .collect()
 }
 
 /// What went wrong with an attempt.
@@ -282,6 +320,50 @@ mod tests {
         status: 500,
         retry_after: None,
     };
+
+    /// Plan construction from a config: the lead, a route's other models, then the lead's
+    /// fallbacks, each group once, each with the policy read once from its first entry.
+    #[test]
+    fn stages_follow_the_route_then_the_fallbacks_each_group_once() {
+        let c = crate::config::Config::from_yaml(
+            "listeners: [{name: llm, type: model, max_retries: 1}]\nmodel_providers:\n  - {model: openai/a, access_key: k, fallbacks: [openai/c, openai/b], retry: {attempts: 3, on: [5xx]}}\n  - {model: openai/a, access_key: k2}\n  - {model: openai/b, access_key: k}\n  - {model: openai/c, access_key: k}\n",
+            &|_| None,
+        )
+        .unwrap();
+        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+        let group = |m: &str| routes.resolve(&c.providers, Some(m)).unwrap().group;
+        let (a, b, cc) = (group("openai/a"), group("openai/b"), group("openai/c"));
+        // A route [a, b]: b once, although it is also a's fallback.
+        let plan = stages(&routes, &c.providers, a, "a".into(), &[b]);
+        let got: Vec<(usize, &str, u32)> = plan
+            .iter()
+            .map(|s| (s.group, s.model.as_str(), s.policy.attempts))
+            .collect();
+        // a's own policy (3 attempts); b and c the listener's (max_retries 1: 2 attempts).
+        assert_eq!(got, [(a, "a", 3), (b, "b", 2), (cc, "c", 2)]);
+        assert!(plan[0].policy.on_5xx && !plan[0].policy.on_429);
+        // No route: the lead and its fallbacks in their order.
+        let plan = stages(&routes, &c.providers, a, "a".into(), &[]);
+        let groups: Vec<usize> = plan.iter().map(|s| s.group).collect();
+        assert_eq!(groups, [a, cc, b]);
+        // Without any retry setting, one attempt per endpoint.
+        let c = crate::config::Config::from_yaml(
+            "model_providers:\n  - {model: openai/a, access_key: k}\n  - {model: openai/a, access_key: k2}\n",
+            &|_| None,
+        )
+        .unwrap();
+        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+        let a = routes
+            .resolve(&c.providers, Some("openai/a"))
+            .unwrap()
+            .group;
+        assert_eq!(
+            stages(&routes, &c.providers, a, "a".into(), &[])[0]
+                .policy
+                .attempts,
+            2
+        );
+    }
 
     #[test]
     fn a_single_attempt_is_never_repeated() {

@@ -10,19 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::attempt::{Failure, Next, Plan, Stage};
+use crate::attempt::{self, Failure, Next, Plan};
 use crate::auth::{self, AuthStyle};
 use crate::body::{self, Inspected};
-use crate::config::Retry;
 use crate::endpoints::{self, health::InFlight};
 use crate::error::GatewayError;
+use crate::intake::Request;
 use crate::metrics::{Metrics, UpstreamErrorClass};
-use crate::routing::RouteError;
 use crate::state::Snapshot;
 use crate::translate::{Api, Direction, ResponseTranslator, Target};
 use crate::upstream;
@@ -80,6 +79,8 @@ pub struct Exchange {
     pub translates: bool,
     /// The preference route taken and why (router), when preference routing ran.
     pub route: Option<String>,
+    /// Time the preference-routing decision took (the router's, not the gateway's own).
+    pub routing_time: Duration,
 }
 
 /// The attempt in progress.
@@ -105,122 +106,49 @@ pub struct Routed {
 }
 
 impl Exchange {
-    /// Routes a request body: validates it, resolves its model and plans the attempts. Fails
-    /// with the error the client gets.
-    pub fn route(
+    /// The exchange of `request`, built once its route is known: `models` in order when
+    /// preference routing chose them (the first serves, the others are tried next, then the
+    /// first's own fallbacks), else the client's model. Plans the attempts and picks the first
+    /// endpoint; fails with the error the client gets (every endpoint parked by a 429).
+    pub fn new(
         snapshot: Arc<Snapshot>,
-        api: Api,
-        req: &RequestHeader,
-        request_id: String,
-        body: Bytes,
-    ) -> std::result::Result<Exchange, GatewayError> {
-        Exchange::route_to(snapshot, api, req, request_id, body, &[])
-    }
-
-    /// Like `route`, but to `models` in order instead of the body's model, when given (a
-    /// preference route's models: the first serves, the others are tried next, then the first's
-    /// own fallbacks).
-    pub fn route_to(
-        snapshot: Arc<Snapshot>,
-        api: Api,
-        req: &RequestHeader,
-        request_id: String,
-        body: Bytes,
+        request: Request,
         models: &[String],
     ) -> std::result::Result<Exchange, GatewayError> {
-        let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
-        let wanted = models
-            .first()
-            .map(String::as_str)
-            .or(inspected.model.as_deref());
-        let route = snapshot
-            .routes
-            .resolve(&snapshot.config.providers, wanted)
-            .map_err(|e| match e {
-                RouteError::MissingModel => GatewayError::MissingModel,
-                RouteError::UnknownModel => {
-                    let requested = inspected.model.as_deref().unwrap_or_default();
-                    let model = snapshot.routes.unalias(requested);
-                    match snapshot.config.unsupported.iter().find(|u| u.is(model)) {
-                        Some(u) => GatewayError::ProviderNotSupported(
-                            requested.to_owned(),
-                            u.prefix.clone(),
-                        ),
-                        None => GatewayError::ModelNotFound(requested.to_owned()),
-                    }
-                }
-            })?;
-        let (group, upstream_model) = (route.group, route.upstream_model.into_owned());
         let routes = &snapshot.routes;
-        let listener = &snapshot.config.listener;
-        let then = models.iter().skip(1).filter_map(|m| {
-            routes
-                .resolve(&snapshot.config.providers, Some(m))
-                .ok()
-                .map(|r| r.group)
-        });
-        let mut chain: Vec<usize> = Vec::new();
-        for gid in std::iter::once(group)
-            .chain(then)
-            .chain(routes.group(group).fallbacks.iter().copied())
+        let providers = &snapshot.config.providers;
+        // A route's models are configured ones (checked at load, or by the request's own
+        // preferences), so they resolve.
+        let (group, upstream_model) = match models
+            .first()
+            .and_then(|m| routes.resolve(providers, Some(m)).ok())
         {
-            if !chain.contains(&gid) {
-                chain.push(gid);
-            }
-        }
-        let stages: Vec<Stage> = chain
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, gid)| {
-                let members = &routes.group(gid).members;
-                let lead = snapshot.provider(*members.first()?);
-                let policy = lead
-                    .retry
-                    .clone()
-                    .or_else(|| listener.retry.clone())
-                    .unwrap_or(Retry {
-                        attempts: members.len() as u32,
-                        ..Retry::default()
-                    });
-                let model = if i == 0 {
-                    upstream_model.clone()
-                } else {
-                    lead.id.clone()
-                };
-                Some(Stage {
-                    group: gid,
-                    model,
-                    policy,
-                })
-            })
+            Some(r) => (r.group, r.upstream_model.into_owned()),
+            None => (request.group, request.upstream_model.clone()),
+        };
+        let api = request.api;
+        let then: Vec<usize> = models
+            .iter()
+            .skip(1)
+            .filter_map(|m| routes.resolve(providers, Some(m)).ok().map(|r| r.group))
             .collect();
+        let stages = attempt::stages(routes, providers, group, upstream_model, &then);
         let translates = stages.iter().any(|s| {
             routes.group(s.group).members.iter().any(|&p| {
                 Direction::between(api, snapshot.provider(p).interface)
                     .is_ok_and(|d| d != Direction::PassThrough)
             })
         });
-        let deadline = routes
-            .group(group)
-            .members
-            .first()
-            .and_then(|&p| snapshot.provider(p).timeouts.or(listener.timeouts).total)
-            .map(|t| Instant::now() + t);
-        let affinity = req
-            .headers
-            .get("x-model-affinity")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| inspected.user.clone());
+        let deadline = routes.group(group).total.map(|t| Instant::now() + t);
         let lead = routes.group(group).members.first().copied().unwrap_or(0);
         let mut exchange = Exchange {
             snapshot: snapshot.clone(),
             api,
-            request_id,
-            query: req.uri.query().map(str::to_owned),
-            body,
-            inspected,
-            affinity,
+            request_id: request.request_id,
+            query: request.query,
+            body: request.body,
+            inspected: request.inspected,
+            affinity: request.affinity,
             plan: Plan::new(stages, MAX_ATTEMPTS),
             next: None,
             attempt: None,
@@ -236,6 +164,7 @@ impl Exchange {
             waited: Duration::ZERO,
             translates,
             route: None,
+            routing_time: Duration::ZERO,
         };
         let affinity = exchange.affinity.clone();
         exchange.next = exchange.plan.first(|stage, tried| {
@@ -266,11 +195,6 @@ impl Exchange {
     /// The name of endpoint `pidx`.
     pub fn endpoint_name(&self, pidx: usize) -> &str {
         &self.snapshot.provider(pidx).name
-    }
-
-    /// The model the client asked for.
-    pub fn client_model(&self) -> Option<&str> {
-        self.inspected.model.as_deref()
     }
 
     /// Picks the endpoint of the next attempt now (after a wait for a parked one).
@@ -463,17 +387,6 @@ impl Exchange {
         Error::e_explain(ErrorType::HTTPStatus(status), "refused by the gateway")
     }
 
-    /// The wire API of the endpoint that leads the plan.
-    pub fn lead_interface(&self) -> crate::providers::Interface {
-        let group = self.snapshot.routes.group(self.plan.stage_at(0).group);
-        group
-            .members
-            .first()
-            .map_or(crate::providers::Interface::OpenAi, |&p| {
-                self.snapshot.provider(p).interface
-            })
-    }
-
     /// The name of the first endpoint of stage `i`.
     fn stage_lead(&self, i: usize) -> &str {
         let group = self.snapshot.routes.group(self.plan.stage_at(i).group);
@@ -578,6 +491,16 @@ impl Exchange {
         } else if self.watch.is_stream() {
             *body = whole_events(held, body.take(), self.watch.partial_event().len());
         }
+    }
+
+    /// The time of a request that took `total` spent in the gateway itself: without its
+    /// upstream attempts, the waits between them and the preference-routing decision. `None`
+    /// when nothing was forwarded.
+    pub fn overhead(&self, total: Duration) -> Option<Duration> {
+        if self.attempts.is_empty() {
+            return None;
+        }
+        Some(total.saturating_sub(self.upstream_time + self.waited + self.routing_time))
     }
 
     /// Whether the request's deadline has passed.

@@ -1,12 +1,120 @@
-//! Taking a request in: which of the gateway's paths it asks for, and its whole body, bounded.
+//! Taking a request in: which of the gateway's paths it asks for, its whole body, bounded, and
+//! the one [`Request`] value that preference routing and the exchange then work on.
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::{Method, RequestHeader};
 use pingora::proxy::Session;
 use pingora::Result;
 
+use crate::body::{self, Inspected};
 use crate::error::GatewayError;
+use crate::providers::Interface;
+use crate::routing::RouteError;
+use crate::state::Snapshot;
 use crate::translate::Api;
+
+/// The header that names a conversation: it pins the conversation's endpoint (affinity) and its
+/// preference-routing decision (session).
+pub const AFFINITY: &str = "x-model-affinity";
+
+/// A request's `x-model-affinity`, trimmed; empty is none.
+pub fn affinity(req: &RequestHeader) -> Option<&str> {
+    let id = req.headers.get(AFFINITY)?.to_str().ok()?.trim();
+    (!id.is_empty()).then_some(id)
+}
+
+/// A model request as taken in, read and resolved once: its API, body, what was found in the
+/// body, and the group its `model` resolves to.
+pub struct Request {
+    pub api: Api,
+    pub request_id: String,
+    /// The client's query string, kept on the upstream path.
+    pub query: Option<String>,
+    /// Pins a conversation to one endpoint: `x-model-affinity`, else the body's `user`.
+    pub affinity: Option<String>,
+    pub body: Bytes,
+    pub inspected: Inspected,
+    /// The group the client's `model` resolves to, and the model id for its upstream.
+    pub group: usize,
+    pub upstream_model: String,
+}
+
+impl Request {
+    /// Inspects `body` and resolves its model; fails with the error the client gets.
+    pub fn new(
+        snapshot: &Snapshot,
+        api: Api,
+        req: &RequestHeader,
+        request_id: String,
+        body: Bytes,
+    ) -> std::result::Result<Request, GatewayError> {
+        let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
+        let (group, upstream_model) = resolve(snapshot, inspected.model.as_deref())?;
+        let affinity = affinity(req)
+            .map(str::to_owned)
+            .or_else(|| inspected.user.clone());
+        Ok(Request {
+            api,
+            request_id,
+            query: req.uri.query().map(str::to_owned),
+            affinity,
+            body,
+            inspected,
+            group,
+            upstream_model,
+        })
+    }
+
+    /// The model the client asked for.
+    pub fn client_model(&self) -> Option<&str> {
+        self.inspected.model.as_deref()
+    }
+
+    /// The same request with `body` in place of its own (the client's routing preferences
+    /// taken out): inspected again, since the model may have moved.
+    pub fn with_body(self, body: Bytes) -> std::result::Result<Request, GatewayError> {
+        let inspected = body::inspect(&body).map_err(GatewayError::InvalidBody)?;
+        Ok(Request {
+            body,
+            inspected,
+            ..self
+        })
+    }
+
+    /// The wire API of the endpoint that leads the client's model.
+    pub fn lead_interface(&self, snapshot: &Snapshot) -> Interface {
+        snapshot
+            .routes
+            .group(self.group)
+            .members
+            .first()
+            .map_or(Interface::OpenAi, |&p| snapshot.provider(p).interface)
+    }
+}
+
+/// The group and upstream model id that `requested` resolves to, or the error the client gets.
+fn resolve(
+    snapshot: &Snapshot,
+    requested: Option<&str>,
+) -> std::result::Result<(usize, String), GatewayError> {
+    let route = snapshot
+        .routes
+        .resolve(&snapshot.config.providers, requested)
+        .map_err(|e| match e {
+            RouteError::MissingModel => GatewayError::MissingModel,
+            RouteError::UnknownModel => {
+                let requested = requested.unwrap_or_default();
+                let model = snapshot.routes.unalias(requested);
+                match snapshot.config.unsupported.iter().find(|u| u.is(model)) {
+                    Some(u) => {
+                        GatewayError::ProviderNotSupported(requested.to_owned(), u.prefix.clone())
+                    }
+                    None => GatewayError::ModelNotFound(requested.to_owned()),
+                }
+            }
+        })?;
+    Ok((route.group, route.upstream_model.into_owned()))
+}
 
 /// The paths the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

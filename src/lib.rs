@@ -2,14 +2,15 @@
 //!
 //! Where things live:
 //! - `proxy`: the `ProxyHttp` callbacks, the map of a request's path;
-//! - `intake`: which path a request asks for, and its body; `exchange`: one model request on
-//!   its way through the proxy phase; `subrequest`: the proxy phase of a subrequest, for bodies
+//! - `intake`: which path a request asks for, its body, and the `Request` value taken in once;
+//!   `exchange`: one model request on its way through the proxy phase; `subrequest`: the proxy phase of a subrequest, for bodies
 //!   over 64 KiB and translated answers;
-//! - `routing`: model → group of endpoints; `attempt`: the attempt plan (retries, fallbacks,
-//!   backoff), pure; `endpoints`: which endpoint takes an attempt, and their health;
+//! - `routing`: resolution of `model` → group of endpoints (and each group's policy); `attempt`:
+//!   the attempt plan (stages, retries, fallbacks, backoff), pure; `endpoints`: which endpoint takes an attempt, and their health;
 //! - `upstream`: the peer and request header an attempt sends; `auth`: the credential;
 //!   `body`: reading and rewriting the JSON body; `translate`: OpenAI ↔ Anthropic;
-//! - `router`: preference routing (the router model, its memory, its cost and latency feeds);
+//! - `router`: preference routing (`choose`: the decision for a request; the router model, its
+//!   memory, its cost and latency feeds);
 //! - `respond` and `error`: everything the gateway answers itself, in the client's API;
 //! - `side_call`: the gateway's own HTTP calls (health checks, model lists, feeds);
 //! - `usage`, `metrics`, `access_log`, `request_id`: observability;

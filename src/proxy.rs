@@ -35,7 +35,7 @@ use crate::attempt::Failure;
 use crate::downstream;
 use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
-use crate::intake::{self, Served};
+use crate::intake::{self, Request, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
@@ -43,6 +43,7 @@ use crate::providers::Interface;
 use crate::request_id;
 use crate::respond;
 use crate::router;
+use crate::router::choose::{Choice, Preferences};
 use crate::state::SharedState;
 use crate::subrequest;
 use crate::translate::{count_tokens, Api};
@@ -55,8 +56,6 @@ pub struct Gateway {
     access_log: AccessLog,
     lifecycle: Arc<Lifecycle>,
     models: ModelLists,
-    /// Preference routing's session pins and recent answers (router).
-    recall: arc_swap::ArcSwap<router::Recall>,
     /// Preference routing's cost and latency feeds (router::feeds).
     figures: Arc<router::feeds::Figures>,
 }
@@ -70,15 +69,12 @@ impl Gateway {
         models: ModelLists,
         figures: Arc<router::feeds::Figures>,
     ) -> Self {
-        let recall =
-            arc_swap::ArcSwap::from_pointee(router::Recall::new(&state.load().config.routing));
         Gateway {
             state,
             metrics,
             access_log,
             lifecycle,
             models,
-            recall,
             figures,
         }
     }
@@ -98,6 +94,8 @@ pub struct RequestCtx {
     /// The provider prefix and endpoint that stood for a request refused before it had an
     /// exchange (every endpoint parked by a 429), for the metrics and the access log.
     refused_for: Option<(String, String)>,
+    /// The gateway answered the request with an error of its own before any attempt.
+    refused: bool,
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
@@ -126,6 +124,7 @@ impl ProxyHttp for Gateway {
             api: None,
             model: None,
             refused_for: None,
+            refused: false,
             exchange: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
@@ -409,9 +408,7 @@ impl ProxyHttp for Gateway {
                 ttft: x
                     .and_then(|x| x.watch.first_token)
                     .map(|t| t.duration_since(ctx.started)),
-                overhead: x
-                    .filter(|x| !x.attempts.is_empty())
-                    .map(|x| duration.saturating_sub(x.upstream_time + x.waited)),
+                overhead: x.and_then(|x| x.overhead(duration)),
                 usage: x.and_then(|x| x.watch.usage),
             });
         }
@@ -430,53 +427,46 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// A model request: reads its body, routes it (intake, exchange) and decides which proxy
-    /// phase carries it: this request's, or a subrequest's (subrequest).
+    /// A model request: takes it in (intake), lets preference routing choose its models
+    /// (router), builds its exchange once (exchange) and decides which proxy phase carries it:
+    /// this request's, or a subrequest's (subrequest).
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx, api: Api) -> Result<bool> {
         ctx.model_request = true;
         ctx.api = Some(api);
         self.metrics.request_started();
         let snapshot = self.state.load_full();
-        let (x, body) = match self.read_and_route(session, ctx, api, &snapshot).await? {
-            Ok(routed) => routed,
-            Err(e) => {
-                if let GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) =
-                    &e
-                {
-                    ctx.model = Some(m.clone());
-                }
-                if let GatewayError::RateLimited {
-                    model, provider, ..
-                } = &e
-                {
-                    ctx.model = Some(model.clone());
-                    ctx.refused_for = Some((provider.clone(), model.clone()));
-                }
-                respond::error(session, &e, Some(api), &ctx.request_id).await?;
-                return Ok(true);
-            }
+        let request = match self.take_in(session, ctx, api, &snapshot).await? {
+            Ok(request) => request,
+            Err(e) => return self.refuse(session, ctx, api, e).await,
         };
-        ctx.model = x.client_model().map(str::to_owned);
-        if api == Api::CountTokens && x.lead_interface() != Interface::Anthropic {
+        ctx.model = request.client_model().map(str::to_owned);
+        if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
-            let estimate = serde_json::from_slice(&body)
-                .map(|request| count_tokens::estimate(&request))
+            let estimate = serde_json::from_slice(&request.body)
+                .map(|body| count_tokens::estimate(&body))
                 .unwrap_or_default();
             let estimate = Bytes::from(estimate.to_string());
             respond::json(session, 200, estimate, &ctx.request_id).await?;
             return Ok(true);
         }
         // Tokens are counted where the client's model is served, not routed by preference.
-        let x = if api == Api::CountTokens {
-            x
-        } else {
-            match self.prefer(session, ctx, api, x, body, &snapshot).await {
-                Ok(x) => x,
-                Err(e) => {
-                    respond::error(session, &e, Some(api), &ctx.request_id).await?;
-                    return Ok(true);
-                }
-            }
+        let choice = match api {
+            Api::CountTokens => Ok(Choice::default()),
+            _ => self.preferences(&snapshot).choose(session, &request).await,
+        };
+        let built = choice.and_then(|choice| {
+            let request = match choice.body {
+                Some(body) => request.with_body(body)?,
+                None => request,
+            };
+            let mut x = Exchange::new(snapshot.clone(), request, &choice.models)?;
+            x.route = choice.route;
+            x.routing_time = choice.took;
+            Ok(Box::new(x))
+        });
+        let x = match built {
+            Ok(x) => x,
+            Err(e) => return self.refuse(session, ctx, api, e).await,
         };
         if !x.translates && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
@@ -485,132 +475,6 @@ impl Gateway {
         let (x, result) = subrequest::run(session, x).await;
         ctx.exchange = x;
         result.map(|()| true)
-    }
-}
-
-impl Gateway {
-    /// Reads a model request's body (bounded) and routes it on its `model`: the exchange and
-    /// the body, or the error the client gets (the outer error: the client connection failed).
-    async fn read_and_route(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        api: Api,
-        snapshot: &Arc<crate::state::Snapshot>,
-    ) -> Result<std::result::Result<(Box<Exchange>, Bytes), GatewayError>> {
-        let limit = snapshot.config.server.max_request_body;
-        Ok(match intake::read_body(session, limit).await? {
-            Ok(body) => Exchange::route(
-                snapshot.clone(),
-                api,
-                session.req_header(),
-                ctx.request_id.clone(),
-                body.clone(),
-            )
-            .map(|x| (Box::new(x), body)),
-            Err(e) => Err(e),
-        })
-    }
-
-    /// Preference routing (router): the route's models take the request when the router names
-    /// one (or named one for this session, or for this very question a moment ago); otherwise,
-    /// and whenever the router fails, the client's model keeps it. Preferences sent in the body
-    /// never go upstream.
-    async fn prefer(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        api: Api,
-        x: Box<Exchange>,
-        body: Bytes,
-        snapshot: &Arc<crate::state::Snapshot>,
-    ) -> std::result::Result<Box<Exchange>, GatewayError> {
-        let router = snapshot.router.as_ref();
-        let asked_for = x.client_model();
-        let Some(question) = router::question_of(&body, snapshot, router.is_some(), asked_for)?
-        else {
-            return Ok(x);
-        };
-        let body = question.body.clone().unwrap_or(body);
-        let reroute = |session: &Session, models: &[String]| {
-            Exchange::route_to(
-                snapshot.clone(),
-                api,
-                session.req_header(),
-                ctx.request_id.clone(),
-                body.clone(),
-                models,
-            )
-            .map(Box::new)
-        };
-        let Some(router) = router.filter(|_| question.asks()) else {
-            // Nothing to decide; only the body's preferences are shed.
-            return match question.body {
-                Some(_) => reroute(session, &[]),
-                None => Ok(x),
-            };
-        };
-        let (decision, source) = self
-            .decide(session, &ctx.request_id, snapshot, router, &question)
-            .await;
-        let mut x = match &decision {
-            router::Decision::Route { models, prefer, .. } => reroute(
-                session,
-                &router::rank(models, *prefer, snapshot, &self.figures),
-            )?,
-            _ if question.body.is_some() => reroute(session, &[])?,
-            _ => x,
-        };
-        x.route = Some(decision.describe(source));
-        Ok(x)
-    }
-
-    /// The decision for `question`: the session's pin, the conversation's last decision while
-    /// the user is not speaking, a recent answer to the same question, or the router's; counted.
-    async fn decide(
-        &self,
-        session: &mut Session,
-        request_id: &str,
-        snapshot: &Arc<crate::state::Snapshot>,
-        router: &router::Router,
-        question: &router::Question,
-    ) -> (router::Decision, router::Source) {
-        let started = Instant::now();
-        let recall = self.recall(&snapshot.config.routing);
-        let known = recall.known(session.req_header(), question, started);
-        let (decision, source) = match known {
-            Some(known) => known,
-            None => {
-                let key = question.key(router);
-                match recall.answers.get(&key, started) {
-                    Some(d) => {
-                        recall.remember(session.req_header(), question, None, &d);
-                        (d, router::Source::Cache)
-                    }
-                    None => {
-                        let d = router::ask(
-                            session,
-                            snapshot,
-                            router,
-                            question.prompt(router),
-                            &question.prefs,
-                            request_id,
-                        )
-                        .await;
-                        if !matches!(d, router::Decision::FailedOpen(_)) {
-                            recall.remember(session.req_header(), question, Some(key), &d);
-                        }
-                        (d, router::Source::Router)
-                    }
-                }
-            }
-        };
-        self.metrics.router_decision(
-            decision.route_label(),
-            decision.outcome_label(source),
-            started.elapsed(),
-        );
-        (decision, source)
     }
 
     /// Plano's routing API: the decision for a model request, answered without calling a model.
@@ -622,83 +486,76 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.api = Some(api);
         let snapshot = self.state.load_full();
-        let router = snapshot.router.as_ref();
-        let asked = self
-            .read_and_route(session, ctx, api, &snapshot)
-            .await?
-            .and_then(|(x, body)| {
-                let question =
-                    router::question_of(&body, &snapshot, router.is_some(), x.client_model())?;
-                Ok((x, question))
-            });
-        let (x, question) = match asked {
-            Ok(asked) => asked,
-            Err(e) => {
-                respond::error(session, &e, Some(api), &ctx.request_id).await?;
-                return Ok(true);
+        let answer = match self.take_in(session, ctx, api, &snapshot).await? {
+            Ok(request) => {
+                let preferences = self.preferences(&snapshot);
+                preferences.decision(session, &request).await
             }
+            Err(e) => Err(e),
         };
-        let decided = match (router, question.filter(router::Question::asks)) {
-            (Some(router), Some(question)) => Some(
-                self.decide(session, &ctx.request_id, &snapshot, router, &question)
-                    .await,
-            ),
-            _ => None,
-        };
-        let requested = x.client_model().unwrap_or_default().to_owned();
-        let (models, route, pinned) = match &decided {
-            Some((
-                router::Decision::Route {
-                    name,
-                    models,
-                    prefer,
-                },
-                source,
-            )) => (
-                router::rank(models, *prefer, &snapshot, &self.figures),
-                Some(name.clone()),
-                *source == router::Source::Pinned,
-            ),
-            Some((_, source)) => (vec![requested], None, *source == router::Source::Pinned),
-            None => (vec![requested], None, false),
-        };
-        let mut answer = serde_json::json!({
-            "models": models,
-            "route": route,
-            "trace_id": ctx.request_id,
-            "pinned": pinned,
-            "switched": false,
-        });
-        if let Some(id) = session
-            .req_header()
-            .headers
-            .get("x-model-affinity")
-            .and_then(|v| v.to_str().ok())
-        {
-            answer["session_id"] = id.into();
+        match answer {
+            Ok(answer) => {
+                let body = Bytes::from(answer.to_string());
+                respond::json(session, 200, body, &ctx.request_id).await?;
+            }
+            Err(e) => respond::error(session, &e, Some(api), &ctx.request_id).await?,
         }
-        respond::json(
-            session,
-            200,
-            Bytes::from(answer.to_string()),
-            &ctx.request_id,
-        )
-        .await?;
         Ok(true)
     }
 
-    /// The router's memory for these `routing` settings (made anew when a reload changes them).
-    fn recall(&self, settings: &crate::config::Routing) -> Arc<router::Recall> {
-        let current = self.recall.load_full();
-        if current.is_for(settings) {
-            return current;
+    /// Preference routing on `snapshot` (router::choose).
+    fn preferences<'a>(&'a self, snapshot: &'a Arc<crate::state::Snapshot>) -> Preferences<'a> {
+        Preferences {
+            snapshot,
+            figures: &self.figures,
+            metrics: &self.metrics,
         }
-        let fresh = Arc::new(router::Recall::new(settings));
-        self.recall.store(fresh.clone());
-        fresh
+    }
+
+    /// Reads a model request's body (bounded) and takes it in (intake): the request, or the
+    /// error the client gets (the outer error: the client connection failed).
+    async fn take_in(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        api: Api,
+        snapshot: &crate::state::Snapshot,
+    ) -> Result<std::result::Result<Request, GatewayError>> {
+        let limit = snapshot.config.server.max_request_body;
+        Ok(intake::read_body(session, limit).await?.and_then(|body| {
+            let header = session.req_header();
+            Request::new(snapshot, api, header, ctx.request_id.clone(), body)
+        }))
+    }
+
+    /// Answers a model request the gateway refuses before any attempt, in the client's API;
+    /// the metrics and the access log know what it asked for.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        api: Api,
+        e: GatewayError,
+    ) -> Result<bool> {
+        match &e {
+            GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) => {
+                ctx.model = Some(m.clone());
+            }
+            GatewayError::RateLimited {
+                model, provider, ..
+            } => {
+                ctx.model.get_or_insert_with(|| model.clone());
+                ctx.refused_for = Some((provider.clone(), model.clone()));
+            }
+            _ => {}
+        }
+        ctx.refused = true;
+        respond::error(session, &e, Some(api), &ctx.request_id).await?;
+        Ok(true)
     }
 }
 
+/// The exchange this request carries (set in `request_filter`).
 fn exchange_of(ctx: &mut RequestCtx) -> Result<&mut Exchange> {
     ctx.exchange
         .as_deref_mut()
@@ -762,7 +619,7 @@ fn access_entry<'a>(
         tokens: x.and_then(|x| x.watch.usage),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        error: access_log::error_class(upstream_error, e),
+        error: access_log::error_class(upstream_error, e).or(ctx.refused.then_some("refused")),
         cause: x.and_then(|x| x.cause),
         route: x.and_then(|x| x.route.as_deref()),
         attempts: x

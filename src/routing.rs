@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::config::Provider;
+use std::time::Duration;
+
+use crate::config::{LbPolicy, Listener, Provider, Retry};
 
 /// Lookup tables for one config snapshot.
 #[derive(Debug, Default)]
@@ -21,13 +23,20 @@ pub struct Routes {
     groups: Vec<Group>,
 }
 
-/// The endpoints that may serve a request, and where to turn when all of them fail.
+/// The endpoints that may serve a request, where to turn when all of them fail, and the
+/// group's policy: read once per snapshot from its first entry (switchyard's keys), else the
+/// listener's.
 #[derive(Debug, Default)]
 pub struct Group {
     /// Provider indices, in file order.
     pub members: Vec<usize>,
     /// Groups to try next, in order.
     pub fallbacks: Vec<usize>,
+    /// Its attempts: the first entry's `retry`, else the listener's, else one per endpoint.
+    pub retry: Retry,
+    pub lb_policy: LbPolicy,
+    /// The whole request's time limit (`timeouts.total`).
+    pub total: Option<Duration>,
 }
 
 /// The group chosen for a request and the model id to put in the upstream body.
@@ -48,7 +57,11 @@ pub enum RouteError {
 impl Routes {
     /// Builds the tables. Entries repeating a `model` form one group (its endpoints); a provider
     /// asked for by its own explicit name is a group of one. The config has been validated.
-    pub fn new(providers: &[Provider], aliases: &[(String, String)]) -> Routes {
+    pub fn new(
+        providers: &[Provider],
+        aliases: &[(String, String)],
+        listener: &Listener,
+    ) -> Routes {
         let mut routes = Routes {
             aliases: aliases.iter().cloned().collect(),
             ..Routes::default()
@@ -80,7 +93,7 @@ impl Routes {
             // An explicit (or `#n`) name means that one endpoint.
             routes.groups.push(Group {
                 members: vec![i],
-                fallbacks: Vec::new(),
+                ..Group::default()
             });
             routes.names.insert(p.name.clone(), routes.groups.len() - 1);
         }
@@ -104,6 +117,21 @@ impl Routes {
                 }
             }
         }
+        for g in routes.groups.iter_mut() {
+            let Some(lead) = g.members.first().map(|&m| &providers[m]) else {
+                continue;
+            };
+            g.retry = lead
+                .retry
+                .clone()
+                .or_else(|| listener.retry.clone())
+                .unwrap_or(Retry {
+                    attempts: g.members.len() as u32,
+                    ..Retry::default()
+                });
+            g.lb_policy = lead.lb_policy;
+            g.total = lead.timeouts.or(listener.timeouts).total;
+        }
         routes
     }
 
@@ -120,11 +148,10 @@ impl Routes {
     }
 
     pub fn group(&self, gid: usize) -> &Group {
-        static EMPTY: Group = Group {
-            members: Vec::new(),
-            fallbacks: Vec::new(),
-        };
-        self.groups.get(gid).unwrap_or(&EMPTY)
+        static EMPTY: std::sync::OnceLock<Group> = std::sync::OnceLock::new();
+        self.groups
+            .get(gid)
+            .unwrap_or_else(|| EMPTY.get_or_init(Group::default))
     }
 
     /// The model an alias stands for (one exact hop), or `requested` itself.
@@ -207,7 +234,7 @@ model_aliases:
 "#;
 
     fn resolve(c: &Config, model: Option<&str>) -> Result<(String, String), RouteError> {
-        let routes = Routes::new(&c.providers, &c.aliases);
+        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
         routes.resolve(&c.providers, model).map(|r| {
             let first = routes.group(r.group).members[0];
             (
@@ -309,7 +336,7 @@ model_aliases:
         let c = config(
             "model_providers:\n  - {model: openai/gpt-4o, access_key: $K, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h'}\n  - {model: anthropic/claude, access_key: $K}\n",
         );
-        let routes = Routes::new(&c.providers, &c.aliases);
+        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
         let r = routes.resolve(&c.providers, Some("gpt-4o")).unwrap();
         assert_eq!(routes.group(r.group).members, [0, 1]);
         let fallback = routes.group(r.group).fallbacks[0];

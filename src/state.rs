@@ -16,7 +16,7 @@ use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
 use crate::models::entry;
-use crate::router::Router;
+use crate::router::{Recall, Router};
 use crate::routing::Routes;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
@@ -32,6 +32,9 @@ pub struct Snapshot {
     pub models: Vec<serde_json::Value>,
     /// The preference router, when a provider serves the configured router model.
     pub router: Option<Router>,
+    /// What preference routing remembers (session pins, recent answers); kept across reloads
+    /// while the `routing` settings are the same.
+    pub recall: Arc<Recall>,
     /// Round-robin position of each routing group.
     pub(crate) rotation: Vec<AtomicU64>,
 }
@@ -89,8 +92,12 @@ impl Snapshot {
                 }
             })
             .collect();
-        let routes = Routes::new(&config.providers, &config.aliases);
+        let routes = Routes::new(&config.providers, &config.aliases, &config.listener);
         let models = models(&config.providers, &config.aliases);
+        let recall = match previous {
+            Some(p) if p.recall.is_for(&config.routing) => p.recall.clone(),
+            _ => Arc::new(Recall::new(&config.routing)),
+        };
         Snapshot {
             rotation: (0..routes.group_count())
                 .map(|_| AtomicU64::new(0))
@@ -99,6 +106,7 @@ impl Snapshot {
             models_body: Bytes::from(json!({"object": "list", "data": models}).to_string()),
             models,
             router: Router::of(&config),
+            recall,
             upstreams,
             config,
         }

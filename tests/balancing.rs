@@ -390,8 +390,9 @@ fn a_rate_limited_model_answers_429_with_the_remaining_retry_after() {
     });
     let parked = parked();
     for e in &parked[1..] {
-        assert_eq!(e["model"], "custom/m", "{e}");
+        assert_eq!(e["model"], "m", "the client's model: {e}");
         assert_eq!(e["provider"], "custom/m", "{e}");
+        assert_eq!(e["error"], "refused", "{e}");
     }
 }
 

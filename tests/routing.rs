@@ -760,3 +760,90 @@ fn prompts_to_the_hosted_router_are_announced_by_t_and_at_start() {
         );
     }
 }
+
+/// A router, a weighted model `m` (endpoints a: 3, b: 1) and a model `n`; routes `main` → m and
+/// `elsewhere` → n.
+struct Weighted {
+    router: Mock,
+    a: Mock,
+    b: Mock,
+    n: Mock,
+    gw: Gateway,
+}
+
+fn weighted_setup() -> Weighted {
+    let (router, a, b, n) = (Mock::start(), Mock::start(), Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        r#"
+overrides: {{llm_routing_model: plano/Plano-Orchestrator}}
+model_providers:
+  - {{model: plano/Plano-Orchestrator, base_url: '{}'}}
+  - {{model: custom/m, base_url: '{}', weight: 3}}
+  - {{model: custom/m, base_url: '{}', weight: 1}}
+  - {{model: custom/n, base_url: '{}'}}
+routing_preferences:
+  - {{name: main, description: everyday questions, models: [custom/m]}}
+  - {{name: elsewhere, description: anything else, models: [custom/n]}}
+"#,
+        router.url(),
+        a.url(),
+        b.url(),
+        n.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    Weighted {
+        router,
+        a,
+        b,
+        n,
+        gw,
+    }
+}
+
+/// Routed once: a preference-routed request picks its endpoint once, so a weighted group's
+/// shares are exact (a discarded first pick used to advance the rotation too).
+#[test]
+fn a_weighted_group_keeps_its_exact_shares_under_preference_routing() {
+    let w = weighted_setup();
+    w.router.set_mode(r#"reply={"route": ["main"]}"#);
+    for i in 0..100 {
+        let resp = ask(&w.gw, "m", &format!("question {i}"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(route_header(&resp), "main (router)");
+    }
+    assert_eq!((w.a.received().len(), w.b.received().len()), (75, 25));
+}
+
+/// The client's model is parked by its upstream's 429, but the router sends the request to
+/// another model: it is routed there, not refused before the router is asked.
+#[test]
+fn a_parked_model_whose_route_has_another_model_is_routed() {
+    let w = weighted_setup();
+    w.a.set_mode("status=429,retry_after=30");
+    w.b.set_mode("status=429,retry_after=30");
+    w.router.set_mode(r#"reply={"route": []}"#);
+    assert_eq!(ask(&w.gw, "m", "first").status, 429);
+    w.router.set_mode(r#"reply={"route": ["elsewhere"]}"#);
+    let resp = ask(&w.gw, "m", "second");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(route_header(&resp), "elsewhere (router)");
+    assert_eq!(w.n.received().len(), 1);
+    assert_eq!(w.a.received().len() + w.b.received().len(), 2);
+}
+
+/// The time the router takes is the router's, not the gateway's own overhead.
+#[test]
+fn the_routers_time_is_not_gateway_overhead() {
+    let w = weighted_setup();
+    w.router
+        .set_mode(r#"delay_ms=300,reply={"route": ["main"]}"#);
+    let resp = ask(&w.gw, "m", "slow router");
+    assert_eq!(resp.status, 200);
+    let overhead =
+        w.gw.metric(r#"switchyard_overhead_seconds_sum{provider="custom"}"#);
+    assert!(overhead > 0.0 && overhead < 0.1, "overhead {overhead} s");
+    assert!(
+        w.gw.metric("switchyard_router_duration_seconds_sum") >= 0.3,
+        "the router's time is the router's"
+    );
+}

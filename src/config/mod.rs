@@ -354,12 +354,32 @@ impl Routing {
     }
 }
 
+/// How a route orders its models (`selection_policy.prefer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Prefer {
+    /// As written.
     #[default]
     None,
     Cheapest,
     Fastest,
+    /// Shuffled per request, as Plano's routing API does.
+    Random,
+}
+
+impl Prefer {
+    /// What `prefer` may say, for error messages.
+    pub const NAMES: &'static str = "cheapest, fastest, random or none";
+
+    /// The one reader of `prefer`, for the config's preferences and a request's own.
+    pub fn from_name(name: &str) -> Option<Prefer> {
+        match name {
+            "cheapest" => Some(Prefer::Cheapest),
+            "fastest" => Some(Prefer::Fastest),
+            "random" => Some(Prefer::Random),
+            "none" => Some(Prefer::None),
+            _ => None,
+        }
+    }
 }
 
 /// Plano's `overrides` that switchyard uses.

@@ -872,19 +872,16 @@ fn routing_preferences(
             .and_then(|(sp, sn)| {
                 let mut sf = Fields::of(r, &sp, sn)?;
                 let prefer = sf.take("prefer").and_then(|(pp, pn)| {
-                    match yaml::string(r, &pp, pn)?.as_str() {
-                        "cheapest" => Some(Prefer::Cheapest),
-                        "fastest" => Some(Prefer::Fastest),
-                        "none" => Some(Prefer::None),
-                        other => {
-                            r.error(
-                                &pp,
-                                pn.line,
-                                format!("unknown `{other}`; expected cheapest, fastest or none"),
-                            );
-                            None
-                        }
+                    let name = yaml::string(r, &pp, pn)?;
+                    let prefer = Prefer::from_name(&name);
+                    if prefer.is_none() {
+                        r.error(
+                            &pp,
+                            pn.line,
+                            format!("unknown `{name}`; expected {}", Prefer::NAMES),
+                        );
                     }
+                    prefer
                 });
                 sf.finish(r, &[]);
                 prefer

@@ -746,3 +746,24 @@ fn bare_ids_belong_to_wildcards_and_are_ids_or_their_start() {
         );
     }
 }
+
+#[test]
+fn prefer_is_read_alike_in_the_config_and_in_requests() {
+    // The request side reads it with the same `Prefer::from_name` (router/question.rs).
+    for (name, want) in [
+        ("cheapest", Prefer::Cheapest),
+        ("fastest", Prefer::Fastest),
+        ("random", Prefer::Random),
+        ("none", Prefer::None),
+    ] {
+        let c = load(&format!(
+            "model_providers: [{{model: openai/gpt-4o, access_key: k}}]\nrouting_preferences:\n  - {{name: code, description: d, models: [openai/gpt-4o], selection_policy: {{prefer: {name}}}}}\n"
+        ));
+        assert_eq!(c.routing_preferences[0].prefer, want, "{name}");
+        assert_eq!(Prefer::from_name(name), Some(want));
+    }
+    assert!(problem(
+        "model_providers: [{model: openai/gpt-4o, access_key: k}]\nrouting_preferences:\n  - {name: code, description: d, models: [openai/gpt-4o], selection_policy: {prefer: loudest}}\n"
+    )
+    .ends_with("unknown `loudest`; expected cheapest, fastest, random or none"));
+}

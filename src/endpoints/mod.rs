@@ -64,10 +64,9 @@ pub fn pick(
         .rotation
         .get(gid)
         .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
-    let lead = members.first().map(|&i| snapshot.provider(i));
-    match (affinity_key, lead.map(|p| p.lb_policy)) {
+    match (affinity_key, snapshot.routes.group(gid).lb_policy) {
         (Some(key), _) => affinity(&available, key, |i| snapshot.provider(i).name.clone()),
-        (None, Some(LbPolicy::LeastRequests)) => {
+        (None, LbPolicy::LeastRequests) => {
             least_requests(&available, n, |i| snapshot.upstream(i).health.in_flight())
         }
         _ => weighted(&available, n),

@@ -11,6 +11,7 @@
 //! it is (`route_on_user_only`), `feeds` the cost and latency figures routes are ranked by, and
 //! `memory` the bounded, expiring store.
 
+pub mod choose;
 pub mod feeds;
 pub mod memory;
 pub mod prompt;
@@ -29,6 +30,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Prefer, Routing, RoutingPreference};
 use crate::exchange::Exchange;
+use crate::intake::{self, Request};
 use crate::metrics::UpstreamErrorClass;
 use crate::state::Snapshot;
 use crate::subrequest;
@@ -157,10 +159,7 @@ impl Recall {
     /// The session a request belongs to: its `X-Model-Affinity`, scoped by the tenant header
     /// when one is configured.
     pub fn session_of(&self, req: &pingora::http::RequestHeader) -> Option<String> {
-        let id = req.headers.get("x-model-affinity")?.to_str().ok()?.trim();
-        if id.is_empty() {
-            return None;
-        }
+        let id = intake::affinity(req)?;
         Some(format!("{}\u{1f}{id}", self.tenant_of(req)))
     }
 
@@ -242,15 +241,16 @@ pub async fn ask(
     request_id: &str,
 ) -> Decision {
     let body = prompt::request(&router.model, prompt).to_string();
-    let x = match Exchange::route(
-        snapshot.clone(),
+    let x = Request::new(
+        snapshot,
         Api::Chat,
         session.req_header(),
         request_id.to_owned(),
         Bytes::from(body),
-    ) {
-        Ok(x) => x,
-        Err(_) => return Decision::FailedOpen("the router has no endpoint available"),
+    )
+    .and_then(|request| Exchange::new(snapshot.clone(), request, &[]));
+    let Ok(x) = x else {
+        return Decision::FailedOpen("the router has no endpoint available");
     };
     let (x, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
     match answer {
@@ -300,11 +300,14 @@ pub fn rank(
                     .health
                     .latency()
                     .map(|d| d.as_secs_f64()),
-                Prefer::None => None,
+                Prefer::None | Prefer::Random => None,
             }
         });
         figures.reduce(f64::min)
     };
+    if prefer == Prefer::Random {
+        return shuffled(models, random_seed());
+    }
     let mut ranked: Vec<(Option<f64>, &String)> = models.iter().map(|m| (figure(m), m)).collect();
     if prefer != Prefer::None {
         // Stable: equal figures, and models without one, keep their written order.
@@ -316,6 +319,27 @@ pub fn rank(
         });
     }
     ranked.into_iter().map(|(_, m)| m.clone()).collect()
+}
+
+/// `models` in an order drawn from `seed` (Fisher-Yates with xorshift64).
+fn shuffled(models: &[String], seed: u64) -> Vec<String> {
+    let mut out = models.to_vec();
+    let mut x = seed | 1;
+    for i in (1..out.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    out
+}
+
+/// A seed that differs from request to request.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// The decision in a router's chat completion.
@@ -404,6 +428,20 @@ mod tests {
             );
         }
         assert_eq!(read(br#"{"choices": []}"#, &prefs()), Decision::NoRoute);
+    }
+
+    #[test]
+    fn random_order_is_a_shuffle_that_changes_with_the_seed() {
+        let models: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+        let orders: std::collections::HashSet<Vec<String>> = (0..20u64)
+            .map(|seed| shuffled(&models, seed * 7919))
+            .collect();
+        assert!(orders.len() > 5, "{orders:?}");
+        for order in &orders {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, models, "every model once");
+        }
     }
 
     #[test]

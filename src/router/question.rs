@@ -190,15 +190,13 @@ fn request_preferences(
             )));
         }
         let prefer = match item["selection_policy"]["prefer"].as_str() {
-            Some("cheapest") => Prefer::Cheapest,
-            Some("fastest") => Prefer::Fastest,
-            // `random` shuffles in Plano; the written order is as good a spread here.
-            None | Some("none" | "random") => Prefer::None,
-            Some(other) => {
-                return Err(bad(format!(
-                    "[{i}].selection_policy.prefer: unknown `{other}`"
-                )))
-            }
+            None => Prefer::None,
+            Some(name) => Prefer::from_name(name).ok_or_else(|| {
+                bad(format!(
+                    "[{i}].selection_policy.prefer: unknown `{name}`; expected {}",
+                    Prefer::NAMES
+                ))
+            })?,
         };
         out.push(RoutingPreference {
             name,

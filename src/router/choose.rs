@@ -1,0 +1,171 @@
+//! What preference routing decides for one request, taken in once (`intake::Request`): the
+//! session's pin, the conversation's last decision while the user is not speaking, a recent
+//! answer to the same question, or the router's; and the route's models in the order they are
+//! tried. The exchange is built after this, once, on the models chosen here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+
+use super::feeds::Figures;
+use super::{ask, question_of, rank, Decision, Question, Router, Source};
+use crate::error::GatewayError;
+use crate::intake::{self, Request};
+use crate::metrics::Metrics;
+use crate::state::Snapshot;
+
+/// What preference routing chose for a request.
+#[derive(Debug, Default)]
+pub struct Choice {
+    /// The models to serve it, in order; empty: the client's model.
+    pub models: Vec<String>,
+    /// The body without the client's own routing preferences, when it sent some (they never
+    /// go upstream).
+    pub body: Option<Bytes>,
+    /// The route and why (`long context (router)`), when preferences applied.
+    pub route: Option<String>,
+    /// How long deciding took (the router's time, not the gateway's own).
+    pub took: Duration,
+}
+
+/// Preference routing with what it needs: the request's snapshot (routes, the router, its
+/// memory), the cost and latency figures, the metrics it counts decisions in.
+pub struct Preferences<'a> {
+    pub snapshot: &'a Arc<Snapshot>,
+    pub figures: &'a Figures,
+    pub metrics: &'a Metrics,
+}
+
+impl Preferences<'_> {
+    /// Preference routing for `request`: the route's models take it when the router names one
+    /// (or named one for this session, or for this very question a moment ago); otherwise, and
+    /// whenever the router fails, the client's model keeps it.
+    pub async fn choose(
+        &self,
+        session: &mut Session,
+        request: &Request,
+    ) -> Result<Choice, GatewayError> {
+        let started = Instant::now();
+        let Some(question) = self.question(request)? else {
+            return Ok(Choice::default());
+        };
+        let mut choice = Choice {
+            body: question.body.clone(),
+            ..Choice::default()
+        };
+        let Some(router) = self.snapshot.router.as_ref().filter(|_| question.asks()) else {
+            // Nothing to decide; only the body's preferences are shed.
+            return Ok(choice);
+        };
+        let (decision, source) = self.decide(session, router, &question, request).await;
+        if let Decision::Route { models, prefer, .. } = &decision {
+            choice.models = rank(models, *prefer, self.snapshot, self.figures);
+        }
+        choice.route = Some(decision.describe(source));
+        choice.took = started.elapsed();
+        Ok(choice)
+    }
+
+    /// Plano's routing API: the decision for `request` in Plano's shape, without calling a
+    /// model.
+    pub async fn decision(
+        &self,
+        session: &mut Session,
+        request: &Request,
+    ) -> Result<Value, GatewayError> {
+        let question = self.question(request)?;
+        let decided = match (
+            self.snapshot.router.as_ref(),
+            question.filter(Question::asks),
+        ) {
+            (Some(router), Some(question)) => {
+                Some(self.decide(session, router, &question, request).await)
+            }
+            _ => None,
+        };
+        let requested = request.client_model().unwrap_or_default().to_owned();
+        let (models, route, pinned) = match &decided {
+            Some((
+                Decision::Route {
+                    name,
+                    models,
+                    prefer,
+                },
+                source,
+            )) => (
+                rank(models, *prefer, self.snapshot, self.figures),
+                Some(name.clone()),
+                *source == Source::Pinned,
+            ),
+            Some((_, source)) => (vec![requested], None, *source == Source::Pinned),
+            None => (vec![requested], None, false),
+        };
+        let mut answer = json!({
+            "models": models,
+            "route": route,
+            "trace_id": request.request_id,
+            "pinned": pinned,
+            "switched": false,
+        });
+        if let Some(id) = intake::affinity(session.req_header()) {
+            answer["session_id"] = id.into();
+        }
+        Ok(answer)
+    }
+
+    /// What `request` asks preference routing, if anything.
+    fn question(&self, request: &Request) -> Result<Option<Question>, GatewayError> {
+        let snapshot = self.snapshot;
+        let routed = snapshot.router.is_some();
+        question_of(&request.body, snapshot, routed, request.client_model())
+    }
+
+    /// The decision for `question`, from the router's memory or the router itself; counted.
+    async fn decide(
+        &self,
+        session: &mut Session,
+        router: &Router,
+        question: &Question,
+        request: &Request,
+    ) -> (Decision, Source) {
+        let (snapshot, metrics) = (self.snapshot, self.metrics);
+        let started = Instant::now();
+        let recall = &snapshot.recall;
+        let (decision, source) = match recall.known(session.req_header(), question, started) {
+            Some(known) => known,
+            None => {
+                let key = question.key(router);
+                match recall.answers.get(&key, started) {
+                    Some(d) => {
+                        recall.remember(session.req_header(), question, None, &d);
+                        (d, Source::Cache)
+                    }
+                    None => {
+                        let d = ask(
+                            session,
+                            snapshot,
+                            router,
+                            question.prompt(router),
+                            &question.prefs,
+                            &request.request_id,
+                        )
+                        .await;
+                        if !matches!(d, Decision::FailedOpen(_)) {
+                            recall.remember(session.req_header(), question, Some(key), &d);
+                        }
+                        (d, Source::Router)
+                    }
+                }
+            }
+        };
+        metrics.router_decision(
+            decision.route_label(),
+            decision.outcome_label(source),
+            started.elapsed(),
+        );
+        (decision, source)
+    }
+}
