@@ -16,6 +16,7 @@ use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::error::{classify, Class};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorClass;
 use crate::usage::Usage;
@@ -57,20 +58,20 @@ pub fn error_class(
     upstream: Option<UpstreamErrorClass>,
     e: Option<&pingora::Error>,
 ) -> Option<&'static str> {
-    use pingora::{ErrorSource, ErrorType};
     if let Some(class) = upstream {
         return Some(class.as_str());
     }
-    let e = e?;
-    Some(match (e.esource(), e.etype()) {
-        (_, ErrorType::HTTPStatus(_)) => "refused",
-        (
-            ErrorSource::Downstream,
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout,
-        ) => "client_timeout",
-        (ErrorSource::Downstream, _) => "client_closed",
-        (ErrorSource::Upstream, _) => "protocol",
-        _ => "internal",
+    Some(match classify(e?) {
+        Class::Connect => "connect",
+        Class::Timeout => "timeout",
+        Class::Protocol => "protocol",
+        Class::Status(status) => {
+            UpstreamErrorClass::of_status(status).map_or("protocol", UpstreamErrorClass::as_str)
+        }
+        Class::Refused(_) | Class::ClientInvalid => "refused",
+        Class::ClientGone => "client_closed",
+        Class::ClientTimeout => "client_timeout",
+        Class::Internal => "internal",
     })
 }
 
@@ -310,10 +311,14 @@ mod tests {
             let e = Error::new(kind);
             error_class(None, Some(&*if down { e.into_down() } else { e.into_up() }))
         };
-        // The OpenAI SDK hanging up, a slow client, the gateway's own 429.
+        // The OpenAI SDK hanging up, a slow client, the gateway's own 429, a retried one.
         assert_eq!(class(ConnectionClosed, true), Some("client_closed"));
         assert_eq!(class(ReadTimedout, true), Some("client_timeout"));
-        assert_eq!(class(HTTPStatus(429), false), Some("refused"));
+        assert_eq!(
+            error_class(None, Some(&*Error::new(HTTPStatus(429)))),
+            Some("refused")
+        );
+        assert_eq!(class(HTTPStatus(429), false), Some("status_4xx"));
         // An upstream failure's class wins; no error, no class.
         let up = Error::new(ConnectionClosed).into_up();
         assert_eq!(

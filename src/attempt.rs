@@ -83,8 +83,9 @@ impl Failure {
         match self {
             Failure::Connect => UpstreamErrorClass::Connect,
             Failure::Timeout => UpstreamErrorClass::Timeout,
-            Failure::Status { status, .. } if status >= 500 => UpstreamErrorClass::Status5xx,
-            Failure::Status { .. } => UpstreamErrorClass::Status4xx,
+            Failure::Status { status, .. } => {
+                UpstreamErrorClass::of_status(status).unwrap_or(UpstreamErrorClass::Status4xx)
+            }
             Failure::Protocol => UpstreamErrorClass::Protocol,
         }
     }

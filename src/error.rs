@@ -1,8 +1,9 @@
 //! Errors the gateway answers itself, each with its HTTP status and an OpenAI-shaped JSON body:
-//! `{"error": {"message", "type", "param", "code"}}`.
+//! `{"error": {"message", "type", "param", "code"}}`; and the one reading of a `pingora::Error`
+//! ([`classify`], [`cause`]) that every decision and report uses: retries and health, the
+//! client's error, metrics and the access log.
 
 use bytes::Bytes;
-use serde_json::json;
 
 use crate::translate::Api;
 
@@ -57,20 +58,77 @@ pub enum GatewayError {
     },
 }
 
-impl GatewayError {
-    /// What the client is told when the request to `provider` failed with `e`.
-    pub fn upstream(e: &pingora::Error, provider: String) -> GatewayError {
-        use pingora::ErrorType::*;
-        let why = cause(e);
-        match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-                GatewayError::UpstreamTimeout(provider, why)
-            }
+/// What a `pingora::Error` means to the gateway: which side failed, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// No connection to the upstream: refused, unreachable, TLS, no address.
+    Connect,
+    /// The upstream did not connect, answer or take the request in time.
+    Timeout,
+    /// The exchange with the upstream broke off after connecting.
+    Protocol,
+    /// An upstream answer with this status that the plan retries (upstream_response_filter).
+    Status(u16),
+    /// The gateway refused the request with this status itself (exchange).
+    Refused(u16),
+    /// The client left, or its connection failed.
+    ClientGone,
+    /// The client sent its request too slowly.
+    ClientTimeout,
+    /// The client sent what cannot be read (malformed HTTP or framing).
+    ClientInvalid,
+    /// Anything else: the gateway's own failure.
+    Internal,
+}
+
+impl Class {
+    /// Whether the upstream failed (as opposed to the client or the gateway).
+    pub fn upstream(self) -> bool {
+        matches!(
+            self,
+            Class::Connect | Class::Timeout | Class::Protocol | Class::Status(_)
+        )
+    }
+}
+
+/// The one classifier of `pingora::Error`s.
+pub fn classify(e: &pingora::Error) -> Class {
+    use pingora::{ErrorSource, ErrorType::*};
+    let timeout = matches!(
+        e.etype(),
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout
+    );
+    match (e.etype(), e.esource()) {
+        (HTTPStatus(status), ErrorSource::Upstream) => Class::Status(*status),
+        (HTTPStatus(status), _) => Class::Refused(*status),
+        (_, ErrorSource::Downstream) if timeout => Class::ClientTimeout,
+        (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => Class::ClientGone,
+        (_, ErrorSource::Downstream) => Class::ClientInvalid,
+        _ if timeout => Class::Timeout,
+        (
             ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-            | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError => {
-                GatewayError::UpstreamUnreachable(provider, why)
+            | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError | BindError,
+            ErrorSource::Upstream,
+        ) => Class::Connect,
+        (_, ErrorSource::Upstream) => Class::Protocol,
+        _ => Class::Internal,
+    }
+}
+
+impl GatewayError {
+    /// What the client is told when the request to `provider` failed with `e`, with nothing of
+    /// the gateway's own to say.
+    pub fn of(e: &pingora::Error, provider: String) -> GatewayError {
+        let why = cause(e);
+        match classify(e) {
+            Class::Timeout => GatewayError::UpstreamTimeout(provider, why),
+            Class::Connect => GatewayError::UpstreamUnreachable(provider, why),
+            Class::Protocol | Class::Status(_) | Class::Refused(_) => {
+                GatewayError::UpstreamFailed(provider, why)
             }
-            _ => GatewayError::UpstreamFailed(provider, why),
+            Class::ClientTimeout => GatewayError::ClientTimeout,
+            Class::ClientGone | Class::ClientInvalid => GatewayError::Unreadable,
+            Class::Internal => GatewayError::Internal,
         }
     }
 
@@ -102,15 +160,6 @@ impl GatewayError {
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
             GatewayError::Internal => 500,
-        }
-    }
-
-    /// OpenAI's `error.type`.
-    fn kind(&self) -> &'static str {
-        match self.status() {
-            429 => "rate_limit_error",
-            400..=499 => "invalid_request_error",
-            _ => "server_error",
         }
     }
 
@@ -156,19 +205,16 @@ impl GatewayError {
 
     /// The JSON body sent to an OpenAI client.
     pub fn body(&self) -> Bytes {
+        Bytes::from(self.openai().to_string())
+    }
+
+    /// The error in OpenAI's shape.
+    pub fn openai(&self) -> serde_json::Value {
         let param = match self {
             GatewayError::MissingModel | GatewayError::ModelNotFound(_) => Some("model"),
             _ => None,
         };
-        let body = json!({
-            "error": {
-                "message": self.to_string(),
-                "type": self.kind(),
-                "param": param,
-                "code": self.code(),
-            }
-        });
-        Bytes::from(body.to_string())
+        crate::translate::openai_error(self.status(), &self.to_string(), param, Some(self.code()))
     }
 }
 
@@ -198,6 +244,112 @@ pub fn cause(e: &pingora::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `ErrorType` the gateway can meet, from each side: one reading, and what follows
+    /// from it (the attempt's failure, the client's error, the status for `fail_to_proxy`).
+    #[test]
+    fn every_error_type_is_classified_once() {
+        use pingora::{Error, ErrorType::*};
+        let up = |t: pingora::ErrorType| classify(&Error::new(t).into_up());
+        let down = |t: pingora::ErrorType| classify(&Error::new(t).into_down());
+        let unset = |t: pingora::ErrorType| classify(&Error::new(t));
+        for t in [
+            ConnectRefused,
+            ConnectNoRoute,
+            ConnectError,
+            ConnectProxyFailure,
+            TLSHandshakeFailure,
+            InvalidCert,
+            HandshakeError,
+            SocketError,
+            BindError,
+        ] {
+            assert_eq!(up(t.clone()), Class::Connect, "{t:?}");
+        }
+        for t in [
+            ConnectTimedout,
+            ReadTimedout,
+            WriteTimedout,
+            TLSHandshakeTimedout,
+        ] {
+            assert_eq!(up(t.clone()), Class::Timeout, "{t:?}");
+            assert_eq!(unset(t.clone()), Class::Timeout, "{t:?}");
+            assert_eq!(down(t.clone()), Class::ClientTimeout, "{t:?}");
+        }
+        for t in [
+            ConnectionClosed,
+            ReadError,
+            WriteError,
+            H2Error,
+            InvalidH2,
+            H2Downgrade,
+            InvalidHTTPHeader,
+            H1Error,
+        ] {
+            assert_eq!(up(t.clone()), Class::Protocol, "{t:?}");
+        }
+        for t in [ConnectionClosed, ReadError, WriteError] {
+            assert_eq!(down(t.clone()), Class::ClientGone, "{t:?}");
+        }
+        for t in [InvalidHTTPHeader, H1Error, H2Error, AcceptError] {
+            assert_eq!(down(t.clone()), Class::ClientInvalid, "{t:?}");
+        }
+        assert_eq!(up(HTTPStatus(503)), Class::Status(503));
+        assert_eq!(unset(HTTPStatus(429)), Class::Refused(429));
+        for t in [InternalError, UnknownError, FileOpenError, ConnectRefused] {
+            assert_eq!(unset(t.clone()), Class::Internal, "{t:?}");
+        }
+        // What the client is told follows from the class.
+        let told = |e: Box<Error>| GatewayError::of(&e, "p".into()).code();
+        assert_eq!(
+            told(Error::new(ConnectRefused).into_up()),
+            "upstream_unreachable"
+        );
+        assert_eq!(
+            told(Error::new(BindError).into_up()),
+            "upstream_unreachable"
+        );
+        assert_eq!(told(Error::new(ReadTimedout).into_up()), "upstream_timeout");
+        assert_eq!(
+            told(Error::new(ConnectionClosed).into_up()),
+            "upstream_error"
+        );
+        assert_eq!(
+            told(Error::new(ReadTimedout).into_down()),
+            "request_timeout"
+        );
+        assert_eq!(
+            told(Error::new(InvalidHTTPHeader).into_down()),
+            "invalid_request"
+        );
+        assert_eq!(told(Error::new(InternalError)), "internal_error");
+    }
+
+    #[test]
+    fn the_openai_shape_has_one_writer_and_one_type_rule() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::Unreadable.body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let e = GatewayError::RateLimited {
+            model: "m".into(),
+            provider: "p".into(),
+            wait: std::time::Duration::from_secs(3),
+        };
+        assert_eq!(e.openai()["error"]["type"], "rate_limit_error");
+        assert_eq!(
+            GatewayError::Internal.openai()["error"]["type"],
+            "server_error"
+        );
+        assert_eq!(
+            GatewayError::Internal.openai(),
+            crate::translate::openai_error(
+                500,
+                "Internal gateway error",
+                None,
+                Some("internal_error")
+            )
+        );
+    }
 
     #[test]
     fn openai_shape() {

@@ -13,13 +13,13 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use crate::attempt::{self, Failure, Next, Plan};
 use crate::auth::{self, AuthStyle};
 use crate::body::{self, Inspected};
 use crate::endpoints::{self, health::InFlight};
-use crate::error::GatewayError;
+use crate::error::{classify, Class, GatewayError};
 use crate::intake::Request;
 use crate::metrics::{Metrics, UpstreamErrorClass};
 use crate::state::Snapshot;
@@ -422,11 +422,7 @@ impl Exchange {
         // Every upstream error counts, with the provider that made it: a request that failed
         // over ten times shows ten errors, not its last one.
         let error = match outcome {
-            Outcome::Answered(_) => match self.watch.status {
-                Some(400..=499) => Some(UpstreamErrorClass::Status4xx),
-                Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
-                _ => None,
-            },
+            Outcome::Answered(_) => self.watch.status.and_then(UpstreamErrorClass::of_status),
             Outcome::Failed(f) => Some(f.class()),
             Outcome::ClientClosed => None,
         };
@@ -512,23 +508,23 @@ impl Exchange {
     /// OpenAI SDK closes at `[DONE]`, while the upstream may end its body later): nothing was
     /// lost, the request succeeded.
     pub fn delivered_before(&self, e: &Error) -> bool {
-        self.watch.ended && e.esource() == &ErrorSource::Downstream
+        self.watch.ended && matches!(classify(e), Class::ClientGone | Class::ClientTimeout)
     }
 
     /// The outcome of an attempt that ended with error `e` after its response began (or with
     /// no error).
     pub fn outcome_of(&self, e: Option<&Error>) -> Outcome {
-        match e {
-            Some(e) if e.esource() != &ErrorSource::Upstream && !is_timeout(e) => {
-                Outcome::ClientClosed
-            }
-            Some(e) if is_timeout(e) => Outcome::Failed(Failure::Timeout),
-            Some(_) => Outcome::Failed(Failure::Protocol),
-            None => Outcome::Answered(match self.watch.status {
-                Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
-                Some(429) => Some(UpstreamErrorClass::Status4xx),
-                _ => None,
-            }),
+        match e.map(classify) {
+            Some(Class::Timeout) => Outcome::Failed(Failure::Timeout),
+            Some(class) if class.upstream() => Outcome::Failed(Failure::Protocol),
+            Some(_) => Outcome::ClientClosed,
+            // A 429 or 5xx answer counts against the endpoint; other statuses are its answer.
+            None => Outcome::Answered(
+                self.watch
+                    .status
+                    .filter(|s| *s == 429 || *s >= 500)
+                    .and_then(UpstreamErrorClass::of_status),
+            ),
         }
     }
 }
@@ -566,29 +562,15 @@ async fn wait_for_client(session: &mut Session, wait: Duration) -> Result<()> {
 
 /// What a connect or proxy error says about the attempt.
 pub fn failure_of(e: &Error) -> Failure {
-    use ErrorType::*;
-    match e.etype() {
-        HTTPStatus(status) => Failure::Status {
-            status: *status,
+    match classify(e) {
+        Class::Status(status) | Class::Refused(status) => Failure::Status {
+            status,
             retry_after: None,
         },
-        _ if is_timeout(e) => Failure::Timeout,
-        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure | InvalidCert | HandshakeError | SocketError | BindError => {
-            Failure::Connect
-        }
+        Class::Timeout => Failure::Timeout,
+        Class::Connect => Failure::Connect,
         _ => Failure::Protocol,
     }
-}
-
-fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout
-            | ErrorType::TLSHandshakeTimedout
-    ) && e.esource() != &ErrorSource::Downstream
 }
 
 /// `retry-after` in seconds.

@@ -27,6 +27,16 @@ pub enum UpstreamErrorClass {
 }
 
 impl UpstreamErrorClass {
+    /// The class of an upstream answer with `status`, if it is an error: the one mapping of
+    /// statuses to classes.
+    pub fn of_status(status: u16) -> Option<UpstreamErrorClass> {
+        match status {
+            400..=499 => Some(UpstreamErrorClass::Status4xx),
+            500..=599 => Some(UpstreamErrorClass::Status5xx),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamErrorClass::Connect => "connect",

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::{self, AccessLog};
 use crate::attempt::Failure;
@@ -277,7 +277,12 @@ impl ProxyHttp for Gateway {
             Some(x) if x.attempt.is_none() => x.next.is_some(),
             Some(x)
                 if session.response_written().is_none()
-                    && e.esource() != &ErrorSource::Downstream =>
+                    && !matches!(
+                        error::classify(&e),
+                        error::Class::ClientGone
+                            | error::Class::ClientTimeout
+                            | error::Class::ClientInvalid
+                    ) =>
             {
                 x.failed(exchange::failure_of(&e), &self.metrics, jitter())
             }
@@ -576,14 +581,10 @@ fn upstream_error_class(ctx: &RequestCtx, e: Option<&Error>) -> Option<UpstreamE
     match (x.failed, e) {
         (Some(class), _) => Some(class),
         // A response that broke off after its header was sent.
-        (_, Some(e)) if !x.attempts.is_empty() && e.esource() == &ErrorSource::Upstream => {
+        (_, Some(e)) if !x.attempts.is_empty() && error::classify(e).upstream() => {
             Some(UpstreamErrorClass::Protocol)
         }
-        _ => match x.watch.status {
-            Some(400..=499) => Some(UpstreamErrorClass::Status4xx),
-            Some(500..=599) => Some(UpstreamErrorClass::Status5xx),
-            _ => None,
-        },
+        _ => x.watch.status.and_then(UpstreamErrorClass::of_status),
     }
 }
 

@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, Result};
 
-use crate::error::GatewayError;
+use crate::error::{classify, Class, GatewayError};
 use crate::exchange::Exchange;
 use crate::request_id;
 use crate::translate::{self, Api};
@@ -69,16 +69,14 @@ pub async fn stream_error(
     error: &GatewayError,
     api: Option<Api>,
 ) -> Result<()> {
-    let message = error.to_string();
     let text = if api.is_some_and(Api::anthropic) {
+        let message = error.to_string();
         translate::sse::named(
             "error",
             &translate::anthropic_error(error.status(), &message),
         )
     } else {
-        translate::sse::data(&serde_json::json!({
-            "error": {"message": message, "type": "server_error", "param": null, "code": error.code()}
-        }))
+        translate::sse::data(&error.openai())
     };
     session
         .write_response_body(Some(Bytes::from(text)), false)
@@ -103,7 +101,7 @@ pub async fn failure(
             let name = x
                 .endpoint_labels()
                 .map_or_else(String::new, |(_, name)| name.to_owned());
-            let error = x.error.take().unwrap_or_else(|| local_error(e, name));
+            let error = x.error.take().unwrap_or_else(|| GatewayError::of(e, name));
             let code = status_for(e, Some(&error));
             if let Some(why) = error.upstream_cause() {
                 x.cause = Some(why);
@@ -121,7 +119,7 @@ pub async fn failure(
             (Some(error), code)
         }
         None => {
-            let error = local_error(e, String::new());
+            let error = GatewayError::of(e, String::new());
             let code = status_for(e, Some(&error));
             (Some(error), code)
         }
@@ -137,22 +135,10 @@ pub async fn failure(
     }
 }
 
-/// The error the client gets for `e` when the gateway has none of its own to say.
-fn local_error(e: &Error, provider: String) -> GatewayError {
-    use ErrorType::*;
-    match (e.etype(), e.esource()) {
-        (ReadTimedout, ErrorSource::Downstream) => GatewayError::ClientTimeout,
-        (_, ErrorSource::Downstream) => GatewayError::Unreadable,
-        (InternalError, _) => GatewayError::Internal,
-        _ => GatewayError::upstream(e, provider),
-    }
-}
-
 /// The status for an error that reached `fail_to_proxy`; 0 when the client is gone.
 fn status_for(e: &Error, error: Option<&GatewayError>) -> u16 {
-    use ErrorType::*;
-    match (e.etype(), e.esource()) {
-        (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
+    match classify(e) {
+        Class::ClientGone => 0,
         _ => error.map_or(502, GatewayError::status),
     }
 }

@@ -839,6 +839,10 @@ fn the_routers_time_is_not_gateway_overhead() {
         .set_mode(r#"delay_ms=300,reply={"route": ["main"]}"#);
     let resp = ask(&w.gw, "m", "slow router");
     assert_eq!(resp.status, 200);
+    // Recorded when the request is logged, just after its answer went out.
+    common::wait_for("the overhead recorded", Duration::from_secs(3), || {
+        w.gw.metric(r#"switchyard_overhead_seconds_count{provider="custom"}"#) == 1.0
+    });
     let overhead =
         w.gw.metric(r#"switchyard_overhead_seconds_sum{provider="custom"}"#);
     assert!(overhead > 0.0 && overhead < 0.1, "overhead {overhead} s");

@@ -153,9 +153,33 @@ pub fn anthropic_error_type(status: u16) -> &'static str {
     }
 }
 
-/// An error body in Anthropic's shape.
+/// An error body in Anthropic's shape: the one writer of it.
 pub fn anthropic_error(status: u16, message: &str) -> Value {
     json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": message}})
+}
+
+/// OpenAI's error `type` for an HTTP status.
+pub fn openai_error_type(status: u16) -> &'static str {
+    match status {
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+/// An error body in OpenAI's shape: the one writer of it.
+pub fn openai_error(status: u16, message: &str, param: Option<&str>, code: Option<&str>) -> Value {
+    openai_error_of_type(openai_error_type(status), message, param, code)
+}
+
+/// Like [`openai_error`], keeping a `type` an upstream gave.
+fn openai_error_of_type(
+    kind: &str,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
 }
 
 /// An upstream error body, re-shaped for the client.
@@ -175,12 +199,8 @@ fn error_body(direction: Direction, status: u16, body: &[u8], parsed: Option<&Va
                 .unwrap_or_else(raw);
             let kind = e
                 .and_then(|e| e["type"].as_str())
-                .unwrap_or(if status >= 500 {
-                    "server_error"
-                } else {
-                    "invalid_request_error"
-                });
-            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+                .unwrap_or(openai_error_type(status));
+            openai_error_of_type(kind, &message, None, None)
         }
     }
 }
