@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::{Provider, Retry};
 use crate::metrics::UpstreamErrorClass;
-use crate::routing::Routes;
+use crate::resolve::Resolver;
 
 /// One stage of the plan: a routing group and the policy its attempts follow.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ pub struct Stage {
 /// preference route's other models), then the lead's fallbacks; each group once, each with its
 /// own policy and asked for its first entry's id.
 pub fn stages(
-    routes: &Routes,
+    routes: &Resolver,
     providers: &[Provider],
     lead: usize,
     model: String,
@@ -331,7 +331,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+        let routes = Resolver::new(&c.providers, &c.aliases, &c.listener);
         let group = |m: &str| routes.resolve(&c.providers, Some(m)).unwrap().group;
         let (a, b, cc) = (group("openai/a"), group("openai/b"), group("openai/c"));
         // A route [a, b]: b once, although it is also a's fallback.
@@ -353,7 +353,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+        let routes = Resolver::new(&c.providers, &c.aliases, &c.listener);
         let a = routes
             .resolve(&c.providers, Some("openai/a"))
             .unwrap()

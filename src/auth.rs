@@ -6,8 +6,8 @@
 use pingora::http::RequestHeader;
 use pingora::Result;
 
+use crate::catalog::Interface;
 use crate::config::Provider;
-use crate::providers::Interface;
 use crate::translate::Api;
 
 /// How an upstream expects its credential.

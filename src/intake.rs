@@ -7,9 +7,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use crate::body::{self, Inspected};
+use crate::catalog::Interface;
 use crate::error::GatewayError;
-use crate::providers::Interface;
-use crate::routing::RouteError;
+use crate::resolve::ResolveError;
 use crate::state::Snapshot;
 use crate::translate::Api;
 
@@ -84,7 +84,7 @@ impl Request {
     /// The wire API of the endpoint that leads the client's model.
     pub fn lead_interface(&self, snapshot: &Snapshot) -> Interface {
         snapshot
-            .routes
+            .resolver
             .group(self.group)
             .members
             .first()
@@ -98,13 +98,13 @@ fn resolve(
     requested: Option<&str>,
 ) -> std::result::Result<(usize, String), GatewayError> {
     let route = snapshot
-        .routes
+        .resolver
         .resolve(&snapshot.config.providers, requested)
         .map_err(|e| match e {
-            RouteError::MissingModel => GatewayError::MissingModel,
-            RouteError::UnknownModel => {
+            ResolveError::MissingModel => GatewayError::MissingModel,
+            ResolveError::UnknownModel => {
                 let requested = requested.unwrap_or_default();
-                let model = snapshot.routes.unalias(requested);
+                let model = snapshot.resolver.unalias(requested);
                 match snapshot.config.unsupported.iter().find(|u| u.is(model)) {
                     Some(u) => {
                         GatewayError::ProviderNotSupported(requested.to_owned(), u.prefix.clone())

@@ -5,7 +5,7 @@
 //! - `intake`: which path a request asks for, its body, and the `Request` value taken in once;
 //!   `exchange`: one model request on its way through the proxy phase; `subrequest`: the proxy phase of a subrequest, for bodies
 //!   over 64 KiB and translated answers;
-//! - `routing`: resolution of `model` → group of endpoints (and each group's policy); `attempt`:
+//! - `resolve`: resolution of `model` → group of endpoints (and each group's policy); `attempt`:
 //!   the attempt plan (stages, retries, fallbacks, backoff), pure; `endpoints`: which endpoint takes an attempt, and their health;
 //! - `upstream`: the peer and request header an attempt sends; `auth`: the credential;
 //!   `body`: reading and rewriting the JSON body; `translate`: OpenAI ↔ Anthropic;
@@ -14,7 +14,7 @@
 //! - `respond` and `error`: everything the gateway answers itself, in the client's API;
 //! - `side_call`: the gateway's own HTTP calls (health checks, model lists, feeds);
 //! - `usage`, `metrics`, `access_log`, `request_id`: observability;
-//! - `config`, `providers` (built-in catalog), `state` (the swappable snapshot), `reload`, `dns`
+//! - `config`, `catalog` (the built-in providers), `state` (the swappable snapshot), `reload`, `dns`
 //!   (upstream addresses), `server` (process wiring), `preflight` (what must hold before it
 //!   starts), `lifecycle` and `upgrade` (signals, draining, `-u`, `-d`).
 //!
@@ -26,6 +26,7 @@ pub mod access_log;
 pub mod attempt;
 pub mod auth;
 pub mod body;
+pub mod catalog;
 pub mod config;
 pub mod dns;
 pub mod downstream;
@@ -38,13 +39,12 @@ pub mod logs;
 pub mod metrics;
 pub mod models;
 pub mod preflight;
-pub mod providers;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;
+pub mod resolve;
 pub mod respond;
 pub mod router;
-pub mod routing;
 pub mod server;
 pub mod side_call;
 pub mod state;

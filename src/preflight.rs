@@ -24,6 +24,17 @@ pub fn problems(config: &Config, ports: bool) -> Vec<String> {
             out.push(format!("{key}: {}: {why}", path.display()));
         }
     }
+    let metrics = s.metrics_address;
+    let model_ip: Option<std::net::IpAddr> = config.listener.address.parse().ok();
+    let overlaps = model_ip.is_none_or(|ip| {
+        ip == metrics.ip() || ip.is_unspecified() || metrics.ip().is_unspecified()
+    });
+    if metrics.port() == config.listener.port && overlaps {
+        out.push(format!(
+            "server.metrics_address: {metrics} is where the model listener listens ({}); give metrics a port of their own",
+            config.listener.bind_address()
+        ));
+    }
     if ports {
         let listener = config.listener.bind_address();
         for (what, address) in [
@@ -98,6 +109,21 @@ mod tests {
             dir.display()
         ));
         assert!(problems(&ok, true).is_empty());
+    }
+
+    #[test]
+    fn metrics_on_the_model_port_is_named() {
+        let mut c = config("pid_file: /tmp/sy.pid");
+        c.server.metrics_address = format!("0.0.0.0:{}", c.listener.port).parse().unwrap();
+        let p = problems(&c, false);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("server.metrics_address: 0.0.0.0:"),
+            "{p:?}"
+        );
+        // Another port, or another address: fine.
+        c.server.metrics_address = format!("127.0.0.2:{}", c.listener.port).parse().unwrap();
+        assert!(problems(&c, false).is_empty());
     }
 
     #[test]

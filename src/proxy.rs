@@ -32,6 +32,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::{self, AccessLog};
 use crate::attempt::Failure;
+use crate::catalog::Interface;
 use crate::downstream;
 use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
@@ -39,7 +40,6 @@ use crate::intake::{self, Request, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
-use crate::providers::Interface;
 use crate::request_id;
 use crate::respond;
 use crate::router;
@@ -47,7 +47,6 @@ use crate::router::choose::{Choice, Preferences};
 use crate::state::SharedState;
 use crate::subrequest;
 use crate::translate::{count_tokens, Api};
-use crate::upstream;
 
 /// The gateway: routes each model request to its provider.
 pub struct Gateway {
@@ -155,8 +154,8 @@ impl ProxyHttp for Gateway {
             let x = subrequest::adopt(session).ok_or_else(|| {
                 Error::explain(ErrorType::InternalError, "subrequest without an exchange")
             })?;
-            ctx.request_id.clone_from(&x.request_id);
-            ctx.api = Some(x.api);
+            x.request_id().clone_into(&mut ctx.request_id);
+            ctx.api = Some(x.api());
             ctx.exchange = Some(x);
         }
         Ok(())
@@ -211,22 +210,7 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let x = exchange_of(ctx)?;
-        let a = x
-            .attempt
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no attempt open"))?;
-        let provider = x.snapshot.provider(a.provider);
-        let host = &x.snapshot.upstream(a.provider).host_header;
-        upstream::request(
-            req,
-            provider,
-            host,
-            &a.path,
-            a.body.len(),
-            a.auth,
-            &x.request_id,
-        )
+        exchange_of(ctx)?.upstream_request(req)
     }
 
     /// Pingora replays the body it kept (the client's, or the subrequest's placeholder); the
@@ -251,10 +235,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(x) = ctx.exchange.as_mut() {
-            x.cause = Some(error::cause(&e));
-            let refused = e.etype() == &ErrorType::ConnectRefused;
-            let retry = (refused && x.next_address())
-                || x.failed(exchange::failure_of(&e), &self.metrics, jitter());
+            let retry = x.connect_failed(&e, &self.metrics, jitter());
             e.set_retry(retry);
         }
         e
@@ -274,7 +255,7 @@ impl ProxyHttp for Gateway {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let retry = match ctx.exchange.as_mut() {
             // A retried status: upstream_response_filter closed the attempt and planned the next.
-            Some(x) if x.attempt.is_none() => x.next.is_some(),
+            Some(x) if x.retried_status().is_some() => x.retried_status() == Some(true),
             Some(x)
                 if session.response_written().is_none()
                     && !matches!(
@@ -308,7 +289,7 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_none() && x.retries_status(status) {
             let failure = Failure::Status {
                 status,
-                retry_after: x.watch.retry_after,
+                retry_after: x.retry_after(),
             };
             if x.replan(failure, jitter()) {
                 x.close(exchange::Outcome::Failed(failure), &self.metrics);
@@ -336,7 +317,7 @@ impl ProxyHttp for Gateway {
         if ctx.sub && ctx.exchange.as_ref().is_some_and(|x| x.reframed()) {
             subrequest::reframe(session);
         }
-        if let Some(route) = ctx.exchange.as_ref().and_then(|x| x.route.as_deref()) {
+        if let Some(route) = ctx.exchange.as_ref().and_then(|x| x.route()) {
             // A route name that is not a valid header value is left out of the header.
             let _ = header.insert_header(router::HEADER, route);
         }
@@ -411,10 +392,10 @@ impl ProxyHttp for Gateway {
                 status,
                 duration,
                 ttft: x
-                    .and_then(|x| x.watch.first_token)
+                    .and_then(Exchange::first_token)
                     .map(|t| t.duration_since(ctx.started)),
                 overhead: x.and_then(|x| x.overhead(duration)),
-                usage: x.and_then(|x| x.watch.usage),
+                usage: x.and_then(Exchange::usage),
             });
         }
         if self.access_log.enabled() {
@@ -465,15 +446,14 @@ impl Gateway {
                 None => request,
             };
             let mut x = Exchange::new(snapshot.clone(), request, &choice.models)?;
-            x.route = choice.route;
-            x.routing_time = choice.took;
+            x.routed_by(choice.route, choice.took);
             Ok(Box::new(x))
         });
         let x = match built {
             Ok(x) => x,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
-        if !x.translates && !session.retry_buffer_truncated() {
+        if !x.translates() && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
             return Ok(false);
         }
@@ -577,15 +557,7 @@ fn jitter() -> f64 {
 
 /// The upstream failure class of a finished request, if its upstream failed.
 fn upstream_error_class(ctx: &RequestCtx, e: Option<&Error>) -> Option<UpstreamErrorClass> {
-    let x = ctx.exchange.as_deref()?;
-    match (x.failed, e) {
-        (Some(class), _) => Some(class),
-        // A response that broke off after its header was sent.
-        (_, Some(e)) if !x.attempts.is_empty() && error::classify(e).upstream() => {
-            Some(UpstreamErrorClass::Protocol)
-        }
-        _ => x.watch.status.and_then(UpstreamErrorClass::of_status),
-    }
+    ctx.exchange.as_deref()?.upstream_error(e)
 }
 
 /// The access-log entry of a finished request.
@@ -611,26 +583,22 @@ fn access_entry<'a>(
             .and_then(Exchange::endpoint_labels)
             .or(ctx.refused_labels())
             .map(|(_, name)| name),
-        upstream_model: x.and_then(|x| x.routed.as_ref()).map(|r| r.model.as_str()),
+        upstream_model: x.and_then(Exchange::upstream_model),
         status,
         duration_ms: ms(duration),
         ttft_ms: x
-            .and_then(|x| x.watch.first_token)
+            .and_then(Exchange::first_token)
             .map(|t| ms(t.duration_since(ctx.started))),
-        tokens: x.and_then(|x| x.watch.usage),
+        tokens: x.and_then(Exchange::usage),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
         error: access_log::error_class(upstream_error, e).or(ctx.refused.then_some("refused")),
-        cause: x.and_then(|x| x.cause),
-        route: x.and_then(|x| x.route.as_deref()),
+        cause: x.and_then(Exchange::cause),
+        route: x.and_then(Exchange::route),
         attempts: x
             .map(|x| {
-                x.attempts
-                    .iter()
-                    .map(|&(pidx, outcome)| access_log::Attempt {
-                        endpoint: x.endpoint_name(pidx),
-                        outcome,
-                    })
+                x.attempts()
+                    .map(|(endpoint, outcome)| access_log::Attempt { endpoint, outcome })
                     .collect()
             })
             .unwrap_or_default(),

@@ -95,19 +95,16 @@ pub async fn failure(
     request_id: &str,
 ) -> FailToProxy {
     let (error, code) = match exchange {
-        Some(x) if x.error_written => (None, status_for(e, None)),
         Some(x) => {
-            x.error_written = true;
-            let name = x
-                .endpoint_labels()
-                .map_or_else(String::new, |(_, name)| name.to_owned());
-            let error = x.error.take().unwrap_or_else(|| GatewayError::of(e, name));
+            let Some(error) = x.error_to_write(e) else {
+                return FailToProxy {
+                    error_code: status_for(e, None),
+                    can_reuse_downstream: false,
+                };
+            };
             let code = status_for(e, Some(&error));
-            if let Some(why) = error.upstream_cause() {
-                x.cause = Some(why);
-            }
             if session.response_written().is_some() {
-                if x.watch.is_stream() && code != 0 {
+                if x.is_stream() && code != 0 {
                     // Streams pass in whole events (exchange): this one starts on a boundary.
                     let _ = stream_error(session, &error, api).await;
                 }

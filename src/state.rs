@@ -16,15 +16,15 @@ use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
 use crate::models::entry;
+use crate::resolve::Resolver;
 use crate::router::{Recall, Router};
-use crate::routing::Routes;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
 pub type SharedState = Arc<ArcSwap<Snapshot>>;
 
 pub struct Snapshot {
     pub config: Config,
-    pub routes: Routes,
+    pub resolver: Resolver,
     /// One per provider, same order as `config.providers`.
     upstreams: Vec<Upstream>,
     /// The `GET /v1/models` answer without wildcard providers; with them, its first entries.
@@ -92,7 +92,7 @@ impl Snapshot {
                 }
             })
             .collect();
-        let routes = Routes::new(&config.providers, &config.aliases, &config.listener);
+        let routes = Resolver::new(&config.providers, &config.aliases, &config.listener);
         let models = models(&config.providers, &config.aliases);
         let recall = match previous {
             Some(p) if p.recall.is_for(&config.routing) => p.recall.clone(),
@@ -102,7 +102,7 @@ impl Snapshot {
             rotation: (0..routes.group_count())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            routes,
+            resolver: routes,
             models_body: Bytes::from(json!({"object": "list", "data": models}).to_string()),
             models,
             router: Router::of(&config),

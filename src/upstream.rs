@@ -10,8 +10,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
 
 use crate::auth::{self, AuthStyle};
+use crate::catalog::{Interface, AZURE_API_VERSION};
 use crate::config::Provider;
-use crate::providers::{Interface, AZURE_API_VERSION};
 use crate::request_id;
 use crate::state::Snapshot;
 use crate::translate::Api;

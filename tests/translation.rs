@@ -9,7 +9,7 @@ use std::io::Write;
 
 use common::{request, yaml, Conn, Gateway, Mock};
 use serde_json::{json, Value};
-use switchyard::providers::{AZURE_API_VERSION, CATALOG};
+use switchyard::catalog::{AZURE_API_VERSION, CATALOG};
 
 const OPENAI_KEY: &str = "sk-openai-managed";
 const ANTHROPIC_KEY: &str = "sk-ant-managed";
@@ -379,7 +379,7 @@ fn the_provider_table() {
     for b in CATALOG {
         let model = format!("{}/m-{}", b.prefix, b.prefix);
         let (path, body) = match b.interface {
-            switchyard::providers::Interface::Anthropic => (
+            switchyard::catalog::Interface::Anthropic => (
                 "/v1/messages",
                 json!({"model": model, "max_tokens": 5, "messages": []}),
             ),
@@ -388,7 +388,7 @@ fn the_provider_table() {
                 json!({"model": model, "messages": []}),
             ),
         };
-        let mode = if b.interface == switchyard::providers::Interface::Anthropic {
+        let mode = if b.interface == switchyard::catalog::Interface::Anthropic {
             "anthropic"
         } else {
             ""
@@ -398,12 +398,12 @@ fn the_provider_table() {
         let got = mock.received().pop().unwrap();
         let id = format!("m-{}", b.prefix);
         let (want_path, header, value) = match b.interface {
-            switchyard::providers::Interface::Anthropic => (
+            switchyard::catalog::Interface::Anthropic => (
                 format!("{}/messages", b.path_prefix),
                 "x-api-key",
                 "sk-table".to_owned(),
             ),
-            switchyard::providers::Interface::AzureOpenAi => (
+            switchyard::catalog::Interface::AzureOpenAi => (
                 format!(
                     "{}/{id}/chat/completions?api-version={AZURE_API_VERSION}",
                     b.path_prefix
@@ -411,7 +411,7 @@ fn the_provider_table() {
                 "api-key",
                 "sk-table".to_owned(),
             ),
-            switchyard::providers::Interface::OpenAi => (
+            switchyard::catalog::Interface::OpenAi => (
                 format!("{}/chat/completions", b.path_prefix),
                 "authorization",
                 "Bearer sk-table".to_owned(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::access_log::Sink;
-use crate::providers::Interface;
+use crate::catalog::Interface;
 pub use schema::HOSTED_ROUTER;
 pub use values::Secret;
 pub use yaml::Problem;

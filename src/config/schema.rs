@@ -15,7 +15,7 @@ use super::{
     Outlier, Overrides, Prefer, Provider, Retry, Routing, RoutingPreference, ServerSettings, Sink,
     Timeouts, Unsupported,
 };
-use crate::providers::{self, Interface};
+use crate::catalog::{self, Interface};
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -481,7 +481,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
     };
     let explicit_interface = interface_key.and_then(|(p, n)| {
         let v = yaml::string(r, &p, n)?;
-        match providers::interface_named(&v) {
+        match catalog::interface_named(&v) {
             Some(found) => Some(found),
             None => {
                 r.error(
@@ -489,7 +489,7 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
                     n.line,
                     format!(
                         "unsupported provider_interface `{v}`; expected one of {}",
-                        providers::interface_names()
+                        catalog::interface_names()
                     ),
                 );
                 None
@@ -660,10 +660,10 @@ fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> 
 
     // Wire API and origin: explicit interface, else the catalog, else OpenAI when a base_url is
     // given for an unknown prefix (the Plano passthrough rule's own example omits the interface).
-    let built_in = providers::built_in(&prefix);
+    let built_in = catalog::built_in(&prefix);
     if built_in.is_none()
         && explicit_interface.is_none()
-        && providers::NOT_YET_SUPPORTED.contains(&prefix.as_str())
+        && catalog::NOT_YET_SUPPORTED.contains(&prefix.as_str())
     {
         let name = name.unwrap_or_else(|| model.clone());
         r.warn(

@@ -37,7 +37,7 @@ pub fn pick(
     affinity_key: Option<&str>,
 ) -> Option<usize> {
     let now = health::now_ms();
-    let members = &snapshot.routes.group(gid).members;
+    let members = &snapshot.resolver.group(gid).members;
     let weighted_by = |keep: &dyn Fn(&Health) -> bool| -> Vec<(usize, u32)> {
         members
             .iter()
@@ -64,7 +64,7 @@ pub fn pick(
         .rotation
         .get(gid)
         .map_or(0, |r| r.fetch_add(1, Ordering::Relaxed));
-    match (affinity_key, snapshot.routes.group(gid).lb_policy) {
+    match (affinity_key, snapshot.resolver.group(gid).lb_policy) {
         (Some(key), _) => affinity(&available, key, |i| snapshot.provider(i).name.clone()),
         (None, LbPolicy::LeastRequests) => {
             least_requests(&available, n, |i| snapshot.upstream(i).health.in_flight())
@@ -76,7 +76,7 @@ pub fn pick(
 /// How long until an endpoint of group `gid` takes requests again.
 pub fn next_available(snapshot: &Snapshot, gid: usize) -> Option<Duration> {
     let soonest = snapshot
-        .routes
+        .resolver
         .group(gid)
         .members
         .iter()

@@ -257,7 +257,7 @@ pub async fn ask(
         Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),
         // The exchange knows why its attempts failed: no answer at all is not a broken one.
-        Err(why) => Decision::FailedOpen(match x.and_then(|x| x.failed) {
+        Err(why) => Decision::FailedOpen(match x.and_then(|x| x.final_failure()) {
             Some(UpstreamErrorClass::Connect) => "the router could not be reached",
             Some(UpstreamErrorClass::Timeout) => "no answer in time",
             _ => why,
@@ -278,10 +278,10 @@ pub fn rank(
     let fed_latency = prefer == Prefer::Fastest && figures.has_latency();
     let figure = |model: &String| -> Option<f64> {
         let route = snapshot
-            .routes
+            .resolver
             .resolve(&snapshot.config.providers, Some(model))
             .ok()?;
-        let members = &snapshot.routes.group(route.group).members;
+        let members = &snapshot.resolver.group(route.group).members;
         let figures = members.iter().filter_map(|&p| {
             let provider = snapshot.provider(p);
             // The names a feed may know the model by: as the route writes it, then as the

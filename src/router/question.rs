@@ -181,7 +181,7 @@ fn request_preferences(
         }
         if let Some(unknown) = models.iter().find(|m| {
             snapshot
-                .routes
+                .resolver
                 .resolve(&snapshot.config.providers, Some(m.as_str()))
                 .is_err()
         }) {

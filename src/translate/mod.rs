@@ -26,7 +26,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use serde_json::{json, Value};
 
-use crate::providers::Interface;
+use crate::catalog::Interface;
 use crate::usage::Piece;
 
 /// The client-facing APIs.
@@ -311,6 +311,6 @@ impl Translated {
 }
 
 #[cfg(test)]
-mod properties;
+mod proptests;
 #[cfg(test)]
 mod tests;

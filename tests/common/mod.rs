@@ -51,7 +51,15 @@ impl Prepared {
         for (name, content) in files {
             std::fs::write(dir.join(name), content).unwrap();
         }
-        let port = free_port();
+        // Two different ports: both held while the second is picked.
+        let (port, metrics_port) = {
+            let a = StdListener::bind("127.0.0.1:0").unwrap();
+            let b = StdListener::bind("127.0.0.1:0").unwrap();
+            (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            )
+        };
         let mut config = config.clone();
         // The model listener the test gave (if any), moved to 127.0.0.1 on a free port.
         let mut listener = config["listeners"]
@@ -67,7 +75,7 @@ impl Prepared {
             .entry("server")
             .or_insert(serde_json::json!({}));
         server["threads"] = 1.into();
-        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
         server["metrics_address"] = metrics_addr.to_string().into();
         let pid_file = dir.join("switchyard.pid");
         server["pid_file"] = pid_file.to_string_lossy().into_owned().into();
@@ -142,40 +150,57 @@ impl Gateway {
         env: &[(&str, &str)],
         files: &[(&str, &str)],
     ) -> Gateway {
-        let prepared = Prepared::new(config, files);
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("-c")
-            .arg(&prepared.conf)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&prepared.log).unwrap())
-            .stderr(std::fs::File::create(prepared.dir.join("stderr.log")).unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let gw = Gateway {
-            addr: prepared.addr,
-            metrics_addr: prepared.metrics_addr,
-            child,
-            dir: prepared.dir,
-            conf: prepared.conf,
-            config: prepared.config,
-            log: prepared.log,
-        };
-        gw.wait_ready();
-        gw
+        // Free ports are picked by binding port 0 and letting go: a test running beside this
+        // one may take the same port first. The gateway then exits at once (preflight), and it
+        // starts again on other ports.
+        for _ in 0..5 {
+            let prepared = Prepared::new(config, files);
+            let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .arg("-c")
+                .arg(&prepared.conf)
+                .envs(env.iter().copied())
+                .env("RUST_LOG", "info")
+                .stdout(std::fs::File::create(&prepared.log).unwrap())
+                .stderr(std::fs::File::create(prepared.dir.join("stderr.log")).unwrap())
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut gw = Gateway {
+                addr: prepared.addr,
+                metrics_addr: prepared.metrics_addr,
+                child,
+                dir: prepared.dir,
+                conf: prepared.conf,
+                config: prepared.config,
+                log: prepared.log,
+            };
+            if gw.wait_ready() {
+                return gw;
+            }
+        }
+        panic!("the gateway could not start on free ports five times");
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this gateway serves: its own log says it listens (so the port is not
+    /// another process's) and it answers `/healthz`. False when it exited because a port was
+    /// taken; a gateway that fails otherwise fails the test.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok()
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let logs = self.logs();
+                if logs.contains("cannot listen on") {
+                    return false;
+                }
+                panic!("gateway exited ({status}): {logs}");
+            }
+            if self.logs().contains("switchyard listening on")
                 && TcpStream::connect(self.metrics_addr).is_ok()
                 && request(self.addr, "GET", "/healthz", &[], b"").status == 200
             {
-                return;
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("gateway did not become ready: {}", self.logs());
     }

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
+
+mod report;
+mod response;
 
 use crate::attempt::{self, Failure, Next, Plan};
 use crate::auth::{self, AuthStyle};
@@ -42,9 +45,9 @@ pub enum Outcome {
 
 /// A request's exchange with its providers.
 pub struct Exchange {
-    pub snapshot: Arc<Snapshot>,
-    pub api: Api,
-    pub request_id: String,
+    snapshot: Arc<Snapshot>,
+    api: Api,
+    request_id: String,
     /// The client's query string, kept on the upstream path.
     query: Option<String>,
     /// The body as the client sent it, and what was found in it.
@@ -52,57 +55,57 @@ pub struct Exchange {
     inspected: Inspected,
     /// Pins a conversation to one endpoint: `x-model-affinity`, else the body's `user`.
     affinity: Option<String>,
-    pub plan: Plan,
+    plan: Plan,
     /// Where the next attempt goes, decided when the previous one ended.
-    pub next: Option<Next>,
-    pub attempt: Option<Attempt>,
+    next: Option<Next>,
+    attempt: Option<Attempt>,
     /// The endpoint of the latest attempt and the model it was asked for.
-    pub routed: Option<Routed>,
-    pub watch: ResponseWatch,
+    routed: Option<Routed>,
+    watch: ResponseWatch,
     /// Every attempt: endpoint (provider index) and outcome.
-    pub attempts: Vec<(usize, &'static str)>,
+    attempts: Vec<(usize, &'static str)>,
     /// Set when the request failed upstream and the gateway answered (or cut the response).
-    pub failed: Option<UpstreamErrorClass>,
+    failed: Option<UpstreamErrorClass>,
     /// Why the latest attempt failed, when it did (for the access log).
-    pub cause: Option<&'static str>,
+    cause: Option<&'static str>,
     /// The gateway's own answer, for `fail_to_proxy` to render.
-    pub error: Option<GatewayError>,
+    error: Option<GatewayError>,
     /// Whether the gateway's error (response or final stream event) was written.
-    pub error_written: bool,
+    error_written: bool,
     /// The whole request's deadline.
-    pub deadline: Option<Instant>,
+    deadline: Option<Instant>,
     /// Time spent waiting on upstreams, over all attempts.
-    pub upstream_time: Duration,
+    upstream_time: Duration,
     /// Time spent waiting between attempts (backoff, `retry-after`).
-    pub waited: Duration,
+    waited: Duration,
     /// Whether any stage translates between APIs.
-    pub translates: bool,
+    translates: bool,
     /// The preference route taken and why (router), when preference routing ran.
-    pub route: Option<String>,
+    route: Option<String>,
     /// Time the preference-routing decision took (the router's, not the gateway's own).
-    pub routing_time: Duration,
+    routing_time: Duration,
 }
 
 /// The attempt in progress.
-pub struct Attempt {
-    pub provider: usize,
+struct Attempt {
+    provider: usize,
     /// The endpoint's addresses and which one this try uses (a refusal moves to the next).
     addresses: Arc<Vec<SocketAddr>>,
     address: usize,
     address_tries: usize,
-    pub path: String,
-    pub body: Bytes,
-    pub auth: AuthStyle,
-    pub translator: Option<ResponseTranslator>,
+    path: String,
+    body: Bytes,
+    auth: AuthStyle,
+    translator: Option<ResponseTranslator>,
     started: Instant,
     body_sent: bool,
     _in_flight: InFlight,
 }
 
 /// Where the latest attempt went: the endpoint, and the model it was asked for.
-pub struct Routed {
-    pub provider: usize,
-    pub model: String,
+struct Routed {
+    provider: usize,
+    model: String,
 }
 
 impl Exchange {
@@ -115,7 +118,7 @@ impl Exchange {
         request: Request,
         models: &[String],
     ) -> std::result::Result<Exchange, GatewayError> {
-        let routes = &snapshot.routes;
+        let routes = &snapshot.resolver;
         let providers = &snapshot.config.providers;
         // A route's models are configured ones (checked at load, or by the request's own
         // preferences), so they resolve.
@@ -174,27 +177,6 @@ impl Exchange {
             return Err(unavailable(&snapshot, group, lead));
         }
         Ok(exchange)
-    }
-
-    /// The latest attempt's endpoint, as metric labels: its prefix and name.
-    pub fn endpoint_labels(&self) -> Option<(&str, &str)> {
-        // Refused before any attempt (every endpoint parked): the lead endpoint answered for it.
-        let pidx = match &self.routed {
-            Some(r) => r.provider,
-            None => *self
-                .snapshot
-                .routes
-                .group(self.plan.stage_at(0).group)
-                .members
-                .first()?,
-        };
-        let p = self.snapshot.provider(pidx);
-        Some((p.prefix.as_str(), p.name.as_str()))
-    }
-
-    /// The name of endpoint `pidx`.
-    pub fn endpoint_name(&self, pidx: usize) -> &str {
-        &self.snapshot.provider(pidx).name
     }
 
     /// Picks the endpoint of the next attempt now (after a wait for a parked one).
@@ -344,7 +326,7 @@ impl Exchange {
         if self.attempt.is_none() {
             let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
                 let gid = self.plan.stage().group;
-                let lead = self.snapshot.routes.group(gid).members.first().copied();
+                let lead = self.snapshot.resolver.group(gid).members.first().copied();
                 return self.refuse(unavailable(&self.snapshot, gid, lead.unwrap_or_default()));
             };
             let snapshot = self.snapshot.clone();
@@ -389,7 +371,7 @@ impl Exchange {
 
     /// The name of the first endpoint of stage `i`.
     fn stage_lead(&self, i: usize) -> &str {
-        let group = self.snapshot.routes.group(self.plan.stage_at(i).group);
+        let group = self.snapshot.resolver.group(self.plan.stage_at(i).group);
         group
             .members
             .first()
@@ -437,116 +419,42 @@ impl Exchange {
         endpoints::health::record(metrics, provider, health, class, retry_after);
     }
 
-    /// The response header of the current attempt: watched, and translated if needed.
-    pub fn response_header(&mut self, header: &mut ResponseHeader) {
-        self.watch.retry_after = retry_after(header);
-        let status = header.status.as_u16();
-        // A busy endpoint's `retry-after` parks it before the next attempt is planned.
-        if let (Some(ra), Some(a)) = (self.watch.retry_after, &self.attempt) {
-            if status == 429 || status >= 500 {
-                self.snapshot.upstream(a.provider).health.park_for(ra);
-            }
-        }
-        if let Some(a) = self.attempt.as_ref().filter(|_| status < 400) {
-            let health = &self.snapshot.upstream(a.provider).health;
-            health.observe_latency(a.started.elapsed());
-        }
-        let translator = self.attempt.as_mut().and_then(|a| a.translator.as_mut());
-        let content_type = header
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok());
-        self.watch
-            .header(status, content_type, translator.is_some());
-        if let Some(t) = translator {
-            t.header(header, self.watch.is_stream());
-        }
-    }
-
-    /// Whether the response is translated whole, so its writer must frame it (Pingora chose
-    /// chunked framing for it; the subrequest's pipe sends it with its exact length instead).
-    pub fn reframed(&self) -> bool {
-        self.attempt
+    /// The upstream request header of the open attempt: path, `Host`, framing, request id and
+    /// the credential (upstream, auth).
+    pub fn upstream_request(&self, req: &mut RequestHeader) -> Result<()> {
+        let a = self
+            .attempt
             .as_ref()
-            .is_some_and(|a| a.translator.is_some())
-            && !self.watch.is_stream()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no attempt open"))?;
+        upstream::request(
+            req,
+            self.snapshot.provider(a.provider),
+            &self.snapshot.upstream(a.provider).host_header,
+            &a.path,
+            a.body.len(),
+            a.auth,
+            &self.request_id,
+        )
     }
 
-    /// A piece of the current attempt's response body, read once by the watch (usage, TTFT) and
-    /// handed to the translator if there is one.
-    pub fn response_body(&mut self, body: &mut Option<Bytes>, end: bool) {
-        // A stream passes in whole events: a partial one waits for its end, so a stream cut in
-        // the middle of an event never shows the client half of it.
-        let held: Option<Bytes> = (self.watch.is_stream()
-            && !self.watch.partial_event().is_empty())
-        .then(|| Bytes::copy_from_slice(self.watch.partial_event()));
-        let chunk = body.as_deref().unwrap_or(&[]);
-        let piece = self.watch.body(chunk, end, Instant::now());
-        if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
-            *body = t.body(&piece, body.take());
-        } else if self.watch.is_stream() {
-            *body = whole_events(held, body.take(), self.watch.partial_event().len());
-        }
+    /// A connection that failed with `e`: the endpoint's next address when it refused, else
+    /// the plan's next attempt. Returns whether there is another try.
+    pub fn connect_failed(&mut self, e: &Error, metrics: &Metrics, jitter: f64) -> bool {
+        self.cause = Some(crate::error::cause(e));
+        let refused = e.etype() == &ErrorType::ConnectRefused;
+        (refused && self.next_address()) || self.failed(failure_of(e), metrics, jitter)
     }
 
-    /// The time of a request that took `total` spent in the gateway itself: without its
-    /// upstream attempts, the waits between them and the preference-routing decision. `None`
-    /// when nothing was forwarded.
-    pub fn overhead(&self, total: Duration) -> Option<Duration> {
-        if self.attempts.is_empty() {
-            return None;
-        }
-        Some(total.saturating_sub(self.upstream_time + self.waited + self.routing_time))
+    /// After an error while proxying: `Some(planned)` when the attempt was already closed by a
+    /// retried status (upstream_response_filter), which planned the next one or not.
+    pub fn retried_status(&self) -> Option<bool> {
+        self.attempt.is_none().then_some(self.next.is_some())
     }
 
     /// Whether the request's deadline has passed.
     pub fn past_deadline(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
-
-    /// Whether `e` is the client hanging up after the stream's final event went out (the
-    /// OpenAI SDK closes at `[DONE]`, while the upstream may end its body later): nothing was
-    /// lost, the request succeeded.
-    pub fn delivered_before(&self, e: &Error) -> bool {
-        self.watch.ended && matches!(classify(e), Class::ClientGone | Class::ClientTimeout)
-    }
-
-    /// The outcome of an attempt that ended with error `e` after its response began (or with
-    /// no error).
-    pub fn outcome_of(&self, e: Option<&Error>) -> Outcome {
-        match e.map(classify) {
-            Some(Class::Timeout) => Outcome::Failed(Failure::Timeout),
-            Some(class) if class.upstream() => Outcome::Failed(Failure::Protocol),
-            Some(_) => Outcome::ClientClosed,
-            // A 429 or 5xx answer counts against the endpoint; other statuses are its answer.
-            None => Outcome::Answered(
-                self.watch
-                    .status
-                    .filter(|s| *s == 429 || *s >= 500)
-                    .and_then(UpstreamErrorClass::of_status),
-            ),
-        }
-    }
-}
-
-/// What passes of a stream: the partial event held from earlier chunks and `chunk`, without the
-/// `partial` bytes at their end that do not complete an event yet (the framer holds those).
-fn whole_events(held: Option<Bytes>, chunk: Option<Bytes>, partial: usize) -> Option<Bytes> {
-    let chunk = chunk.unwrap_or_default();
-    let held_len = held.as_ref().map_or(0, Bytes::len);
-    let pass = (held_len + chunk.len()).saturating_sub(partial);
-    let out = match held {
-        _ if pass == 0 => return None,
-        None => chunk.slice(..pass),
-        Some(held) => {
-            let mut joined = Vec::with_capacity(pass);
-            joined.extend_from_slice(&held);
-            joined.extend_from_slice(&chunk);
-            joined.truncate(pass);
-            Bytes::from(joined)
-        }
-    };
-    Some(out)
 }
 
 /// Waits `wait`, unless the client leaves first.
@@ -573,18 +481,6 @@ pub fn failure_of(e: &Error) -> Failure {
     }
 }
 
-/// `retry-after` in seconds.
-fn retry_after(h: &ResponseHeader) -> Option<Duration> {
-    h.headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 /// The error for a model none of whose endpoints takes requests now (each is parked by its
 /// upstream's `retry-after`), with the time until one does.
 fn unavailable(snapshot: &Snapshot, gid: usize, lead: usize) -> GatewayError {
@@ -593,88 +489,5 @@ fn unavailable(snapshot: &Snapshot, gid: usize, lead: usize) -> GatewayError {
         model: p.name.clone(),
         provider: p.prefix.clone(),
         wait: endpoints::next_available(snapshot, gid).unwrap_or_default(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::translate::sse::Framer;
-
-    /// Feeds `chunks` through a framer as `response_body` does; returns what the client got.
-    fn passed(chunks: &[&str], end: bool) -> String {
-        let mut framer = Framer::default();
-        let mut out = String::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let held =
-                (!framer.pending().is_empty()).then(|| Bytes::copy_from_slice(framer.pending()));
-            framer.push(chunk.as_bytes());
-            if end && i + 1 == chunks.len() {
-                framer.finish();
-            }
-            let sent = whole_events(
-                held,
-                Some(Bytes::from(chunk.to_string())),
-                framer.pending().len(),
-            );
-            out.push_str(std::str::from_utf8(&sent.unwrap_or_default()).unwrap());
-        }
-        out
-    }
-
-    #[test]
-    fn a_stream_passes_in_whole_events() {
-        let chunks = [
-            "data: {\"a\"",
-            ":1}\n",
-            "\ndata: {\"b\":2}\n\ndata: {\"c",
-            "\":3}\n\n",
-        ];
-        assert_eq!(passed(&chunks[..1], false), "");
-        assert_eq!(
-            passed(&chunks[..3], false),
-            "data: {\"a\":1}\n\ndata: {\"b\":2}\n\n"
-        );
-        assert_eq!(passed(&chunks, false), chunks.concat());
-    }
-
-    #[test]
-    fn a_stream_cut_inside_an_event_never_shows_half_of_it() {
-        let got = passed(&["data: {\"a\":1}\n\ndata: {\"id\": \"c\", \"obj"], false);
-        assert_eq!(got, "data: {\"a\":1}\n\n");
-    }
-
-    #[test]
-    fn a_stream_that_ends_without_a_blank_line_passes_its_last_bytes() {
-        assert_eq!(
-            passed(&["data: 1\n\n", "data: [DONE]"], true),
-            "data: 1\n\ndata: [DONE]"
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn a_passed_stream_loses_and_repeats_no_byte(
-            text in "(data: [ -~]{0,12}\n\n|: x\n\n){0,6}(data: [ -~]{0,12})?",
-            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..5),
-            end in proptest::prelude::any::<bool>(),
-        ) {
-            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(text.len() + 1)).collect();
-            points.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut from = 0;
-            for to in points.into_iter().chain([text.len()]) {
-                chunks.push(&text[from..to]);
-                from = to;
-            }
-            let got = passed(&chunks, end);
-            if end {
-                proptest::prop_assert_eq!(got, text);
-            } else {
-                // Everything up to the last complete event, nothing after it.
-                let complete = text.rfind("\n\n").map_or(0, |i| i + 2);
-                proptest::prop_assert_eq!(got, &text[..complete]);
-            }
-        }
     }
 }

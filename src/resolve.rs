@@ -10,7 +10,7 @@ use crate::config::{LbPolicy, Listener, Provider, Retry};
 
 /// Lookup tables for one config snapshot.
 #[derive(Debug, Default)]
-pub struct Routes {
+pub struct Resolver {
     aliases: HashMap<String, String>,
     /// Provider names, full models and bare ids → group.
     names: HashMap<String, usize>,
@@ -41,30 +41,30 @@ pub struct Group {
 
 /// The group chosen for a request and the model id to put in the upstream body.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Route<'a> {
+pub struct Resolved<'a> {
     pub group: usize,
     pub upstream_model: Cow<'a, str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum RouteError {
+pub enum ResolveError {
     /// The body has no `model` and no provider is the default.
     MissingModel,
     /// Nothing serves the requested model.
     UnknownModel,
 }
 
-impl Routes {
+impl Resolver {
     /// Builds the tables. Entries repeating a `model` form one group (its endpoints); a provider
     /// asked for by its own explicit name is a group of one. The config has been validated.
     pub fn new(
         providers: &[Provider],
         aliases: &[(String, String)],
         listener: &Listener,
-    ) -> Routes {
-        let mut routes = Routes {
+    ) -> Resolver {
+        let mut routes = Resolver {
             aliases: aliases.iter().cloned().collect(),
-            ..Routes::default()
+            ..Resolver::default()
         };
         let mut by_model: HashMap<&str, usize> = HashMap::new();
         for (i, p) in providers.iter().enumerate() {
@@ -168,9 +168,9 @@ impl Routes {
         &'a self,
         providers: &'a [Provider],
         requested: Option<&'a str>,
-    ) -> Result<Route<'a>, RouteError> {
+    ) -> Result<Resolved<'a>, ResolveError> {
         let Some(requested) = requested else {
-            let gid = self.default.ok_or(RouteError::MissingModel)?;
+            let gid = self.default.ok_or(ResolveError::MissingModel)?;
             return Ok(self.route(providers, gid));
         };
         let model = self.unalias(requested);
@@ -179,7 +179,7 @@ impl Routes {
         }
         if let Some((prefix, id)) = model.split_once('/') {
             if let Some(&gid) = self.wildcards.get(prefix).filter(|_| !id.is_empty()) {
-                return Ok(Route {
+                return Ok(Resolved {
                     group: gid,
                     upstream_model: Cow::Borrowed(id),
                 });
@@ -190,17 +190,17 @@ impl Routes {
             None => model == pattern,
         };
         if let Some(&(_, gid)) = self.bare_patterns.iter().find(|(p, _)| matches(p)) {
-            return Ok(Route {
+            return Ok(Resolved {
                 group: gid,
                 upstream_model: Cow::Borrowed(model),
             });
         }
-        Err(RouteError::UnknownModel)
+        Err(ResolveError::UnknownModel)
     }
 
-    fn route<'a>(&self, providers: &'a [Provider], gid: usize) -> Route<'a> {
+    fn route<'a>(&self, providers: &'a [Provider], gid: usize) -> Resolved<'a> {
         let first = self.group(gid).members.first().copied().unwrap_or(0);
-        Route {
+        Resolved {
             group: gid,
             upstream_model: Cow::Borrowed(providers.get(first).map_or("", |p| p.id.as_str())),
         }
@@ -233,8 +233,8 @@ model_aliases:
   smart: {target: gpt-4o}
 "#;
 
-    fn resolve(c: &Config, model: Option<&str>) -> Result<(String, String), RouteError> {
-        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+    fn resolve(c: &Config, model: Option<&str>) -> Result<(String, String), ResolveError> {
+        let routes = Resolver::new(&c.providers, &c.aliases, &c.listener);
         routes.resolve(&c.providers, model).map(|r| {
             let first = routes.group(r.group).members[0];
             (
@@ -244,7 +244,7 @@ model_aliases:
         })
     }
 
-    fn ok(name: &str, id: &str) -> Result<(String, String), RouteError> {
+    fn ok(name: &str, id: &str) -> Result<(String, String), ResolveError> {
         Ok((name.into(), id.into()))
     }
 
@@ -287,7 +287,7 @@ model_aliases:
             resolve(&c, Some("groq/llama-3.3-70b")),
             ok("groq/*", "llama-3.3-70b")
         );
-        assert_eq!(resolve(&c, Some("groq/")), Err(RouteError::UnknownModel));
+        assert_eq!(resolve(&c, Some("groq/")), Err(ResolveError::UnknownModel));
         assert_eq!(resolve(&c, Some("groq/*")), ok("groq/*", "*"));
     }
 
@@ -318,9 +318,12 @@ model_aliases:
         // Exact patterns are exact; nothing else matches.
         assert_eq!(
             resolve(&c, Some("legacy-model-2")),
-            Err(RouteError::UnknownModel)
+            Err(ResolveError::UnknownModel)
         );
-        assert_eq!(resolve(&c, Some("llama-3")), Err(RouteError::UnknownModel));
+        assert_eq!(
+            resolve(&c, Some("llama-3")),
+            Err(ResolveError::UnknownModel)
+        );
     }
 
     #[test]
@@ -328,7 +331,7 @@ model_aliases:
         let c = config(YAML);
         assert_eq!(resolve(&c, None), ok("openai/gpt-4o", "gpt-4o"));
         let c = config("model_providers: [{model: openai/gpt-4o, access_key: $K}]");
-        assert_eq!(resolve(&c, None), Err(RouteError::MissingModel));
+        assert_eq!(resolve(&c, None), Err(ResolveError::MissingModel));
     }
 
     #[test]
@@ -336,7 +339,7 @@ model_aliases:
         let c = config(
             "model_providers:\n  - {model: openai/gpt-4o, access_key: $K, fallbacks: [claude]}\n  - {model: openai/gpt-4o, base_url: 'http://h'}\n  - {model: anthropic/claude, access_key: $K}\n",
         );
-        let routes = Routes::new(&c.providers, &c.aliases, &c.listener);
+        let routes = Resolver::new(&c.providers, &c.aliases, &c.listener);
         let r = routes.resolve(&c.providers, Some("gpt-4o")).unwrap();
         assert_eq!(routes.group(r.group).members, [0, 1]);
         let fallback = routes.group(r.group).fallbacks[0];
@@ -351,11 +354,11 @@ model_aliases:
     #[test]
     fn unknown_models_do_not_fall_back() {
         let c = config(YAML);
-        assert_eq!(resolve(&c, Some("gpt-5")), Err(RouteError::UnknownModel));
+        assert_eq!(resolve(&c, Some("gpt-5")), Err(ResolveError::UnknownModel));
         assert_eq!(
             resolve(&c, Some("anthropic/claude")),
-            Err(RouteError::UnknownModel)
+            Err(ResolveError::UnknownModel)
         );
-        assert_eq!(resolve(&c, Some("")), Err(RouteError::UnknownModel));
+        assert_eq!(resolve(&c, Some("")), Err(ResolveError::UnknownModel));
     }
 }
