@@ -139,3 +139,92 @@ fn status_for(e: &Error, error: Option<&GatewayError>) -> u16 {
         _ => error.map_or(502, GatewayError::status),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::ErrorType;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A downstream session over an in-memory connection, its request head already read, and
+    /// the client's end of the connection.
+    async fn session(path: &str) -> (Session, tokio::io::DuplexStream) {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        client
+            .write_all(
+                format!("POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut session = Session::new_h1(Box::new(server));
+        assert!(session.read_request().await.unwrap());
+        (session, client)
+    }
+
+    /// What the client received, once the session is done with the connection.
+    async fn received(session: Session, mut client: tokio::io::DuplexStream) -> String {
+        drop(session);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn body(response: &str) -> serde_json::Value {
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failure_with_no_exchange_is_answered_in_the_clients_api() {
+        // An upstream that refused the connection: 502 in OpenAI's shape for a chat client.
+        let (mut s, client) = session("/v1/chat/completions").await;
+        let e = Error::new(ErrorType::ConnectRefused).into_up();
+        let done = failure(&mut s, &e, None, Some(Api::Chat), "rid-1").await;
+        assert_eq!(done.error_code, 502);
+        let text = received(s, client).await;
+        assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("x-request-id: rid-1"),
+            "{text}"
+        );
+        let v = body(&text);
+        assert_eq!(v["error"]["code"], "upstream_unreachable");
+        assert_eq!(v["error"]["type"], "server_error");
+
+        // A timeout, for a Messages client: 504 in Anthropic's shape.
+        let (mut s, client) = session("/v1/messages").await;
+        let e = Error::new(ErrorType::ReadTimedout).into_up();
+        let done = failure(&mut s, &e, None, Some(Api::Messages), "rid-2").await;
+        assert_eq!(done.error_code, 504);
+        let v = body(&received(s, client).await);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "api_error");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_is_gone_gets_nothing() {
+        let (mut s, client) = session("/v1/chat/completions").await;
+        let e = Error::new(ErrorType::ConnectionClosed).into_down();
+        let done = failure(&mut s, &e, None, Some(Api::Chat), "rid").await;
+        assert_eq!(done.error_code, 0);
+        assert!(!done.can_reuse_downstream);
+        assert_eq!(received(s, client).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_gateway_error_carries_its_retry_after_and_shape() {
+        let (mut s, client) = session("/v1/chat/completions").await;
+        let e = GatewayError::RateLimited {
+            model: "openai/gpt-4o".into(),
+            provider: "openai".into(),
+            wait: std::time::Duration::from_millis(2_100),
+        };
+        error(&mut s, &e, Some(Api::Chat), "rid").await.unwrap();
+        let text = received(s, client).await;
+        assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: 3"),
+            "{text}"
+        );
+        assert_eq!(body(&text)["error"]["code"], "rate_limit_exceeded");
+    }
+}
