@@ -29,6 +29,8 @@ pub struct Entry<'a> {
     pub client: Option<String>,
     pub method: &'a str,
     pub path: &'a str,
+    /// The client's name (`clients`), when it presented a gateway key: never the key.
+    pub client_name: Option<&'a str>,
     /// The model the client asked for (cut to 256 characters).
     pub model: Option<&'a str>,
     /// The configured provider name it was routed to.

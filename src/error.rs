@@ -45,6 +45,12 @@ pub enum GatewayError {
     Unreadable,
     #[error("Internal gateway error")]
     Internal,
+    /// No gateway key, or one no client has (why, never the key).
+    #[error("Unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The client's `models` do not include the model it asked for.
+    #[error("This key may not use the model `{0}`")]
+    ModelNotAllowed(String),
     /// Every endpoint is parked by its upstream's 429 `retry-after` (ejected ones are still
     /// tried when nothing else is left): the client gets what the upstream would say, with the
     /// time that remains.
@@ -160,6 +166,8 @@ impl GatewayError {
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
             GatewayError::Internal => 500,
+            GatewayError::Unauthorized(_) => 401,
+            GatewayError::ModelNotAllowed(_) => 403,
         }
     }
 
@@ -182,6 +190,8 @@ impl GatewayError {
             GatewayError::ClientTimeout => "request_timeout",
             GatewayError::Unreadable => "invalid_request",
             GatewayError::Internal => "internal_error",
+            GatewayError::Unauthorized(_) => "invalid_api_key",
+            GatewayError::ModelNotAllowed(_) => "model_not_allowed",
         }
     }
 

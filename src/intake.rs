@@ -81,6 +81,17 @@ impl Request {
         })
     }
 
+    /// Whether the client's model is served with the client's own credential
+    /// (`passthrough_auth`): then that credential is not a gateway key (clients).
+    pub fn passthrough(&self, snapshot: &Snapshot) -> bool {
+        snapshot
+            .resolver
+            .group(self.group)
+            .members
+            .first()
+            .is_some_and(|&p| snapshot.provider(p).passthrough_auth)
+    }
+
     /// The wire API of the endpoint that leads the client's model.
     pub fn lead_interface(&self, snapshot: &Snapshot) -> Interface {
         snapshot

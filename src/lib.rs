@@ -27,6 +27,7 @@ pub mod attempt;
 pub mod auth;
 pub mod body;
 pub mod catalog;
+pub mod clients;
 pub mod config;
 pub mod dns;
 pub mod downstream;

@@ -33,6 +33,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::access_log::{self, AccessLog};
 use crate::attempt::Failure;
 use crate::catalog::Interface;
+use crate::clients;
 use crate::downstream;
 use crate::error::{self, GatewayError};
 use crate::exchange::{self, Exchange};
@@ -95,6 +96,8 @@ pub struct RequestCtx {
     refused_for: Option<(String, String)>,
     /// The gateway answered the request with an error of its own before any attempt.
     refused: bool,
+    /// The client's name (clients), when it presented a key.
+    client: Option<String>,
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
@@ -124,6 +127,7 @@ impl ProxyHttp for Gateway {
             model: None,
             refused_for: None,
             refused: false,
+            client: None,
             exchange: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
@@ -426,6 +430,10 @@ impl Gateway {
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
         ctx.model = request.client_model().map(str::to_owned);
+        let client = match self.client_of(session, ctx, &snapshot, &request) {
+            Ok(client) => client,
+            Err(e) => return self.refuse(session, ctx, api, e).await,
+        };
         if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
             let estimate = serde_json::from_slice(&request.body)
@@ -436,10 +444,16 @@ impl Gateway {
             return Ok(true);
         }
         // Tokens are counted where the client's model is served, not routed by preference.
-        let choice = match api {
+        let mut choice = match api {
             Api::CountTokens => Ok(Choice::default()),
             _ => self.preferences(&snapshot).choose(session, &request).await,
         };
+        // A route's models the client may not use are left out (its own model it may).
+        if let (Ok(choice), Some(client)) = (choice.as_mut(), client) {
+            choice
+                .models
+                .retain(|m| clients::allows_model(&snapshot, client, m));
+        }
         let built = choice.and_then(|choice| {
             let request = match choice.body {
                 Some(body) => request.with_body(body)?,
@@ -472,10 +486,13 @@ impl Gateway {
         ctx.api = Some(api);
         let snapshot = self.state.load_full();
         let answer = match self.take_in(session, ctx, api, &snapshot).await? {
-            Ok(request) => {
-                let preferences = self.preferences(&snapshot);
-                preferences.decision(session, &request).await
-            }
+            Ok(request) => match self.client_of(session, ctx, &snapshot, &request) {
+                Ok(_) => {
+                    let preferences = self.preferences(&snapshot);
+                    preferences.decision(session, &request).await
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match answer {
@@ -486,6 +503,27 @@ impl Gateway {
             Err(e) => respond::error(session, &e, Some(api), &ctx.request_id).await?,
         }
         Ok(true)
+    }
+
+    /// The client a request comes from (clients): `None` when anonymous, or the 401 or 403 it
+    /// gets for a missing or unknown key or a model it may not use. Its name is logged.
+    fn client_of<'a>(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        snapshot: &'a crate::state::Snapshot,
+        request: &Request,
+    ) -> std::result::Result<Option<&'a crate::config::Client>, GatewayError> {
+        let passthrough = request.passthrough(snapshot);
+        let client = clients::identify(snapshot, session.req_header(), passthrough)?;
+        if let Some(client) = client {
+            ctx.client = Some(client.name.clone());
+            if !clients::allows(snapshot, client, request.group) {
+                let model = request.client_model().unwrap_or_default().to_owned();
+                return Err(GatewayError::ModelNotAllowed(model));
+            }
+        }
+        Ok(client)
     }
 
     /// Preference routing on `snapshot` (router::choose).
@@ -578,6 +616,7 @@ fn access_entry<'a>(
         client: session.client_addr().map(ToString::to_string),
         method: req.method.as_str(),
         path: req.uri.path(),
+        client_name: ctx.client.as_deref(),
         model: ctx.model.as_deref().map(|m| access_log::truncate(m, 256)),
         provider: x
             .and_then(Exchange::endpoint_labels)

@@ -80,6 +80,8 @@ pub fn request(
         // The response must be plain bytes for usage accounting and translation.
         "accept-encoding",
         "connection",
+        // The gateway key stays here.
+        crate::clients::KEY_HEADER,
     ] {
         auth::remove(req, name);
     }

@@ -378,3 +378,48 @@ fn coding_agents_requests_reach_the_other_api_intact() {
     );
     assert_eq!(got[2].header("x-api-key"), Some("sk-ant-managed"));
 }
+
+/// Gateway keys (`clients`) as the official SDKs send them: the right key passes, a wrong one
+/// is the SDK's authentication error, a forbidden model its permission error.
+#[test]
+fn both_sdks_present_gateway_keys_their_own_way() {
+    let mock = Mock::start();
+    let config = yaml(&format!(
+        "listeners: [{{name: llm, type: model, auth: required}}]\nmodel_providers:\n  - {{model: openai/gpt-4o-mini, base_url: '{url}', access_key: sk-openai-managed}}\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-openai-managed}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{url}', access_key: sk-ant-managed}}\nclients:\n  - {{name: team, key: $TEAM_KEY, models: [openai/gpt-4o-mini, anthropic/claude-sonnet-4-5]}}\n",
+        url = mock.url()
+    ));
+    let gw = Gateway::start(&config, &[("TEAM_KEY", "sk-gw-team-0123")]);
+    let seen = run_script(
+        "keys_client.py",
+        &[
+            format!("http://{}", gw.addr),
+            "sk-gw-team-0123".into(),
+            "gpt-4o-mini".into(),
+            "gpt-4o".into(),
+            "claude-sonnet-4-5".into(),
+        ],
+        &gw,
+    );
+    assert_eq!(
+        seen,
+        json!({
+            "openai_right": "ok",
+            "openai_wrong": {"status": 401, "error": "AuthenticationError"},
+            "openai_forbidden": {"status": 403, "error": "PermissionDeniedError"},
+            "anthropic_right": "ok",
+            "anthropic_wrong": {"status": 401, "error": "AuthenticationError"},
+            "anthropic_forbidden": {"status": 403, "error": "PermissionDeniedError"},
+        })
+    );
+    // Only the two allowed requests went out, each with the provider's own key.
+    let got = mock.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer sk-openai-managed")
+    );
+    assert_eq!(got[1].header("x-api-key"), Some("sk-ant-managed"));
+    assert!(got
+        .iter()
+        .all(|r| r.headers.iter().all(|(_, v)| !v.contains("sk-gw-team"))));
+}

@@ -40,6 +40,8 @@ pub struct Config {
     pub metrics_sources: Vec<MetricsSource>,
     pub overrides: Overrides,
     pub server: ServerSettings,
+    /// switchyard's `clients`: who may use the gateway with which key.
+    pub clients: Vec<Client>,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
     pub warnings: Vec<Problem>,
 }
@@ -73,6 +75,40 @@ pub struct Listener {
     pub retry: Option<Retry>,
     /// Default timeouts (switchyard's `timeouts`).
     pub timeouts: Timeouts,
+    /// Whether a model request needs a gateway key (switchyard's `auth`).
+    pub auth: ClientAuth,
+}
+
+/// Whether model requests need a gateway key (`listeners[].auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// Anonymous requests pass; a key that is presented must be a client's.
+    #[default]
+    Optional,
+    /// Every model request presents a client's key.
+    Required,
+}
+
+/// A client of the gateway (switchyard's `clients`): its name, the digest of its key (the key
+/// itself is not kept), and the models it may use.
+#[derive(Clone, PartialEq)]
+pub struct Client {
+    pub name: String,
+    /// SHA-256 of the key.
+    pub digest: [u8; 32],
+    /// Model names, aliases, bare ids or `provider/*`, as written; `None`: every model.
+    pub models: Option<Vec<String>>,
+    pub line: u64,
+}
+
+impl fmt::Debug for Client {
+    // The digest stands for a secret: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Listener {
@@ -95,6 +131,7 @@ impl Default for Listener {
             timeout: Duration::from_secs(300),
             retry: None,
             timeouts: Timeouts::default(),
+            auth: ClientAuth::Optional,
         }
     }
 }

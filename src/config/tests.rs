@@ -767,3 +767,41 @@ fn prefer_is_read_alike_in_the_config_and_in_requests() {
     )
     .ends_with("unknown `loudest`; expected cheapest, fastest, random or none"));
 }
+
+#[test]
+fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
+    let providers = "model_providers: [{model: openai/gpt-4o, access_key: k}]\n";
+    assert_eq!(
+        problem(&format!("{providers}clients: [{{name: a, key: sk-literal}}]\n")),
+        "clients[0].key (line 2): a literal key would keep a secret in the file; use $VAR (from the environment or .env) or sha256:<64 hex digits>"
+    );
+    assert_eq!(
+        problem(&format!(
+            "{providers}clients: [{{name: a, key: 'sha256:abc'}}]\n"
+        )),
+        "clients[0].key (line 2): `sha256:` must be followed by 64 hex digits"
+    );
+    assert!(problem(&format!("{providers}clients: [{{name: a, key: $NOPE}}]\n")).contains("NOPE"));
+    assert_eq!(
+        problem(&format!(
+            "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, models: [gpt-9]}}]\n"
+        )),
+        "clients[0].models[0] (line 2): `gpt-9` is not a configured model, alias or `provider/*`"
+    );
+    assert!(problem(&format!(
+        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{requests_per_minute: 5}}}}]\n"
+    ))
+    .contains("not enforced by this version"));
+    assert!(problem(&format!(
+        "listeners: [{{type: model, name: l, auth: required}}]\n{providers}"
+    ))
+    .contains("needs at least one entry in `clients`"));
+    let c = load(&format!(
+        "listeners: [{{type: model, name: l, auth: required}}]\n{providers}clients: [{{name: a, key: $OPENAI_API_KEY, models: [openai/*]}}]\n"
+    ));
+    assert_eq!(c.listener.auth, ClientAuth::Required);
+    assert_eq!(
+        c.clients[0].digest,
+        crate::clients::digest(b"sk-openai-secret")
+    );
+}

@@ -136,6 +136,18 @@ pub(super) fn model_listener(r: &mut Report, mut f: Fields<'_>, name: String) ->
     if let Some((p, n)) = f.take("timeouts") {
         listener.timeouts = timeouts(r, &p, n);
     }
+    if let Some((p, n)) = f.take("auth") {
+        match yaml::string(r, &p, n).as_deref() {
+            Some("required") => listener.auth = ClientAuth::Required,
+            Some("optional") => listener.auth = ClientAuth::Optional,
+            Some(other) => r.error(
+                &p,
+                n.line,
+                format!("unknown `{other}`; expected required or optional"),
+            ),
+            None => {}
+        }
+    }
     f.finish(r, PLANNED_LISTENER);
     listener
 }

@@ -11,17 +11,19 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Config, ConfigError, HealthCheck, LbPolicy, Listener, MetricsKind, MetricsSource, Origin,
-    Outlier, Overrides, Prefer, Provider, Retry, Routing, RoutingPreference, ServerSettings, Sink,
-    Timeouts, Unsupported,
+    Client, ClientAuth, Config, ConfigError, HealthCheck, LbPolicy, Listener, MetricsKind,
+    MetricsSource, Origin, Outlier, Overrides, Prefer, Provider, Retry, Routing, RoutingPreference,
+    ServerSettings, Sink, Timeouts, Unsupported,
 };
 use crate::catalog::{self, Interface};
 
+mod clients;
 mod listener;
 mod provider;
 mod routing;
 mod server;
 
+use clients::clients;
 use listener::{listeners, outlier, retry, timeouts};
 pub use provider::HOSTED_ROUTER;
 use provider::{hosted_router, provider, Entry, InlinePrefs};
@@ -191,6 +193,11 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         });
     }
 
+    let clients = f
+        .take("clients")
+        .map(|(path, node)| clients(r, &path, node, env))
+        .unwrap_or_default();
+
     let server = f
         .take("server")
         .map(|(path, node)| server(r, &path, node))
@@ -210,6 +217,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         metrics_sources,
         overrides,
         server,
+        clients,
         warnings: Vec::new(),
     };
     cross_check(r, &config);
@@ -309,6 +317,34 @@ fn name_endpoints(providers: &mut [Provider]) {
 }
 
 fn cross_check(r: &mut Report, c: &Config) {
+    if c.listener.auth == ClientAuth::Required && c.clients.is_empty() {
+        r.errors.push(super::yaml::Problem {
+            path: "listeners[0].auth".into(),
+            line: None,
+            message: "`auth: required` needs at least one entry in `clients`".into(),
+        });
+    }
+    // A client's models are configured ones: names, models, bare ids, aliases or `provider/*`.
+    for (i, client) in c.clients.iter().enumerate() {
+        for (j, m) in client.models.iter().flatten().enumerate() {
+            let known = match m.strip_suffix("/*") {
+                Some(prefix) => c.providers.iter().any(|p| p.prefix == prefix),
+                None => {
+                    c.aliases.iter().any(|(alias, _)| alias == m)
+                        || c.providers
+                            .iter()
+                            .any(|p| &p.name == m || &p.model == m || &p.id == m)
+                }
+            };
+            if !known {
+                r.errors.push(super::yaml::Problem {
+                    path: format!("clients[{i}].models[{j}]"),
+                    line: Some(client.line),
+                    message: format!("`{m}` is not a configured model, alias or `provider/*`"),
+                });
+            }
+        }
+    }
     // Plano refuses `cheapest` without a cost source; switchyard also has the providers' `cost`,
     // and says when neither gives a route anything to rank by.
     let has_cost_source = c.metrics_sources.iter().any(|s| s.kind.is_cost());
