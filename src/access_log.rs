@@ -16,9 +16,7 @@ use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::error::{classify, Class};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::UpstreamErrorClass;
 use crate::usage::Usage;
 
 /// One access-log line. Only ids, names, sizes and timings: never a credential.
@@ -50,31 +48,6 @@ pub struct Entry<'a> {
     pub route: Option<&'a str>,
     /// Every upstream attempt: endpoint name and outcome (`success` or an error class).
     pub attempts: Vec<Attempt<'a>>,
-}
-
-/// The access log's `error`: the upstream's failure class when an upstream failed, else what
-/// ended the request: the client leaving (`client_closed`) or sending too slowly
-/// (`client_timeout`), an error the gateway answered itself (`refused`), or `internal`. Always
-/// one of these words, never a library's name for an error.
-pub fn error_class(
-    upstream: Option<UpstreamErrorClass>,
-    e: Option<&pingora::Error>,
-) -> Option<&'static str> {
-    if let Some(class) = upstream {
-        return Some(class.as_str());
-    }
-    Some(match classify(e?) {
-        Class::Connect => "connect",
-        Class::Timeout => "timeout",
-        Class::Protocol => "protocol",
-        Class::Status(status) => {
-            UpstreamErrorClass::of_status(status).map_or("protocol", UpstreamErrorClass::as_str)
-        }
-        Class::Refused(_) | Class::ClientInvalid => "refused",
-        Class::ClientGone => "client_closed",
-        Class::ClientTimeout => "client_timeout",
-        Class::Internal => "internal",
-    })
 }
 
 #[derive(Debug, Serialize)]
@@ -252,83 +225,6 @@ pub fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn the_error_is_always_a_documented_class() {
-        use pingora::{Error, ErrorType::*};
-        let documented = [
-            "connect",
-            "timeout",
-            "status_4xx",
-            "status_5xx",
-            "protocol",
-            "client_closed",
-            "client_timeout",
-            "refused",
-            "internal",
-        ];
-        let kinds = [
-            ConnectTimedout,
-            ConnectRefused,
-            ConnectNoRoute,
-            TLSHandshakeFailure,
-            TLSHandshakeTimedout,
-            InvalidCert,
-            HandshakeError,
-            ConnectError,
-            BindError,
-            AcceptError,
-            SocketError,
-            ConnectProxyFailure,
-            InvalidHTTPHeader,
-            H1Error,
-            H2Error,
-            H2Downgrade,
-            InvalidH2,
-            ReadError,
-            WriteError,
-            ReadTimedout,
-            WriteTimedout,
-            ConnectionClosed,
-            HTTPStatus(429),
-            HTTPStatus(502),
-            FileOpenError,
-            FileCreateError,
-            FileReadError,
-            FileWriteError,
-            InternalError,
-            UnknownError,
-        ];
-        for kind in kinds {
-            for e in [
-                Error::new(kind.clone()).into_down(),
-                Error::new(kind.clone()).into_up(),
-                Error::new(kind.clone()),
-            ] {
-                let class = error_class(None, Some(&*e)).unwrap();
-                assert!(documented.contains(&class), "{kind:?}: {class}");
-            }
-        }
-        let class = |kind: pingora::ErrorType, down: bool| {
-            let e = Error::new(kind);
-            error_class(None, Some(&*if down { e.into_down() } else { e.into_up() }))
-        };
-        // The OpenAI SDK hanging up, a slow client, the gateway's own 429, a retried one.
-        assert_eq!(class(ConnectionClosed, true), Some("client_closed"));
-        assert_eq!(class(ReadTimedout, true), Some("client_timeout"));
-        assert_eq!(
-            error_class(None, Some(&*Error::new(HTTPStatus(429)))),
-            Some("refused")
-        );
-        assert_eq!(class(HTTPStatus(429), false), Some("status_4xx"));
-        // An upstream failure's class wins; no error, no class.
-        let up = Error::new(ConnectionClosed).into_up();
-        assert_eq!(
-            error_class(Some(UpstreamErrorClass::Timeout), Some(&*up)),
-            Some("timeout")
-        );
-        assert_eq!(error_class(None, None), None);
-    }
 
     #[test]
     fn rfc3339_dates() {

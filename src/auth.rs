@@ -6,6 +6,10 @@
 use pingora::http::RequestHeader;
 use pingora::Result;
 
+/// The header that carries a gateway key (clients) beside a provider credential; it never goes
+/// upstream.
+pub const GATEWAY_KEY_HEADER: &str = "x-switchyard-key";
+
 use crate::catalog::Interface;
 use crate::config::Provider;
 use crate::translate::Api;

@@ -15,16 +15,9 @@ use crate::config::{Client, ClientAuth};
 use crate::error::GatewayError;
 use crate::state::Snapshot;
 
-/// The header that carries a gateway key beside a provider credential.
-pub const KEY_HEADER: &str = "x-switchyard-key";
+pub use crate::auth::GATEWAY_KEY_HEADER as KEY_HEADER;
 
-/// SHA-256 of a key.
-pub fn digest(key: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, key);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
+pub use crate::config::key_digest as digest;
 
 /// The client `req` comes from: `None` when anonymous (allowed unless `auth: required`), or the
 /// 401 the client gets for a missing or unknown key. `passthrough`: the request's provider

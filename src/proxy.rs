@@ -631,7 +631,7 @@ fn access_entry<'a>(
         tokens: x.and_then(Exchange::usage),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        error: access_log::error_class(upstream_error, e).or(ctx.refused.then_some("refused")),
+        error: crate::metrics::error_label(upstream_error, e).or(ctx.refused.then_some("refused")),
         cause: x.and_then(Exchange::cause),
         route: x.and_then(Exchange::route),
         attempts: x

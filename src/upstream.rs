@@ -81,7 +81,7 @@ pub fn request(
         "accept-encoding",
         "connection",
         // The gateway key stays here.
-        crate::clients::KEY_HEADER,
+        auth::GATEWAY_KEY_HEADER,
     ] {
         auth::remove(req, name);
     }

@@ -79,6 +79,14 @@ pub struct Listener {
     pub auth: ClientAuth,
 }
 
+/// SHA-256 of a gateway key: what is kept of it (clients compares presented keys the same way).
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// Whether model requests need a gateway key (`listeners[].auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientAuth {

@@ -800,8 +800,5 @@ fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
         "listeners: [{{type: model, name: l, auth: required}}]\n{providers}clients: [{{name: a, key: $OPENAI_API_KEY, models: [openai/*]}}]\n"
     ));
     assert_eq!(c.listener.auth, ClientAuth::Required);
-    assert_eq!(
-        c.clients[0].digest,
-        crate::clients::digest(b"sk-openai-secret")
-    );
+    assert_eq!(c.clients[0].digest, key_digest(b"sk-openai-secret"));
 }

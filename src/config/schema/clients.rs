@@ -102,7 +102,7 @@ fn key_digest(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<[u8; 
         r.error(path, node.line, "the key is empty");
         return None;
     }
-    Some(crate::clients::digest(key.as_bytes()))
+    Some(super::super::key_digest(key.as_bytes()))
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
