@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Client, ClientAuth};
 use crate::error::GatewayError;
+use crate::quota::Rate;
 use crate::state::Snapshot;
 
 pub use crate::auth::GATEWAY_KEY_HEADER as KEY_HEADER;
@@ -99,6 +100,28 @@ pub fn allows(snapshot: &Snapshot, client: &Client, group: usize) -> bool {
         None => resolver
             .resolve(providers, Some(m))
             .is_ok_and(|r| r.group == group),
+    })
+}
+
+/// Counts one model request against `client`'s `limits.requests_per_minute` (quota), or the
+/// 429 it gets with the exact wait.
+pub fn take_request(snapshot: &Snapshot, client: &Client) -> Result<(), GatewayError> {
+    let Some(limit) = client.requests_per_minute else {
+        return Ok(());
+    };
+    let rate = Rate {
+        count: limit,
+        period: std::time::Duration::from_secs(60),
+    };
+    let verdict = snapshot.quotas.take(&client.name, "requests", rate, 1);
+    if verdict.allowed {
+        return Ok(());
+    }
+    Err(GatewayError::LimitReached {
+        client: client.name.clone(),
+        limit,
+        wait: verdict.retry_after,
+        reset: verdict.reset_after,
     })
 }
 
@@ -210,6 +233,19 @@ mod tests {
             allows_model(&s, bob, "openai/gpt-4o"),
             "no list: every model"
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_the_limits_counted() {
+        let s = snapshot("required");
+        let alice = &s.config.clients[0];
+        let rate = crate::quota::Rate {
+            count: 1,
+            period: std::time::Duration::from_secs(60),
+        };
+        assert!(s.quotas.take(&alice.name, "requests", rate, 1).allowed);
+        let next = Snapshot::after(s.config.clone(), Some(&s));
+        assert!(!next.quotas.take(&alice.name, "requests", rate, 1).allowed);
     }
 
     #[test]

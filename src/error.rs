@@ -51,6 +51,16 @@ pub enum GatewayError {
     /// The client's `models` do not include the model it asked for.
     #[error("This key may not use the model `{0}`")]
     ModelNotAllowed(String),
+    /// The client's `limits.requests_per_minute` is reached.
+    #[error("The limit of {limit} requests per minute of client `{client}` is reached; retry after {secs} s", secs = .wait.as_secs_f64().ceil())]
+    LimitReached {
+        client: String,
+        limit: u64,
+        /// Until the next request is taken.
+        wait: std::time::Duration,
+        /// Until the whole limit is back.
+        reset: std::time::Duration,
+    },
     /// Every endpoint is parked by its upstream's 429 `retry-after` (ejected ones are still
     /// tried when nothing else is left): the client gets what the upstream would say, with the
     /// time that remains.
@@ -168,6 +178,7 @@ impl GatewayError {
             GatewayError::Internal => 500,
             GatewayError::Unauthorized(_) => 401,
             GatewayError::ModelNotAllowed(_) => 403,
+            GatewayError::LimitReached { .. } => 429,
         }
     }
 
@@ -192,15 +203,48 @@ impl GatewayError {
             GatewayError::Internal => "internal_error",
             GatewayError::Unauthorized(_) => "invalid_api_key",
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
+            GatewayError::LimitReached { .. } => "rate_limit_exceeded",
         }
     }
 
     /// How long the client should wait before trying again, if the error says.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            GatewayError::RateLimited { wait, .. } => Some(*wait),
+            GatewayError::RateLimited { wait, .. } | GatewayError::LimitReached { wait, .. } => {
+                Some(*wait)
+            }
             _ => None,
         }
+    }
+
+    /// Headers beside the body, in the client's API: a client's limit as OpenAI
+    /// (`x-ratelimit-*`) or Anthropic (`anthropic-ratelimit-*`) report theirs, and the wait in
+    /// milliseconds.
+    pub fn headers(&self, api: Option<Api>) -> Vec<(&'static str, String)> {
+        let GatewayError::LimitReached {
+            limit, wait, reset, ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut out = vec![("retry-after-ms", wait.as_millis().to_string())];
+        if api.is_some_and(Api::anthropic) {
+            let at = std::time::SystemTime::now() + *reset;
+            out.push(("anthropic-ratelimit-requests-limit", limit.to_string()));
+            out.push(("anthropic-ratelimit-requests-remaining", "0".into()));
+            out.push((
+                "anthropic-ratelimit-requests-reset",
+                crate::access_log::rfc3339(at),
+            ));
+        } else {
+            out.push(("x-ratelimit-limit-requests", limit.to_string()));
+            out.push(("x-ratelimit-remaining-requests", "0".into()));
+            out.push((
+                "x-ratelimit-reset-requests",
+                format!("{:.3}s", reset.as_secs_f64()),
+            ));
+        }
+        out
     }
 
     /// The JSON body sent to a client of `api` (Anthropic's shape for Messages clients).

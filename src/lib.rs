@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod models;
 pub mod preflight;
 pub mod proxy;
+pub mod quota;
 pub mod reload;
 pub mod request_id;
 pub mod resolve;

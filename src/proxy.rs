@@ -434,6 +434,12 @@ impl Gateway {
             Ok(client) => client,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
+        // A model request counts against its client's limit once, whatever its attempts.
+        if let (Some(client), false) = (client, api == Api::CountTokens) {
+            if let Err(e) = clients::take_request(&snapshot, client) {
+                return self.refuse(session, ctx, api, e).await;
+            }
+        }
         if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
             let estimate = serde_json::from_slice(&request.body)

@@ -14,7 +14,7 @@ use crate::translate::{self, Api};
 
 /// Writes a complete JSON response.
 pub async fn json(session: &mut Session, status: u16, body: Bytes, request_id: &str) -> Result<()> {
-    json_with(session, status, body, request_id, None).await
+    json_with(session, status, body, request_id, None, Vec::new()).await
 }
 
 async fn json_with(
@@ -23,6 +23,7 @@ async fn json_with(
     body: Bytes,
     request_id: &str,
     retry_after: Option<std::time::Duration>,
+    extra: Vec<(&'static str, String)>,
 ) -> Result<()> {
     let mut header = ResponseHeader::build(status, Some(5))?;
     if let Some(wait) = retry_after {
@@ -30,6 +31,9 @@ async fn json_with(
             "retry-after",
             wait.as_secs_f64().ceil().max(1.0).to_string(),
         )?;
+    }
+    for (name, value) in extra {
+        header.insert_header(name, value)?;
     }
     header.insert_header("content-type", "application/json")?;
     header.insert_header("content-length", body.len().to_string())?;
@@ -58,6 +62,7 @@ pub async fn error(
         error.body_for(api),
         request_id,
         error.retry_after(),
+        error.headers(api),
     )
     .await
 }

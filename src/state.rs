@@ -16,6 +16,7 @@ use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
 use crate::models::entry;
+use crate::quota::Quotas;
 use crate::resolve::Resolver;
 use crate::router::{Recall, Router};
 
@@ -35,6 +36,8 @@ pub struct Snapshot {
     /// What preference routing remembers (session pins, recent answers); kept across reloads
     /// while the `routing` settings are the same.
     pub recall: Arc<Recall>,
+    /// What the clients' request limits have counted; kept across every reload.
+    pub quotas: Arc<Quotas>,
     /// Round-robin position of each routing group.
     pub(crate) rotation: Vec<AtomicU64>,
 }
@@ -107,6 +110,7 @@ impl Snapshot {
             models,
             router: Router::of(&config),
             recall,
+            quotas: previous.map_or_else(Default::default, |p| p.quotas.clone()),
             upstreams,
             config,
         }

@@ -198,3 +198,64 @@ fn optional_auth_lets_anonymous_requests_through_but_not_wrong_keys() {
     );
     assert_eq!(mock.received().len(), 1);
 }
+
+/// `limits.requests_per_minute`, exact in one process: of many concurrent requests exactly the
+/// limit pass; the next one gets 429 with the real wait (the next slot, not the whole minute)
+/// and the rate-limit headers of the client's API; another client is not touched.
+#[test]
+fn a_clients_request_limit_is_exact_and_says_how_long_to_wait() {
+    let mock = Mock::start();
+    let config = yaml(&format!(
+        "listeners: [{{name: llm, type: model, auth: required}}]\nmodel_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-openai-managed}}\n  - {{model: anthropic/claude-x, base_url: '{url}', access_key: sk-ant-managed}}\nclients:\n  - {{name: alice, key: $ALICE_KEY, limits: {{requests_per_minute: 10}}}}\n  - {{name: bob, key: 'sha256:{bob}'}}\n",
+        url = mock.url(),
+        bob = sha256_hex(BOB),
+    ));
+    let gw = Gateway::start(&config, &[("ALICE_KEY", ALICE)]);
+    let alice = format!("Bearer {ALICE}");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| s.spawn(|| chat(&gw, &[("authorization", &alice)], "openai/gpt-4o").status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        22,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        mock.received().len(),
+        10,
+        "refused requests never go upstream"
+    );
+
+    // The wait is the next slot (6 s at 10 per minute), in OpenAI's shape and headers.
+    let resp = chat(&gw, &[("authorization", &alice)], "openai/gpt-4o");
+    openai_error(&resp, 429, "rate_limit_exceeded");
+    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
+    let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    let wait_ms: u64 = resp.header("retry-after-ms").unwrap().parse().unwrap();
+    assert!(wait_ms <= 6_000 && wait_ms > 0, "{wait_ms}");
+    assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("10"));
+    assert_eq!(resp.header("x-ratelimit-remaining-requests"), Some("0"));
+    // In Anthropic's shape and headers for a Messages client.
+    mock.set_mode("anthropic");
+    let resp = messages(&gw, &[("x-api-key", ALICE)], "anthropic/claude-x");
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        resp.header("anthropic-ratelimit-requests-limit"),
+        Some("10")
+    );
+    assert!(resp.header("anthropic-ratelimit-requests-reset").is_some());
+    // Bob has no limit and is not touched by Alice's.
+    let resp = messages(&gw, &[("x-api-key", BOB)], "anthropic/claude-x");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(mock.received().len(), 11);
+}

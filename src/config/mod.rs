@@ -106,6 +106,8 @@ pub struct Client {
     pub digest: [u8; 32],
     /// Model names, aliases, bare ids or `provider/*`, as written; `None`: every model.
     pub models: Option<Vec<String>>,
+    /// `limits.requests_per_minute`: model requests this client may make per minute.
+    pub requests_per_minute: Option<u64>,
     pub line: u64,
 }
 
@@ -115,6 +117,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("name", &self.name)
             .field("models", &self.models)
+            .field("requests_per_minute", &self.requests_per_minute)
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,7 @@
 //! switchyard's `clients`: each client's name, its key (from the environment or as a SHA-256
-//! digest, never written in the file) and the models it may use. Limits and budgets are not
-//! enforced by this version: they are refused rather than silently ignored.
+//! digest, never written in the file), the models it may use and its request rate. Token
+//! limits and budgets are not enforced by this version: they are refused rather than silently
+//! ignored.
 
 use super::*;
 
@@ -32,7 +33,25 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
                 .filter_map(|(j, m)| yaml::string(r, &index(&mp, j), m))
                 .collect::<Vec<String>>()
         });
-        for key in ["limits", "budgets", "model_limits"] {
+        let requests_per_minute = f.take("limits").and_then(|(lp, ln)| {
+            let mut lf = Fields::of(r, &lp, ln)?;
+            let rpm = lf
+                .take("requests_per_minute")
+                .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, 10_000_000))
+                .map(|n| n as u64);
+            for key in ["tokens_per_minute", "requests_per_day", "tokens_per_day"] {
+                if let Some((kp, kn)) = lf.take(key) {
+                    r.error(
+                        &kp,
+                        kn.line,
+                        "not enforced by this version of switchyard; remove it rather than rely on it",
+                    );
+                }
+            }
+            lf.finish(r, &[]);
+            rpm
+        });
+        for key in ["budgets", "model_limits"] {
             if let Some((kp, kn)) = f.take(key) {
                 r.error(
                     &kp,
@@ -68,6 +87,7 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
             name,
             digest,
             models,
+            requests_per_minute,
             line: item.line,
         });
     }
