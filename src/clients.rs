@@ -109,16 +109,85 @@ pub fn take_request(snapshot: &Snapshot, client: &Client) -> Result<(), GatewayE
     let Some(limit) = client.requests_per_minute else {
         return Ok(());
     };
-    let rate = Rate {
-        count: limit,
-        period: std::time::Duration::from_secs(60),
+    take(snapshot, client, "requests", limit, 1)
+}
+
+/// Reserves `tokens` (the prompt's estimate and the answer's cap) against `client`'s
+/// `limits.tokens_per_minute`, or the 429 it gets; settled with the real usage when the
+/// request ends ([`settle_tokens`]). `None`: the client has no token limit.
+pub fn reserve_tokens(
+    snapshot: &Snapshot,
+    client: &Client,
+    tokens: u64,
+) -> Result<Option<u64>, GatewayError> {
+    let Some(limit) = client.tokens_per_minute else {
+        return Ok(None);
     };
-    let verdict = snapshot.quotas.take(&client.name, "requests", rate, 1);
+    take(snapshot, client, "tokens", limit, tokens).map(|()| Some(tokens))
+}
+
+/// Settles a reservation of `reserved` tokens with the `used` ones the upstream reported: a
+/// smaller use is given back, a larger one puts the client in debt (its next requests wait).
+pub fn settle_tokens(snapshot: &Snapshot, client: &str, reserved: u64, used: u64) {
+    let Some(limit) = snapshot
+        .config
+        .clients
+        .iter()
+        .find(|c| c.name == client)
+        .and_then(|c| c.tokens_per_minute)
+    else {
+        return;
+    };
+    let used = i64::try_from(used).unwrap_or(i64::MAX);
+    let delta = used.saturating_sub(i64::try_from(reserved).unwrap_or(i64::MAX));
+    snapshot
+        .quotas
+        .settle(client, "tokens", per_minute(limit), delta);
+}
+
+/// The tokens a request may use, reserved before it goes out: the estimate of its prompt (as
+/// `count_tokens` estimates it) and its answer's cap (`max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`), else [`DEFAULT_OUTPUT_RESERVATION`].
+pub fn token_reservation(body: &[u8]) -> u64 {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return DEFAULT_OUTPUT_RESERVATION;
+    };
+    let prompt = crate::translate::count_tokens::estimate(&request)["input_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| request[*k].as_u64())
+        .unwrap_or(DEFAULT_OUTPUT_RESERVATION);
+    prompt.saturating_add(cap)
+}
+
+/// The answer's share of a reservation when the request sets no cap.
+pub const DEFAULT_OUTPUT_RESERVATION: u64 = 4_096;
+
+fn per_minute(count: u64) -> Rate {
+    Rate {
+        count,
+        period: std::time::Duration::from_secs(60),
+    }
+}
+
+fn take(
+    snapshot: &Snapshot,
+    client: &Client,
+    what: &'static str,
+    limit: u64,
+    cost: u64,
+) -> Result<(), GatewayError> {
+    let verdict = snapshot
+        .quotas
+        .take(&client.name, what, per_minute(limit), cost);
     if verdict.allowed {
         return Ok(());
     }
     Err(GatewayError::LimitReached {
         client: client.name.clone(),
+        what,
         limit,
         wait: verdict.retry_after,
         reset: verdict.reset_after,

@@ -51,10 +51,11 @@ pub enum GatewayError {
     /// The client's `models` do not include the model it asked for.
     #[error("This key may not use the model `{0}`")]
     ModelNotAllowed(String),
-    /// The client's `limits.requests_per_minute` is reached.
-    #[error("The limit of {limit} requests per minute of client `{client}` is reached; retry after {secs} s", secs = .wait.as_secs_f64().ceil())]
+    /// One of the client's `limits` is reached: `requests` or `tokens` per minute.
+    #[error("The limit of {limit} {what} per minute of client `{client}` is reached; retry after {secs} s", secs = .wait.as_secs_f64().ceil())]
     LimitReached {
         client: String,
+        what: &'static str,
         limit: u64,
         /// Until the next request is taken.
         wait: std::time::Duration,
@@ -222,29 +223,49 @@ impl GatewayError {
     /// milliseconds.
     pub fn headers(&self, api: Option<Api>) -> Vec<(&'static str, String)> {
         let GatewayError::LimitReached {
-            limit, wait, reset, ..
+            what,
+            limit,
+            wait,
+            reset,
+            ..
         } = self
         else {
             return Vec::new();
         };
-        let mut out = vec![("retry-after-ms", wait.as_millis().to_string())];
-        if api.is_some_and(Api::anthropic) {
-            let at = std::time::SystemTime::now() + *reset;
-            out.push(("anthropic-ratelimit-requests-limit", limit.to_string()));
-            out.push(("anthropic-ratelimit-requests-remaining", "0".into()));
-            out.push((
+        let anthropic = api.is_some_and(Api::anthropic);
+        let names = match (anthropic, *what == "tokens") {
+            (true, false) => [
+                "anthropic-ratelimit-requests-limit",
+                "anthropic-ratelimit-requests-remaining",
                 "anthropic-ratelimit-requests-reset",
-                crate::access_log::rfc3339(at),
-            ));
-        } else {
-            out.push(("x-ratelimit-limit-requests", limit.to_string()));
-            out.push(("x-ratelimit-remaining-requests", "0".into()));
-            out.push((
+            ],
+            (true, true) => [
+                "anthropic-ratelimit-tokens-limit",
+                "anthropic-ratelimit-tokens-remaining",
+                "anthropic-ratelimit-tokens-reset",
+            ],
+            (false, false) => [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
                 "x-ratelimit-reset-requests",
-                format!("{:.3}s", reset.as_secs_f64()),
-            ));
-        }
-        out
+            ],
+            (false, true) => [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        };
+        let reset = if anthropic {
+            crate::access_log::rfc3339(std::time::SystemTime::now() + *reset)
+        } else {
+            format!("{:.3}s", reset.as_secs_f64())
+        };
+        vec![
+            ("retry-after-ms", wait.as_millis().to_string()),
+            (names[0], limit.to_string()),
+            (names[1], "0".into()),
+            (names[2], reset),
+        ]
     }
 
     /// The JSON body sent to a client of `api` (Anthropic's shape for Messages clients).

@@ -98,6 +98,8 @@ pub struct RequestCtx {
     refused: bool,
     /// The client's name (clients), when it presented a key.
     client: Option<String>,
+    /// Tokens reserved against the client's `tokens_per_minute`, settled when it is logged.
+    reserved: Option<u64>,
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
@@ -128,6 +130,7 @@ impl ProxyHttp for Gateway {
             refused_for: None,
             refused: false,
             client: None,
+            reserved: None,
             exchange: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
@@ -381,6 +384,7 @@ impl ProxyHttp for Gateway {
             }
             return;
         }
+        self.settle(ctx);
         let duration = ctx.started.elapsed();
         // Nothing written: the client left first (nginx's 499).
         let status = session
@@ -434,11 +438,25 @@ impl Gateway {
             Ok(client) => client,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
-        // A model request counts against its client's limit once, whatever its attempts.
+        // A model request counts against its client's limits once, whatever its attempts: its
+        // tokens reserved (settled in `logging`), then the request itself; neither, if either
+        // is refused.
         if let (Some(client), false) = (client, api == Api::CountTokens) {
+            let reserve = match client.tokens_per_minute {
+                Some(_) => clients::token_reservation(&request.body),
+                None => 0,
+            };
+            let reserved = match clients::reserve_tokens(&snapshot, client, reserve) {
+                Ok(reserved) => reserved,
+                Err(e) => return self.refuse(session, ctx, api, e).await,
+            };
             if let Err(e) = clients::take_request(&snapshot, client) {
+                if let Some(r) = reserved {
+                    clients::settle_tokens(&snapshot, &client.name, r, 0);
+                }
                 return self.refuse(session, ctx, api, e).await;
             }
+            ctx.reserved = reserved;
         }
         if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
@@ -530,6 +548,21 @@ impl Gateway {
             }
         }
         Ok(client)
+    }
+
+    /// Settles the client's token reservation with what the upstream reported using; a request
+    /// that never reached an upstream gives it all back, one cut without usage keeps it.
+    fn settle(&self, ctx: &mut RequestCtx) {
+        let (Some(reserved), Some(client)) = (ctx.reserved.take(), ctx.client.as_deref()) else {
+            return;
+        };
+        let x = ctx.exchange.as_deref();
+        let used = match x.and_then(Exchange::usage) {
+            Some(u) => u.prompt + u.completion,
+            None if x.is_none_or(|x| x.attempts().next().is_none()) => 0,
+            None => return,
+        };
+        clients::settle_tokens(&self.state.load(), client, reserved, used);
     }
 
     /// Preference routing on `snapshot` (router::choose).

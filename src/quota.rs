@@ -92,6 +92,30 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// Adds `delta` units to what `client`'s `limit` has counted (a reservation settled with
+    /// the real figure): negative gives back, positive may go past the limit (debt: the next
+    /// requests wait longer).
+    pub fn settle(&self, client: &str, limit: &'static str, rate: Rate, delta: i64) {
+        let period = u64::try_from(rate.period.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let emission = (period / rate.count.max(1)).max(1);
+        let mut tats = match self.tats.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(tat) = tats.get_mut(&(client.to_owned(), limit)) {
+            let step = emission.saturating_mul(delta.unsigned_abs());
+            *tat = if delta < 0 {
+                tat.saturating_sub(step)
+            } else {
+                tat.saturating_add(step)
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +157,28 @@ mod tests {
         assert!(!v.allowed);
         let (v, _) = gcra(tat, 2 * MIN, rate, 60);
         assert!(v.allowed, "a minute later the whole limit is back");
+    }
+
+    #[test]
+    fn a_settled_reservation_gives_back_or_goes_into_debt() {
+        let q = Quotas::default();
+        let rate = per_minute(100);
+        // 60 reserved, 4 used: 56 come back, so another 60 fit.
+        assert!(q.take("a", "tokens", rate, 60).allowed);
+        assert!(!q.take("a", "tokens", rate, 60).allowed);
+        q.settle("a", "tokens", rate, 4 - 60);
+        assert!(q.take("a", "tokens", rate, 60).allowed);
+        // 10 reserved, 300 used: the client is in debt and must wait.
+        let q = Quotas::default();
+        assert!(q.take("b", "tokens", rate, 10).allowed);
+        q.settle("b", "tokens", rate, 290);
+        let v = q.take("b", "tokens", rate, 1);
+        assert!(!v.allowed);
+        assert!(
+            v.retry_after > Duration::from_secs(100),
+            "{:?}",
+            v.retry_after
+        );
     }
 
     #[test]

@@ -259,3 +259,58 @@ fn a_clients_request_limit_is_exact_and_says_how_long_to_wait() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(mock.received().len(), 11);
 }
+
+/// `limits.tokens_per_minute`: a request reserves its prompt's estimate and its answer's cap,
+/// and is settled with the usage the upstream reports. Two requests of 6,000 reserved tokens
+/// pass one after the other under a limit of 10,000 (the first gave back all but the 4 it
+/// used); at the same time the second is refused with the token headers.
+#[test]
+fn token_limits_reserve_then_settle_with_the_real_usage() {
+    let mock = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-openai-managed}}\nclients:\n  - {{name: dave, key: $DAVE_KEY, limits: {{tokens_per_minute: 10000}}}}\n",
+        url = mock.url()
+    ));
+    let gw = Gateway::start(&config, &[("DAVE_KEY", "sk-gw-dave")]);
+    let body = json!({"model": "openai/gpt-4o", "max_tokens": 6000, "messages": [{"role": "user", "content": "hi"}]});
+    let send = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("authorization", "Bearer sk-gw-dave")];
+        headers.extend_from_slice(extra);
+        common::chat(gw.addr, &headers, &body)
+    };
+    // Settled when a request is logged (before its access-log line), just after its answer.
+    let logged = |n: usize| {
+        wait_for("the access-log lines", Duration::from_secs(3), || {
+            gw.access_log()
+                .lines()
+                .filter(|l| l.contains("/v1/chat/completions"))
+                .count()
+                >= n
+        })
+    };
+    assert_eq!(send(&[]).status, 200);
+    logged(1);
+    assert_eq!(
+        send(&[]).status,
+        200,
+        "the first reservation was settled to its usage"
+    );
+    logged(2);
+    // Two at once: the second finds the first's 6,000 still reserved.
+    let slow = std::thread::scope(|s| {
+        let first = s.spawn(|| send(&[("x-mock", "delay_ms=1500")]));
+        // (The first is taken in at once; its upstream then answers after 1.5 s.)
+        std::thread::sleep(Duration::from_millis(600));
+        let second = send(&[]);
+        assert_eq!(first.join().unwrap().status, 200);
+        second
+    });
+    openai_error(&slow, 429, "rate_limit_exceeded");
+    assert_eq!(slow.header("x-ratelimit-limit-tokens"), Some("10000"));
+    assert_eq!(slow.header("x-ratelimit-remaining-tokens"), Some("0"));
+    assert!(slow.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("10000 tokens per minute"));
+    assert_eq!(mock.received().len(), 3);
+}

@@ -108,6 +108,8 @@ pub struct Client {
     pub models: Option<Vec<String>>,
     /// `limits.requests_per_minute`: model requests this client may make per minute.
     pub requests_per_minute: Option<u64>,
+    /// `limits.tokens_per_minute`: tokens (prompt and answer) this client may use per minute.
+    pub tokens_per_minute: Option<u64>,
     pub line: u64,
 }
 
@@ -118,6 +120,7 @@ impl fmt::Debug for Client {
             .field("name", &self.name)
             .field("models", &self.models)
             .field("requests_per_minute", &self.requests_per_minute)
+            .field("tokens_per_minute", &self.tokens_per_minute)
             .finish_non_exhaustive()
     }
 }

@@ -789,7 +789,7 @@ fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
         "clients[0].models[0] (line 2): `gpt-9` is not a configured model, alias or `provider/*`"
     );
     assert!(problem(&format!(
-        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{tokens_per_minute: 5}}}}]\n"
+        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{tokens_per_day: 5}}}}]\n"
     ))
     .contains("not enforced by this version"));
     assert!(problem(&format!(
@@ -797,9 +797,10 @@ fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
     ))
     .contains("not enforced by this version"));
     let c = load(&format!(
-        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{requests_per_minute: 5}}}}]\n"
+        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{requests_per_minute: 5, tokens_per_minute: 900}}}}]\n"
     ));
     assert_eq!(c.clients[0].requests_per_minute, Some(5));
+    assert_eq!(c.clients[0].tokens_per_minute, Some(900));
     assert!(problem(&format!(
         "listeners: [{{type: model, name: l, auth: required}}]\n{providers}"
     ))

@@ -33,13 +33,18 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
                 .filter_map(|(j, m)| yaml::string(r, &index(&mp, j), m))
                 .collect::<Vec<String>>()
         });
-        let requests_per_minute = f.take("limits").and_then(|(lp, ln)| {
+        let (requests_per_minute, tokens_per_minute) = f
+            .take("limits")
+            .and_then(|(lp, ln)| {
             let mut lf = Fields::of(r, &lp, ln)?;
-            let rpm = lf
-                .take("requests_per_minute")
-                .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, 10_000_000))
-                .map(|n| n as u64);
-            for key in ["tokens_per_minute", "requests_per_day", "tokens_per_day"] {
+            let mut per_minute = |key: &str, max: i64| {
+                lf.take(key)
+                    .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, max))
+                    .map(|n| n as u64)
+            };
+            let rpm = per_minute("requests_per_minute", 10_000_000);
+            let tpm = per_minute("tokens_per_minute", 1_000_000_000_000);
+            for key in ["requests_per_day", "tokens_per_day"] {
                 if let Some((kp, kn)) = lf.take(key) {
                     r.error(
                         &kp,
@@ -49,8 +54,9 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
                 }
             }
             lf.finish(r, &[]);
-            rpm
-        });
+            Some((rpm, tpm))
+        })
+            .unwrap_or_default();
         for key in ["budgets", "model_limits"] {
             if let Some((kp, kn)) = f.take(key) {
                 r.error(
@@ -88,6 +94,7 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
             digest,
             models,
             requests_per_minute,
+            tokens_per_minute,
             line: item.line,
         });
     }
