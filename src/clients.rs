@@ -90,40 +90,42 @@ pub fn allows(snapshot: &Snapshot, client: &Client, group: usize) -> bool {
     };
     let resolver = &snapshot.resolver;
     let providers = &snapshot.config.providers;
-    let lead = resolver
-        .group(group)
-        .members
-        .first()
-        .map(|&p| snapshot.provider(p));
+    let lead = snapshot.lead(group);
     models.iter().any(|m| match m.strip_suffix("/*") {
-        Some(prefix) => lead.is_some_and(|p| p.prefix == prefix),
+        Some(prefix) => lead.is_some_and(|(_, p)| p.prefix == prefix),
         None => resolver
             .resolve(providers, Some(m))
             .is_ok_and(|r| r.group == group),
     })
 }
 
-/// Counts one model request against `client`'s `limits.requests_per_minute` (quota), or the
-/// 429 it gets with the exact wait.
-pub fn take_request(snapshot: &Snapshot, client: &Client) -> Result<(), GatewayError> {
-    let Some(limit) = client.requests_per_minute else {
-        return Ok(());
-    };
-    take(snapshot, client, "requests", limit, 1)
-}
-
-/// Reserves `tokens` (the prompt's estimate and the answer's cap) against `client`'s
-/// `limits.tokens_per_minute`, or the 429 it gets; settled with the real usage when the
-/// request ends ([`settle_tokens`]). `None`: the client has no token limit.
-pub fn reserve_tokens(
+/// Charges one model request with `body` to `client`'s limits (quota): its tokens reserved
+/// against `tokens_per_minute` (the prompt's estimate and the answer's cap; settled with the
+/// real usage when the request ends, [`settle_tokens`]), then the request against
+/// `requests_per_minute`; neither, if either refuses: the 429 with the exact wait. Returns the
+/// tokens reserved, if the client has a token limit.
+pub fn charge(
     snapshot: &Snapshot,
     client: &Client,
-    tokens: u64,
+    body: &[u8],
 ) -> Result<Option<u64>, GatewayError> {
-    let Some(limit) = client.tokens_per_minute else {
-        return Ok(None);
+    let reserved = match client.tokens_per_minute {
+        Some(limit) => {
+            let tokens = token_reservation(body);
+            take(snapshot, client, "tokens", limit, tokens)?;
+            Some(tokens)
+        }
+        None => None,
     };
-    take(snapshot, client, "tokens", limit, tokens).map(|()| Some(tokens))
+    if let Some(limit) = client.requests_per_minute {
+        if let Err(e) = take(snapshot, client, "requests", limit, 1) {
+            if let Some(tokens) = reserved {
+                settle_tokens(snapshot, &client.name, tokens, 0);
+            }
+            return Err(e);
+        }
+    }
+    Ok(reserved)
 }
 
 /// Settles a reservation of `reserved` tokens with the `used` ones the upstream reported: a

@@ -106,6 +106,14 @@ impl Class {
             Class::Connect | Class::Timeout | Class::Protocol | Class::Status(_)
         )
     }
+
+    /// Whether the client failed: gone, too slow, or unreadable.
+    pub fn client(self) -> bool {
+        matches!(
+            self,
+            Class::ClientGone | Class::ClientTimeout | Class::ClientInvalid
+        )
+    }
 }
 
 /// The one classifier of `pingora::Error`s.

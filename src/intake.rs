@@ -85,21 +85,15 @@ impl Request {
     /// (`passthrough_auth`): then that credential is not a gateway key (clients).
     pub fn passthrough(&self, snapshot: &Snapshot) -> bool {
         snapshot
-            .resolver
-            .group(self.group)
-            .members
-            .first()
-            .is_some_and(|&p| snapshot.provider(p).passthrough_auth)
+            .lead(self.group)
+            .is_some_and(|(_, p)| p.passthrough_auth)
     }
 
     /// The wire API of the endpoint that leads the client's model.
     pub fn lead_interface(&self, snapshot: &Snapshot) -> Interface {
         snapshot
-            .resolver
-            .group(self.group)
-            .members
-            .first()
-            .map_or(Interface::OpenAi, |&p| snapshot.provider(p).interface)
+            .lead(self.group)
+            .map_or(Interface::OpenAi, |(_, p)| p.interface)
     }
 }
 

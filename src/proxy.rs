@@ -261,20 +261,16 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let retry = match ctx.exchange.as_mut() {
-            // A retried status: upstream_response_filter closed the attempt and planned the next.
-            Some(x) if x.retried_status().is_some() => x.retried_status() == Some(true),
-            Some(x)
-                if session.response_written().is_none()
-                    && !matches!(
-                        error::classify(&e),
-                        error::Class::ClientGone
-                            | error::Class::ClientTimeout
-                            | error::Class::ClientInvalid
-                    ) =>
-            {
-                x.failed(exchange::failure_of(&e), &self.metrics, jitter())
-            }
-            _ => false,
+            Some(x) => match x.retried_status() {
+                // A retried status: upstream_response_filter closed the attempt and planned
+                // the next.
+                Some(planned) => planned,
+                None if session.response_written().is_none() && !error::classify(&e).client() => {
+                    x.failed(exchange::failure_of(&e), &self.metrics, jitter())
+                }
+                None => false,
+            },
+            None => false,
         };
         e.set_retry(retry);
         e
@@ -438,25 +434,13 @@ impl Gateway {
             Ok(client) => client,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
-        // A model request counts against its client's limits once, whatever its attempts: its
-        // tokens reserved (settled in `logging`), then the request itself; neither, if either
-        // is refused.
+        // A model request counts against its client's limits once, whatever its attempts;
+        // its tokens are settled in `logging`.
         if let (Some(client), false) = (client, api == Api::CountTokens) {
-            let reserve = match client.tokens_per_minute {
-                Some(_) => clients::token_reservation(&request.body),
-                None => 0,
-            };
-            let reserved = match clients::reserve_tokens(&snapshot, client, reserve) {
-                Ok(reserved) => reserved,
+            match clients::charge(&snapshot, client, &request.body) {
+                Ok(reserved) => ctx.reserved = reserved,
                 Err(e) => return self.refuse(session, ctx, api, e).await,
-            };
-            if let Err(e) = clients::take_request(&snapshot, client) {
-                if let Some(r) = reserved {
-                    clients::settle_tokens(&snapshot, &client.name, r, 0);
-                }
-                return self.refuse(session, ctx, api, e).await;
             }
-            ctx.reserved = reserved;
         }
         if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).

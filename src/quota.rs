@@ -15,6 +15,17 @@ pub struct Rate {
     pub period: Duration,
 }
 
+impl Rate {
+    /// The period and the time one unit takes to come back (the emission interval), in
+    /// nanoseconds.
+    fn nanos(self) -> (u64, u64) {
+        let period = u64::try_from(self.period.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        (period, (period / self.count.max(1)).max(1))
+    }
+}
+
 /// What a check says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
@@ -30,10 +41,7 @@ pub struct Verdict {
 /// One GCRA step at `now` (nanoseconds on any steady clock) for `cost` units, given the stored
 /// theoretical arrival time `tat`: the verdict and the time to store.
 pub fn gcra(tat: u64, now: u64, rate: Rate, cost: u64) -> (Verdict, u64) {
-    let period = u64::try_from(rate.period.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let emission = (period / rate.count.max(1)).max(1);
+    let (period, emission) = rate.nanos();
     let start = tat.max(now);
     let new_tat = start.saturating_add(emission.saturating_mul(cost));
     // Allowed while the new arrival time stays within one period of now.
@@ -97,10 +105,7 @@ impl Quotas {
     /// the real figure): negative gives back, positive may go past the limit (debt: the next
     /// requests wait longer).
     pub fn settle(&self, client: &str, limit: &'static str, rate: Rate, delta: i64) {
-        let period = u64::try_from(rate.period.as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let emission = (period / rate.count.max(1)).max(1);
+        let (_, emission) = rate.nanos();
         let mut tats = match self.tats.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),

@@ -124,6 +124,12 @@ impl Snapshot {
         &self.config.providers[i]
     }
 
+    /// The first entry of group `gid`: its settings lead the group, it names it in errors.
+    pub fn lead(&self, gid: usize) -> Option<(usize, &Provider)> {
+        let i = *self.resolver.group(gid).members.first()?;
+        Some((i, self.provider(i)))
+    }
+
     pub fn upstream(&self, i: usize) -> &Upstream {
         &self.upstreams[i]
     }

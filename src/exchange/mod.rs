@@ -143,7 +143,7 @@ impl Exchange {
             })
         });
         let deadline = routes.group(group).total.map(|t| Instant::now() + t);
-        let lead = routes.group(group).members.first().copied().unwrap_or(0);
+        let lead = snapshot.lead(group).map_or(0, |(i, _)| i);
         let mut exchange = Exchange {
             snapshot: snapshot.clone(),
             api,
@@ -326,8 +326,8 @@ impl Exchange {
         if self.attempt.is_none() {
             let Some(pidx) = next.endpoint.or_else(|| self.pick_now()) else {
                 let gid = self.plan.stage().group;
-                let lead = self.snapshot.resolver.group(gid).members.first().copied();
-                return self.refuse(unavailable(&self.snapshot, gid, lead.unwrap_or_default()));
+                let lead = self.snapshot.lead(gid).map_or(0, |(i, _)| i);
+                return self.refuse(unavailable(&self.snapshot, gid, lead));
             };
             let snapshot = self.snapshot.clone();
             let upstream = snapshot.upstream(pidx);
@@ -371,11 +371,10 @@ impl Exchange {
 
     /// The name of the first endpoint of stage `i`.
     fn stage_lead(&self, i: usize) -> &str {
-        let group = self.snapshot.resolver.group(self.plan.stage_at(i).group);
-        group
-            .members
-            .first()
-            .map_or("", |&p| self.snapshot.provider(p).name.as_str())
+        let group = self.plan.stage_at(i).group;
+        self.snapshot
+            .lead(group)
+            .map_or("", |(_, p)| p.name.as_str())
     }
 
     /// Whether the plan would retry an answer with `status` (a 429 or 5xx under the stage's

@@ -18,12 +18,7 @@ impl Exchange {
         // Refused before any attempt (every endpoint parked): the lead endpoint answered for it.
         let pidx = match &self.routed {
             Some(r) => r.provider,
-            None => *self
-                .snapshot
-                .resolver
-                .group(self.plan.stage_at(0).group)
-                .members
-                .first()?,
+            None => self.snapshot.lead(self.plan.stage_at(0).group)?.0,
         };
         let p = self.snapshot.provider(pidx);
         Some((p.prefix.as_str(), p.name.as_str()))

@@ -36,36 +36,20 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
         let (requests_per_minute, tokens_per_minute) = f
             .take("limits")
             .and_then(|(lp, ln)| {
-            let mut lf = Fields::of(r, &lp, ln)?;
-            let mut per_minute = |key: &str, max: i64| {
-                lf.take(key)
-                    .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, max))
-                    .map(|n| n as u64)
-            };
-            let rpm = per_minute("requests_per_minute", 10_000_000);
-            let tpm = per_minute("tokens_per_minute", 1_000_000_000_000);
-            for key in ["requests_per_day", "tokens_per_day"] {
-                if let Some((kp, kn)) = lf.take(key) {
-                    r.error(
-                        &kp,
-                        kn.line,
-                        "not enforced by this version of switchyard; remove it rather than rely on it",
-                    );
-                }
-            }
-            lf.finish(r, &[]);
-            Some((rpm, tpm))
-        })
+                let mut lf = Fields::of(r, &lp, ln)?;
+                let mut per_minute = |key: &str, max: i64| {
+                    lf.take(key)
+                        .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, max))
+                        .map(|n| n as u64)
+                };
+                let rpm = per_minute("requests_per_minute", 10_000_000);
+                let tpm = per_minute("tokens_per_minute", 1_000_000_000_000);
+                refuse_unenforced(r, &mut lf, &["requests_per_day", "tokens_per_day"]);
+                lf.finish(r, &[]);
+                Some((rpm, tpm))
+            })
             .unwrap_or_default();
-        for key in ["budgets", "model_limits"] {
-            if let Some((kp, kn)) = f.take(key) {
-                r.error(
-                    &kp,
-                    kn.line,
-                    "not enforced by this version of switchyard; remove it rather than rely on it",
-                );
-            }
-        }
+        refuse_unenforced(r, &mut f, &["budgets", "model_limits"]);
         f.finish(r, &[]);
         let (Some(name), Some(digest)) = (name, digest) else {
             continue;
@@ -99,6 +83,20 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
         });
     }
     out
+}
+
+/// Keys of the governance design this version does not enforce: an error each, so that nobody
+/// relies on a limit that does not exist.
+fn refuse_unenforced(r: &mut Report, f: &mut Fields<'_>, keys: &[&str]) {
+    for key in keys {
+        if let Some((kp, kn)) = f.take(key) {
+            r.error(
+                &kp,
+                kn.line,
+                "not enforced by this version of switchyard; remove it rather than rely on it",
+            );
+        }
+    }
 }
 
 /// A client's key: `$VAR` / `${VAR}` (the environment, or the `.env` beside the config), or
