@@ -13,7 +13,6 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Client, ClientAuth};
 use crate::error::GatewayError;
-use crate::quota::Rate;
 use crate::state::Snapshot;
 
 pub use crate::auth::GATEWAY_KEY_HEADER as KEY_HEADER;
@@ -82,118 +81,13 @@ fn presented(req: &RequestHeader, passthrough: bool) -> Option<&[u8]> {
         .or_else(|| header("api-key"))
 }
 
-/// Whether `client` may use the model that resolves to `group`: one of its `models` resolves
-/// to the same group, or names the group's provider as `provider/*`. No list: every model.
+/// Whether `client` may use the model that resolves to `group`: one of its `models` names it
+/// (see [`Snapshot::names`]). No list: every model.
 pub fn allows(snapshot: &Snapshot, client: &Client, group: usize) -> bool {
-    let Some(models) = &client.models else {
-        return true;
-    };
-    let resolver = &snapshot.resolver;
-    let providers = &snapshot.config.providers;
-    let lead = snapshot.lead(group);
-    models.iter().any(|m| match m.strip_suffix("/*") {
-        Some(prefix) => lead.is_some_and(|(_, p)| p.prefix == prefix),
-        None => resolver
-            .resolve(providers, Some(m))
-            .is_ok_and(|r| r.group == group),
-    })
-}
-
-/// Charges one model request with `body` to `client`'s limits (quota): its tokens reserved
-/// against `tokens_per_minute` (the prompt's estimate and the answer's cap; settled with the
-/// real usage when the request ends, [`settle_tokens`]), then the request against
-/// `requests_per_minute`; neither, if either refuses: the 429 with the exact wait. Returns the
-/// tokens reserved, if the client has a token limit.
-pub fn charge(
-    snapshot: &Snapshot,
-    client: &Client,
-    body: &[u8],
-) -> Result<Option<u64>, GatewayError> {
-    let reserved = match client.tokens_per_minute {
-        Some(limit) => {
-            let tokens = token_reservation(body);
-            take(snapshot, client, "tokens", limit, tokens)?;
-            Some(tokens)
-        }
-        None => None,
-    };
-    if let Some(limit) = client.requests_per_minute {
-        if let Err(e) = take(snapshot, client, "requests", limit, 1) {
-            if let Some(tokens) = reserved {
-                settle_tokens(snapshot, &client.name, tokens, 0);
-            }
-            return Err(e);
-        }
-    }
-    Ok(reserved)
-}
-
-/// Settles a reservation of `reserved` tokens with the `used` ones the upstream reported: a
-/// smaller use is given back, a larger one puts the client in debt (its next requests wait).
-pub fn settle_tokens(snapshot: &Snapshot, client: &str, reserved: u64, used: u64) {
-    let Some(limit) = snapshot
-        .config
-        .clients
-        .iter()
-        .find(|c| c.name == client)
-        .and_then(|c| c.tokens_per_minute)
-    else {
-        return;
-    };
-    let used = i64::try_from(used).unwrap_or(i64::MAX);
-    let delta = used.saturating_sub(i64::try_from(reserved).unwrap_or(i64::MAX));
-    snapshot
-        .quotas
-        .settle(client, "tokens", per_minute(limit), delta);
-}
-
-/// The tokens a request may use, reserved before it goes out: the estimate of its prompt (as
-/// `count_tokens` estimates it) and its answer's cap (`max_tokens`, `max_completion_tokens`,
-/// `max_output_tokens`), else [`DEFAULT_OUTPUT_RESERVATION`].
-pub fn token_reservation(body: &[u8]) -> u64 {
-    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return DEFAULT_OUTPUT_RESERVATION;
-    };
-    let prompt = crate::translate::count_tokens::estimate(&request)["input_tokens"]
-        .as_u64()
-        .unwrap_or(0);
-    let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|k| request[*k].as_u64())
-        .unwrap_or(DEFAULT_OUTPUT_RESERVATION);
-    prompt.saturating_add(cap)
-}
-
-/// The answer's share of a reservation when the request sets no cap.
-pub const DEFAULT_OUTPUT_RESERVATION: u64 = 4_096;
-
-fn per_minute(count: u64) -> Rate {
-    Rate {
-        count,
-        period: std::time::Duration::from_secs(60),
-    }
-}
-
-fn take(
-    snapshot: &Snapshot,
-    client: &Client,
-    what: &'static str,
-    limit: u64,
-    cost: u64,
-) -> Result<(), GatewayError> {
-    let verdict = snapshot
-        .quotas
-        .take(&client.name, what, per_minute(limit), cost);
-    if verdict.allowed {
-        return Ok(());
-    }
-    Err(GatewayError::LimitReached {
-        client: client.name.clone(),
-        what,
-        limit,
-        wait: verdict.retry_after,
-        reset: verdict.reset_after,
-    })
+    client
+        .models
+        .as_ref()
+        .is_none_or(|models| models.iter().any(|m| snapshot.names(m, group)))
 }
 
 /// Whether `client` may use `model` (a name a preference route gives).
@@ -304,19 +198,6 @@ mod tests {
             allows_model(&s, bob, "openai/gpt-4o"),
             "no list: every model"
         );
-    }
-
-    #[test]
-    fn a_reload_keeps_what_the_limits_counted() {
-        let s = snapshot("required");
-        let alice = &s.config.clients[0];
-        let rate = crate::quota::Rate {
-            count: 1,
-            period: std::time::Duration::from_secs(60),
-        };
-        assert!(s.quotas.take(&alice.name, "requests", rate, 1).allowed);
-        let next = Snapshot::after(s.config.clone(), Some(&s));
-        assert!(!next.quotas.take(&alice.name, "requests", rate, 1).allowed);
     }
 
     #[test]

@@ -51,17 +51,13 @@ pub enum GatewayError {
     /// The client's `models` do not include the model it asked for.
     #[error("This key may not use the model `{0}`")]
     ModelNotAllowed(String),
-    /// One of the client's `limits` is reached: `requests` or `tokens` per minute.
-    #[error("The limit of {limit} {what} per minute of client `{client}` is reached; retry after {secs} s", secs = .wait.as_secs_f64().ceil())]
-    LimitReached {
-        client: String,
-        what: &'static str,
-        limit: u64,
-        /// Until the next request is taken.
-        wait: std::time::Duration,
-        /// Until the whole limit is back.
-        reset: std::time::Duration,
-    },
+    /// A limit or budget the request is charged against is reached (quota).
+    #[error("{0}")]
+    LimitReached(Box<crate::quota::Refusal>),
+    /// The shared state store does not answer and `on_error: closed` refuses what it cannot
+    /// count.
+    #[error("Limits cannot be checked right now: the state store does not answer, and this gateway refuses requests it cannot count (state.redis.on_error: closed); retry shortly")]
+    LimitsUnavailable,
     /// Every endpoint is parked by its upstream's 429 `retry-after` (ejected ones are still
     /// tried when nothing else is left): the client gets what the upstream would say, with the
     /// time that remains.
@@ -187,7 +183,8 @@ impl GatewayError {
             GatewayError::Internal => 500,
             GatewayError::Unauthorized(_) => 401,
             GatewayError::ModelNotAllowed(_) => 403,
-            GatewayError::LimitReached { .. } => 429,
+            GatewayError::LimitReached(_) => 429,
+            GatewayError::LimitsUnavailable => 503,
         }
     }
 
@@ -212,16 +209,18 @@ impl GatewayError {
             GatewayError::Internal => "internal_error",
             GatewayError::Unauthorized(_) => "invalid_api_key",
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
-            GatewayError::LimitReached { .. } => "rate_limit_exceeded",
+            GatewayError::LimitReached(r) if r.budget => "insufficient_quota",
+            GatewayError::LimitReached(_) => "rate_limit_exceeded",
+            GatewayError::LimitsUnavailable => "limits_unavailable",
         }
     }
 
     /// How long the client should wait before trying again, if the error says.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            GatewayError::RateLimited { wait, .. } | GatewayError::LimitReached { wait, .. } => {
-                Some(*wait)
-            }
+            GatewayError::RateLimited { wait, .. } => Some(*wait),
+            GatewayError::LimitReached(r) => Some(r.wait),
+            GatewayError::LimitsUnavailable => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -230,18 +229,20 @@ impl GatewayError {
     /// (`x-ratelimit-*`) or Anthropic (`anthropic-ratelimit-*`) report theirs, and the wait in
     /// milliseconds.
     pub fn headers(&self, api: Option<Api>) -> Vec<(&'static str, String)> {
-        let GatewayError::LimitReached {
-            what,
-            limit,
-            wait,
-            reset,
-            ..
-        } = self
-        else {
+        let GatewayError::LimitReached(r) = self else {
             return Vec::new();
         };
+        let crate::quota::Refusal {
+            unit,
+            limit,
+            remaining,
+            reset,
+            wait,
+            budget,
+            ..
+        } = **r;
         let anthropic = api.is_some_and(Api::anthropic);
-        let names = match (anthropic, *what == "tokens") {
+        let names = match (anthropic, unit == crate::quota::Unit::Tokens) {
             (true, false) => [
                 "anthropic-ratelimit-requests-limit",
                 "anthropic-ratelimit-requests-remaining",
@@ -264,16 +265,21 @@ impl GatewayError {
             ],
         };
         let reset = if anthropic {
-            crate::access_log::rfc3339(std::time::SystemTime::now() + *reset)
+            crate::access_log::rfc3339(std::time::SystemTime::now() + reset)
         } else {
             format!("{:.3}s", reset.as_secs_f64())
         };
-        vec![
+        let mut headers = vec![
             ("retry-after-ms", wait.as_millis().to_string()),
             (names[0], limit.to_string()),
-            (names[1], "0".into()),
+            (names[1], remaining.to_string()),
             (names[2], reset),
-        ]
+        ];
+        if budget {
+            // Waiting a little does not help: the SDKs stop retrying.
+            headers.push(("x-should-retry", "false".into()));
+        }
+        headers
     }
 
     /// The JSON body sent to a client of `api` (Anthropic's shape for Messages clients).

@@ -12,6 +12,7 @@ use pingora_prometheus::prometheus::{
 };
 
 use crate::error::{classify, Class};
+use crate::quota::{Charge, Decision, Meter};
 use crate::usage::Usage;
 
 /// Label value for requests that matched no provider.
@@ -92,6 +93,10 @@ pub struct Metrics {
     connections_closed: IntCounterVec,
     router_decisions: IntCounterVec,
     router_duration: pingora_prometheus::prometheus::Histogram,
+    ratelimit_decisions: IntCounterVec,
+    budget_remaining: IntGaugeVec,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
 }
 
 /// What one finished request contributes.
@@ -99,6 +104,8 @@ pub struct Metrics {
 pub struct RequestRecord<'a> {
     /// `None` when the request matched no provider.
     pub provider: Option<(&'a str, &'a str)>,
+    /// The client's name (`clients`), `None` when anonymous.
+    pub client: Option<&'a str>,
     pub status: u16,
     pub duration: Duration,
     pub ttft: Option<Duration>,
@@ -129,7 +136,7 @@ impl Metrics {
         let m = Metrics {
             requests: IntCounterVec::new(
                 Opts::new("switchyard_requests_total", "Model requests, by outcome"),
-                &["provider", "model", "status_class"],
+                &["provider", "model", "status_class", "client"],
             )?,
             duration: HistogramVec::new(
                 HistogramOpts::new(
@@ -157,7 +164,7 @@ impl Metrics {
             )?,
             tokens: IntCounterVec::new(
                 Opts::new("switchyard_tokens_total", "Tokens reported by upstreams"),
-                &["provider", "model", "kind"],
+                &["provider", "model", "kind", "client"],
             )?,
             upstream_errors: IntCounterVec::new(
                 Opts::new(
@@ -216,6 +223,35 @@ impl Metrics {
                 )
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]),
             )?,
+            ratelimit_decisions: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_ratelimit_decisions_total",
+                    "Limit checks of model requests, one per limit a request is charged against: allowed, refused, unchecked (state store down, on_error: open), unavailable (on_error: closed)",
+                ),
+                &["client", "limit", "decision"],
+            )?,
+            budget_remaining: IntGaugeVec::new(
+                Opts::new(
+                    "switchyard_budget_remaining_tokens",
+                    "Tokens left in a client's daily budget, as of its latest request",
+                ),
+                &["client"],
+            )?,
+            store_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchyard_state_store_duration_seconds",
+                    "Round trips to the shared state store (Redis) that succeeded, by operation (check, settle)",
+                )
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+                &["op"],
+            )?,
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_state_store_errors_total",
+                    "Calls to the shared state store that failed, timed out or were skipped while it rests after a failure, by operation",
+                ),
+                &["op"],
+            )?,
             connections: IntGauge::new(
                 "switchyard_downstream_connections",
                 "Client connections open",
@@ -252,6 +288,10 @@ impl Metrics {
         registry.register(Box::new(m.router_decisions.clone()))?;
         registry.register(Box::new(m.router_duration.clone()))?;
         registry.register(Box::new(m.connections_closed.clone()))?;
+        registry.register(Box::new(m.ratelimit_decisions.clone()))?;
+        registry.register(Box::new(m.budget_remaining.clone()))?;
+        registry.register(Box::new(m.store_duration.clone()))?;
+        registry.register(Box::new(m.store_errors.clone()))?;
         for reason in crate::downstream::Limit::ALL {
             m.connections_closed.with_label_values(&[reason.as_str()]);
         }
@@ -269,6 +309,51 @@ impl Metrics {
             .with_label_values(&[route, outcome])
             .inc();
         self.router_duration.observe(took.as_secs_f64());
+    }
+
+    /// The limit checks of one request (quota): one count per limit it was charged against,
+    /// and what is left of a daily budget.
+    pub fn ratelimit_decisions(&self, charges: &[Charge], decision: &Decision) {
+        let count = |c: &Charge, decision: &str| {
+            self.ratelimit_decisions
+                .with_label_values(&[c.client.as_str(), c.limit, decision])
+                .inc();
+        };
+        let budget = |c: &Charge, v: &crate::quota::Verdict| {
+            if matches!(c.meter, Meter::Day(_)) {
+                let left = i64::try_from(v.remaining).unwrap_or(i64::MAX);
+                self.budget_remaining
+                    .with_label_values(&[c.client.as_str()])
+                    .set(left);
+            }
+        };
+        match decision {
+            Decision::Allowed { verdicts, .. } => {
+                for (c, v) in charges.iter().zip(verdicts) {
+                    count(c, "allowed");
+                    budget(c, v);
+                }
+            }
+            Decision::Refused { index, verdict } => {
+                if let Some(c) = charges.get(*index) {
+                    count(c, "refused");
+                    budget(c, verdict);
+                }
+            }
+            Decision::Unchecked => charges.iter().for_each(|c| count(c, "unchecked")),
+            Decision::Unavailable => charges.iter().for_each(|c| count(c, "unavailable")),
+        }
+    }
+
+    /// A call to the shared state store: how long it took, or `None` when it failed.
+    pub fn store_call(&self, op: &str, took: Option<Duration>) {
+        match took {
+            Some(t) => self
+                .store_duration
+                .with_label_values(&[op])
+                .observe(t.as_secs_f64()),
+            None => self.store_errors.with_label_values(&[op]).inc(),
+        }
     }
 
     /// A client connection opened (`+1`) or closed (`-1`).
@@ -292,8 +377,9 @@ impl Metrics {
         self.in_flight.dec();
         let (provider, model) = r.provider.unwrap_or((NONE, NONE));
         let labels = [provider, model];
+        let client = r.client.unwrap_or(crate::quota::plan::ANONYMOUS);
         self.requests
-            .with_label_values(&[provider, model, status_class(r.status)])
+            .with_label_values(&[provider, model, status_class(r.status), client])
             .inc();
         self.duration
             .with_label_values(&labels)
@@ -316,7 +402,7 @@ impl Metrics {
                 ("cache_write", u.cache_write),
             ] {
                 self.tokens
-                    .with_label_values(&[provider, model, kind])
+                    .with_label_values(&[provider, model, kind, client])
                     .inc_by(n);
             }
         }
@@ -393,6 +479,7 @@ mod tests {
         m.request_started();
         m.request_finished(&RequestRecord {
             provider: Some(("openai", "openai/gpt-4o")),
+            client: Some("alice"),
             status: 200,
             duration: Duration::from_millis(120),
             ttft: Some(Duration::from_millis(40)),
@@ -411,10 +498,10 @@ mod tests {
         });
         let text = scrape(&registry);
         for line in [
-            r#"switchyard_requests_total{model="openai/gpt-4o",provider="openai",status_class="2xx"} 1"#,
-            r#"switchyard_requests_total{model="none",provider="none",status_class="4xx"} 1"#,
-            r#"switchyard_tokens_total{kind="prompt",model="openai/gpt-4o",provider="openai"} 12"#,
-            r#"switchyard_tokens_total{kind="cache_read",model="openai/gpt-4o",provider="openai"} 8"#,
+            r#"switchyard_requests_total{client="alice",model="openai/gpt-4o",provider="openai",status_class="2xx"} 1"#,
+            r#"switchyard_requests_total{client="anonymous",model="none",provider="none",status_class="4xx"} 1"#,
+            r#"switchyard_tokens_total{client="alice",kind="prompt",model="openai/gpt-4o",provider="openai"} 12"#,
+            r#"switchyard_tokens_total{client="alice",kind="cache_read",model="openai/gpt-4o",provider="openai"} 8"#,
             r#"switchyard_overhead_seconds_bucket{provider="openai",le="0.0005"} 1"#,
             r#"switchyard_time_to_first_token_seconds_count{model="openai/gpt-4o",provider="openai"} 1"#,
             r#"switchyard_in_flight_requests 0"#,
@@ -448,6 +535,26 @@ mod tests {
         m.connections(1);
         m.connection_closed(crate::downstream::Limit::ALL[0]);
         m.reloaded(true);
+        let budget = Charge {
+            key: "client:a:tokens_per_day".into(),
+            meter: Meter::Day(10),
+            unit: crate::quota::Unit::Tokens,
+            cost: 1,
+            owner: "client `a`".into(),
+            client: "a".into(),
+            limit: "tokens_per_day",
+            per: "day",
+        };
+        let verdict = crate::quota::Verdict {
+            allowed: true,
+            remaining: 9,
+            reset_after: Duration::ZERO,
+            retry_after: Duration::ZERO,
+        };
+        let verdicts = vec![verdict];
+        m.ratelimit_decisions(&[budget], &Decision::Allowed { day: 0, verdicts });
+        m.store_call("check", Some(Duration::from_micros(300)));
+        m.store_call("check", None);
         let readme = include_str!("../README.md");
         let families = registry.gather();
         assert!(families.len() >= 17, "{}", families.len());

@@ -41,6 +41,7 @@ use crate::intake::{self, Request, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
+use crate::quota::{self, Decision};
 use crate::request_id;
 use crate::respond;
 use crate::router;
@@ -98,8 +99,8 @@ pub struct RequestCtx {
     refused: bool,
     /// The client's name (clients), when it presented a key.
     client: Option<String>,
-    /// Tokens reserved against the client's `tokens_per_minute`, settled when it is logged.
-    reserved: Option<u64>,
+    /// The token reservations the request holds (quota), settled when it is logged.
+    held: Option<crate::quota::Held>,
     exchange: Option<Box<Exchange>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
@@ -130,7 +131,7 @@ impl ProxyHttp for Gateway {
             refused_for: None,
             refused: false,
             client: None,
-            reserved: None,
+            held: None,
             exchange: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
@@ -393,6 +394,7 @@ impl ProxyHttp for Gateway {
                 provider: x
                     .and_then(Exchange::endpoint_labels)
                     .or(ctx.refused_labels()),
+                client: ctx.client.as_deref(),
                 status,
                 duration,
                 ttft: x
@@ -434,14 +436,6 @@ impl Gateway {
             Ok(client) => client,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
-        // A model request counts against its client's limits once, whatever its attempts;
-        // its tokens are settled in `logging`.
-        if let (Some(client), false) = (client, api == Api::CountTokens) {
-            match clients::charge(&snapshot, client, &request.body) {
-                Ok(reserved) => ctx.reserved = reserved,
-                Err(e) => return self.refuse(session, ctx, api, e).await,
-            }
-        }
         if api == Api::CountTokens && request.lead_interface(&snapshot) != Interface::Anthropic {
             // No such endpoint upstream: the gateway's estimate (translate::count_tokens).
             let estimate = serde_json::from_slice(&request.body)
@@ -461,6 +455,16 @@ impl Gateway {
             choice
                 .models
                 .retain(|m| clients::allows_model(&snapshot, client, m));
+        }
+        // A model request counts against its limits once, whatever its attempts; its tokens
+        // are settled in `logging`.
+        if let (Ok(choice), false) = (&choice, api == Api::CountTokens) {
+            if let Err(e) = self
+                .charge(session, ctx, &snapshot, client, &request, choice)
+                .await
+            {
+                return self.refuse(session, ctx, api, e).await;
+            }
         }
         let built = choice.and_then(|choice| {
             let request = match choice.body {
@@ -534,10 +538,48 @@ impl Gateway {
         Ok(client)
     }
 
-    /// Settles the client's token reservation with what the upstream reported using; a request
-    /// that never reached an upstream gives it all back, one cut without usage keeps it.
+    /// Charges the request to its limits (quota): the client's and Plano's rules that match
+    /// the model it is routed to; the 429 (or 503) when one refuses.
+    async fn charge(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        snapshot: &crate::state::Snapshot,
+        client: Option<&crate::config::Client>,
+        request: &Request,
+        choice: &Choice,
+    ) -> std::result::Result<(), GatewayError> {
+        let group = choice
+            .models
+            .first()
+            .and_then(|m| {
+                snapshot
+                    .resolver
+                    .resolve(&snapshot.config.providers, Some(m))
+                    .ok()
+            })
+            .map_or(request.group, |r| r.group);
+        let req = session.req_header();
+        let charges = quota::plan::plan(snapshot, client, group, req, &request.body);
+        if charges.is_empty() {
+            return Ok(());
+        }
+        let (decision, held) = snapshot.quotas.check(charges.clone(), &self.metrics).await;
+        ctx.held = held;
+        match decision {
+            Decision::Allowed { .. } | Decision::Unchecked => Ok(()),
+            Decision::Refused { index, verdict } => Err(GatewayError::LimitReached(Box::new(
+                quota::Refusal::of(&charges[index.min(charges.len() - 1)], verdict),
+            ))),
+            Decision::Unavailable => Err(GatewayError::LimitsUnavailable),
+        }
+    }
+
+    /// Settles the request's token reservations with what the upstream reported using; a
+    /// request that never reached an upstream gives them all back, one cut without usage keeps
+    /// them.
     fn settle(&self, ctx: &mut RequestCtx) {
-        let (Some(reserved), Some(client)) = (ctx.reserved.take(), ctx.client.as_deref()) else {
+        let Some(held) = ctx.held.take() else {
             return;
         };
         let x = ctx.exchange.as_deref();
@@ -546,7 +588,7 @@ impl Gateway {
             None if x.is_none_or(|x| x.attempts().next().is_none()) => 0,
             None => return,
         };
-        clients::settle_tokens(&self.state.load(), client, reserved, used);
+        held.settle(used, &self.metrics);
     }
 
     /// Preference routing on `snapshot` (router::choose).

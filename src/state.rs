@@ -36,8 +36,9 @@ pub struct Snapshot {
     /// What preference routing remembers (session pins, recent answers); kept across reloads
     /// while the `routing` settings are the same.
     pub recall: Arc<Recall>,
-    /// What the clients' request limits have counted; kept across every reload.
-    pub quotas: Arc<Quotas>,
+    /// Where limits and budgets are counted (here, and in Redis when shared); what this
+    /// process counted is kept across every reload.
+    pub quotas: Quotas,
     /// Round-robin position of each routing group.
     pub(crate) rotation: Vec<AtomicU64>,
 }
@@ -110,7 +111,7 @@ impl Snapshot {
             models,
             router: Router::of(&config),
             recall,
-            quotas: previous.map_or_else(Default::default, |p| p.quotas.clone()),
+            quotas: Quotas::after(&config.state, previous.map(|p| &p.quotas)),
             upstreams,
             config,
         }
@@ -128,6 +129,18 @@ impl Snapshot {
     pub fn lead(&self, gid: usize) -> Option<(usize, &Provider)> {
         let i = *self.resolver.group(gid).members.first()?;
         Some((i, self.provider(i)))
+    }
+
+    /// Whether `model`, as written in the config (a provider's name, model or bare id, an
+    /// alias, or `provider/*`), names the models of group `gid`.
+    pub fn names(&self, model: &str, gid: usize) -> bool {
+        match model.strip_suffix("/*") {
+            Some(prefix) => self.lead(gid).is_some_and(|(_, p)| p.prefix == prefix),
+            None => self
+                .resolver
+                .resolve(&self.config.providers, Some(model))
+                .is_ok_and(|r| r.group == gid),
+        }
     }
 
     pub fn upstream(&self, i: usize) -> &Upstream {

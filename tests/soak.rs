@@ -148,7 +148,7 @@ fn soak() {
             while !stop.load(Ordering::Relaxed) {
                 let len = (next(&mut seed) % 512) as usize;
                 let mut body: Vec<u8> = (0..len).map(|_| next(&mut seed) as u8).collect();
-                if next(&mut seed) % 2 == 0 {
+                if next(&mut seed).is_multiple_of(2) {
                     body = format!("{{\"model\": {}", String::from_utf8_lossy(&body)).into_bytes();
                 }
                 let path = ["/v1/chat/completions", "/v1/messages"][(next(&mut seed) % 2) as usize];

@@ -42,6 +42,10 @@ pub struct Config {
     pub server: ServerSettings,
     /// switchyard's `clients`: who may use the gateway with which key.
     pub clients: Vec<Client>,
+    /// Plano's `ratelimits`.
+    pub ratelimits: Vec<RateRule>,
+    /// switchyard's `state`.
+    pub state: StateSettings,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
     pub warnings: Vec<Problem>,
 }
@@ -110,7 +114,79 @@ pub struct Client {
     pub requests_per_minute: Option<u64>,
     /// `limits.tokens_per_minute`: tokens (prompt and answer) this client may use per minute.
     pub tokens_per_minute: Option<u64>,
+    /// `model_limits`: limits of this client on one model (or `provider/*`), beside its own.
+    pub model_limits: Vec<ModelLimit>,
+    /// `budgets.tokens_per_day`: tokens this client may use per UTC day.
+    pub tokens_per_day: Option<u64>,
     pub line: u64,
+}
+
+/// One entry of a client's `model_limits`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelLimit {
+    /// A model name, bare id, alias or `provider/*`, as written.
+    pub model: String,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub line: u64,
+}
+
+/// One entry of Plano's `ratelimits`: the tokens that requests for `model` carrying the
+/// `header` may use per `period`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateRule {
+    /// A model name, bare id, alias or `provider/*`, as written.
+    pub model: String,
+    /// The selector header, lowercase.
+    pub header: String,
+    /// The selector value; `None` (written `"*"`): one limit per distinct value.
+    pub value: Option<String>,
+    pub tokens: u64,
+    /// `unit` (`second`, `minute`, `hour`, `day`) as a word and a period.
+    pub unit: &'static str,
+    pub period: Duration,
+    pub line: u64,
+}
+
+/// switchyard's `state`: where limits and budgets are counted.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateSettings {
+    /// `state.redis`: shared by every replica; absent, each process counts for itself.
+    pub redis: Option<RedisSettings>,
+}
+
+/// `state.redis`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSettings {
+    /// `redis://`, `rediss://` or `unix://`; may hold a password.
+    pub url: Secret,
+    /// Longest wait for Redis on a request's path.
+    pub timeout: Duration,
+    pub on_error: OnStoreError,
+    /// Prefix of every key switchyard writes.
+    pub key_prefix: String,
+}
+
+/// `state.redis.on_error`: what a check does when Redis does not answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreError {
+    /// Let the request pass, unlimited.
+    #[default]
+    Open,
+    /// Refuse it (503).
+    Closed,
+    /// Count it in this process alone.
+    Local,
+}
+
+impl OnStoreError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStoreError::Open => "open",
+            OnStoreError::Closed => "closed",
+            OnStoreError::Local => "local",
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -121,6 +197,8 @@ impl fmt::Debug for Client {
             .field("models", &self.models)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("tokens_per_minute", &self.tokens_per_minute)
+            .field("model_limits", &self.model_limits)
+            .field("tokens_per_day", &self.tokens_per_day)
             .finish_non_exhaustive()
     }
 }

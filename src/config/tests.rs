@@ -793,9 +793,20 @@ fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
     ))
     .contains("not enforced by this version"));
     assert!(problem(&format!(
-        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, budgets: {{tokens_per_day: 5}}}}]\n"
+        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, budgets: {{usd_per_day: 5}}}}]\n"
     ))
     .contains("not enforced by this version"));
+    let c = load(&format!(
+        "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, budgets: {{tokens_per_day: 5}}, model_limits: {{'openai/*': {{requests_per_minute: 2}}}}}}]\n"
+    ));
+    assert_eq!(c.clients[0].tokens_per_day, Some(5));
+    assert_eq!(c.clients[0].model_limits[0].model, "openai/*");
+    assert_eq!(
+        problem(&format!(
+            "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, model_limits: {{gpt-9: {{requests_per_minute: 2}}}}}}]\n"
+        )),
+        "clients[0].model_limits.gpt-9 (line 2): `gpt-9` is not a configured model, alias or `provider/*`"
+    );
     let c = load(&format!(
         "{providers}clients: [{{name: a, key: $OPENAI_API_KEY, limits: {{requests_per_minute: 5, tokens_per_minute: 900}}}}]\n"
     ));
@@ -810,4 +821,69 @@ fn client_keys_come_from_the_environment_or_a_digest_never_the_file() {
     ));
     assert_eq!(c.listener.auth, ClientAuth::Required);
     assert_eq!(c.clients[0].digest, key_digest(b"sk-openai-secret"));
+}
+
+#[test]
+fn plano_ratelimits_load_as_documented_and_bad_ones_name_their_line() {
+    let providers = "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: openai/gpt-4o-mini, access_key: k}\n";
+    // Plano's documented example, unchanged.
+    let c = load(&format!(
+        "{providers}ratelimits:\n  - model: openai/gpt-4o\n    selector: {{key: x-user-id, value: '*'}}\n    limit: {{tokens: 100000, unit: hour}}\n  - model: openai/gpt-4o-mini\n    selector: {{key: X-Org-Id, value: acme-corp}}\n    limit: {{tokens: 500000, unit: day}}\n"
+    ));
+    assert_eq!(c.ratelimits.len(), 2);
+    assert_eq!(c.ratelimits[0].value, None, "`*`: one limit per value");
+    assert_eq!(c.ratelimits[0].period, std::time::Duration::from_secs(3600));
+    assert_eq!(c.ratelimits[1].header, "x-org-id");
+    assert_eq!(c.ratelimits[1].value.as_deref(), Some("acme-corp"));
+    assert_eq!(
+        c.ratelimits[1].period,
+        std::time::Duration::from_secs(86_400),
+        "a day is a day"
+    );
+    // What crashed Plano is a load error naming the line.
+    let rule = |model: &str, tokens: &str, unit: &str| {
+        format!("{providers}ratelimits:\n  - model: {model}\n    selector: {{key: x-user-id, value: '*'}}\n    limit: {{tokens: {tokens}, unit: {unit}}}\n")
+    };
+    assert_eq!(
+        problem(&rule("openai/gpt-4o", "10", "minutes")),
+        "ratelimits[0].limit.unit (line 7): unknown unit `minutes`; expected second, minute, hour or day"
+    );
+    assert!(problem(&rule("openai/gpt-4o", "0", "hour"))
+        .starts_with("ratelimits[0].limit.tokens (line 7)"));
+    assert_eq!(
+        problem(&rule("openai/gpt-5", "10", "hour")),
+        "ratelimits[0].model (line 5): `openai/gpt-5` is not a configured model, alias or `provider/*`"
+    );
+    // The bare id and `provider/*` are models too.
+    assert_eq!(
+        load(&rule("gpt-4o", "10", "second")).ratelimits[0].unit,
+        "second"
+    );
+    assert_eq!(
+        load(&rule("'openai/*'", "10", "second")).ratelimits.len(),
+        1
+    );
+}
+
+#[test]
+fn the_state_store_is_redis_given_by_url_never_shown() {
+    let providers = "model_providers: [{model: openai/gpt-4o, access_key: k}]\n";
+    let c = load(&format!(
+        "{providers}state: {{redis: {{url: 'redis://:hunter2@127.0.0.1:6379/0', timeout: 20ms, on_error: local}}}}\n"
+    ));
+    let redis = c.state.redis.as_ref().expect("redis");
+    assert_eq!(redis.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(redis.on_error, crate::config::OnStoreError::Local);
+    assert_eq!(redis.key_prefix, "switchyard:");
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let bad = problem(&format!(
+        "{providers}state: {{redis: {{url: 'http://:hunter2@x'}}}}\n"
+    ));
+    assert!(
+        bad.starts_with("state.redis.url (line 2): not a Redis URL"),
+        "{bad}"
+    );
+    assert!(!bad.contains("hunter2"));
+    // Without Redis each process counts for itself.
+    assert_eq!(load(providers).state.redis, None);
 }

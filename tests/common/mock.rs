@@ -57,6 +57,7 @@ impl Received {
 /// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
 ///   [`ANTHROPIC_USAGE`];
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
+/// - `completion_tokens=N`: OpenAI answers report N completion tokens;
 /// - `tools`: a call of the request's first tool (else `get_weather`) with `{"city":"Paris"}`
 ///   instead of text;
 /// - `split` (with `sse=N`): events written in 5-byte pieces;
@@ -496,6 +497,8 @@ struct Mode {
     lenient: bool,
     /// With `sse=N`: end the body this many ms after the final event.
     late_end_ms: Option<u64>,
+    /// OpenAI answers: report this many completion tokens (an answer longer than reserved).
+    completion_tokens: Option<u64>,
 }
 
 /// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
@@ -577,7 +580,7 @@ fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
             json!({
                 "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": message, "finish_reason": if tools { "tool_calls" } else { "stop" }}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+                "usage": {"prompt_tokens": 3, "completion_tokens": opts.completion_tokens.unwrap_or(1), "total_tokens": 3 + opts.completion_tokens.unwrap_or(1)}
             })
         }
     }
@@ -657,6 +660,7 @@ fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
     let mut tail = vec![chunk(json!({}), finish.into())];
     if opts.usage {
         let (p, c, cached) = OPENAI_STREAM_USAGE;
+        let c = opts.completion_tokens.unwrap_or(c);
         tail.push(data(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock", "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": {"cached_tokens": cached}}})));
     }
     tail.push("data: [DONE]\n\n".to_owned());
@@ -685,6 +689,7 @@ fn parse_mode(mode: &str) -> Mode {
             "file" => m.file = Some(v.to_owned()),
             "lenient" => m.lenient = true,
             "late_end_ms" => m.late_end_ms = v.parse().ok(),
+            "completion_tokens" => m.completion_tokens = v.parse().ok(),
             _ => panic!("unknown mock mode {part}"),
         }
     }

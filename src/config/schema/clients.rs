@@ -1,11 +1,11 @@
 //! switchyard's `clients`: each client's name, its key (from the environment or as a SHA-256
-//! digest, never written in the file), the models it may use and its request rate. Token
-//! limits and budgets are not enforced by this version: they are refused rather than silently
-//! ignored.
+//! digest, never written in the file), the models it may use, its limits per minute (its own
+//! and per model) and its daily token budget. Limits this version does not enforce (per day,
+//! in money) are refused rather than silently ignored.
 
 use super::*;
 
-/// `clients: [{name, key, models}]`.
+/// `clients: [{name, key, models, limits, model_limits, budgets}]`.
 pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<Client> {
     let mut out: Vec<Client> = Vec::new();
     for (i, item) in yaml::list(r, path, node)
@@ -17,7 +17,18 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
         let Some(mut f) = Fields::of(r, &p, item) else {
             continue;
         };
-        let name = required_string(r, &mut f, "name", item);
+        let name = required_string(r, &mut f, "name", item).filter(|name| {
+            // The name labels metrics and keys the counts: none of the keys' separators.
+            let fits = !name.is_empty() && !name.contains([':', '{', '}']);
+            if !fits {
+                r.error(
+                    &p,
+                    item.line,
+                    format!("client name `{name}` must be non-empty, without `:`, `{{` or `}}`"),
+                );
+            }
+            fits
+        });
         let digest = match f.take("key") {
             Some((kp, kn)) => key_digest(r, &kp, kn, env),
             None => {
@@ -37,19 +48,26 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
             .take("limits")
             .and_then(|(lp, ln)| {
                 let mut lf = Fields::of(r, &lp, ln)?;
-                let mut per_minute = |key: &str, max: i64| {
-                    lf.take(key)
-                        .and_then(|(rp, rn)| yaml::integer(r, &rp, rn, 1, max))
-                        .map(|n| n as u64)
-                };
-                let rpm = per_minute("requests_per_minute", 10_000_000);
-                let tpm = per_minute("tokens_per_minute", 1_000_000_000_000);
+                let limits = per_minute(r, &mut lf);
                 refuse_unenforced(r, &mut lf, &["requests_per_day", "tokens_per_day"]);
                 lf.finish(r, &[]);
-                Some((rpm, tpm))
+                Some(limits)
             })
             .unwrap_or_default();
-        refuse_unenforced(r, &mut f, &["budgets", "model_limits"]);
+        let model_limits = f
+            .take("model_limits")
+            .map(|(mp, mn)| model_limits(r, &mp, mn))
+            .unwrap_or_default();
+        let tokens_per_day = f.take("budgets").and_then(|(bp, bn)| {
+            let mut bf = Fields::of(r, &bp, bn)?;
+            let tokens = bf
+                .take("tokens_per_day")
+                .and_then(|(tp, tn)| yaml::integer(r, &tp, tn, 1, 1_000_000_000_000))
+                .map(|n| n as u64);
+            refuse_unenforced(r, &mut bf, &["usd_per_day", "usd_per_month"]);
+            bf.finish(r, &[]);
+            tokens
+        });
         f.finish(r, &[]);
         let (Some(name), Some(digest)) = (name, digest) else {
             continue;
@@ -79,7 +97,52 @@ pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<
             models,
             requests_per_minute,
             tokens_per_minute,
+            model_limits,
+            tokens_per_day,
             line: item.line,
+        });
+    }
+    out
+}
+
+/// `requests_per_minute` and `tokens_per_minute` of a `limits` block.
+fn per_minute(r: &mut Report, f: &mut Fields<'_>) -> (Option<u64>, Option<u64>) {
+    let mut take = |key: &str, max: i64| {
+        f.take(key)
+            .and_then(|(p, n)| yaml::integer(r, &p, n, 1, max))
+            .map(|n| n as u64)
+    };
+    let rpm = take("requests_per_minute", 10_000_000);
+    let tpm = take("tokens_per_minute", 1_000_000_000_000);
+    (rpm, tpm)
+}
+
+/// `model_limits: {<model>: {requests_per_minute, tokens_per_minute}}`.
+fn model_limits(r: &mut Report, path: &str, node: &Node) -> Vec<ModelLimit> {
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (model, _, value) in f.rest() {
+        let p = yaml::join(path, model);
+        let Some(mut mf) = Fields::of(r, &p, value) else {
+            continue;
+        };
+        let (requests_per_minute, tokens_per_minute) = per_minute(r, &mut mf);
+        mf.finish(r, &[]);
+        if requests_per_minute.is_none() && tokens_per_minute.is_none() {
+            r.error(
+                &p,
+                value.line,
+                "give `requests_per_minute`, `tokens_per_minute` or both",
+            );
+            continue;
+        }
+        out.push(ModelLimit {
+            model: model.to_owned(),
+            requests_per_minute,
+            tokens_per_minute,
+            line: value.line,
         });
     }
     out

@@ -12,18 +12,21 @@ use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
     Client, ClientAuth, Config, ConfigError, HealthCheck, LbPolicy, Listener, MetricsKind,
-    MetricsSource, Origin, Outlier, Overrides, Prefer, Provider, Retry, Routing, RoutingPreference,
-    ServerSettings, Sink, Timeouts, Unsupported,
+    MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer, Provider,
+    RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
+    StateSettings, Timeouts, Unsupported,
 };
 use crate::catalog::{self, Interface};
 
 mod clients;
+mod limits;
 mod listener;
 mod provider;
 mod routing;
 mod server;
 
 use clients::clients;
+use limits::{ratelimits, state};
 use listener::{listeners, outlier, retry, timeouts};
 pub use provider::HOSTED_ROUTER;
 use provider::{hosted_router, provider, Entry, InlinePrefs};
@@ -40,7 +43,6 @@ const VERSIONS: &[&str] = &["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0
 /// Top-level keys of Plano's schema that switchyard accepts but does not implement yet.
 const PLANNED_TOP_LEVEL: &[&str] = &[
     "prompt_caching",
-    "ratelimits",
     "tracing",
     "endpoints",
     "state_storage",
@@ -198,6 +200,16 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         .map(|(path, node)| clients(r, &path, node, env))
         .unwrap_or_default();
 
+    let ratelimits = f
+        .take("ratelimits")
+        .map(|(path, node)| ratelimits(r, &path, node))
+        .unwrap_or_default();
+
+    let state = f
+        .take("state")
+        .map(|(path, node)| state(r, &path, node, env))
+        .unwrap_or_default();
+
     let server = f
         .take("server")
         .map(|(path, node)| server(r, &path, node))
@@ -218,6 +230,8 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         overrides,
         server,
         clients,
+        ratelimits,
+        state,
         warnings: Vec::new(),
     };
     cross_check(r, &config);
@@ -316,6 +330,20 @@ fn name_endpoints(providers: &mut [Provider]) {
     }
 }
 
+/// Whether `m` names a configured model: a provider's name, model or bare id, an alias, or
+/// `provider/*` of a configured provider.
+fn known_model(c: &Config, m: &str) -> bool {
+    match m.strip_suffix("/*") {
+        Some(prefix) => c.providers.iter().any(|p| p.prefix == prefix),
+        None => {
+            c.aliases.iter().any(|(alias, _)| alias == m)
+                || c.providers
+                    .iter()
+                    .any(|p| p.name == m || p.model == m || p.id == m)
+        }
+    }
+}
+
 fn cross_check(r: &mut Report, c: &Config) {
     if c.listener.auth == ClientAuth::Required && c.clients.is_empty() {
         r.errors.push(super::yaml::Problem {
@@ -324,26 +352,28 @@ fn cross_check(r: &mut Report, c: &Config) {
             message: "`auth: required` needs at least one entry in `clients`".into(),
         });
     }
-    // A client's models are configured ones: names, models, bare ids, aliases or `provider/*`.
+    // Models named by clients and limits are configured ones: names, models, bare ids, aliases
+    // or `provider/*`.
+    let mut unknown = |path: String, line: u64, m: &str| {
+        if !known_model(c, m) {
+            r.errors.push(super::yaml::Problem {
+                path,
+                line: Some(line),
+                message: format!("`{m}` is not a configured model, alias or `provider/*`"),
+            });
+        }
+    };
     for (i, client) in c.clients.iter().enumerate() {
         for (j, m) in client.models.iter().flatten().enumerate() {
-            let known = match m.strip_suffix("/*") {
-                Some(prefix) => c.providers.iter().any(|p| p.prefix == prefix),
-                None => {
-                    c.aliases.iter().any(|(alias, _)| alias == m)
-                        || c.providers
-                            .iter()
-                            .any(|p| &p.name == m || &p.model == m || &p.id == m)
-                }
-            };
-            if !known {
-                r.errors.push(super::yaml::Problem {
-                    path: format!("clients[{i}].models[{j}]"),
-                    line: Some(client.line),
-                    message: format!("`{m}` is not a configured model, alias or `provider/*`"),
-                });
-            }
+            unknown(format!("clients[{i}].models[{j}]"), client.line, m);
         }
+        for limit in &client.model_limits {
+            let path = format!("clients[{i}].model_limits.{}", limit.model);
+            unknown(path, limit.line, &limit.model);
+        }
+    }
+    for (i, rule) in c.ratelimits.iter().enumerate() {
+        unknown(format!("ratelimits[{i}].model"), rule.line, &rule.model);
     }
     // Plano refuses `cheapest` without a cost source; switchyard also has the providers' `cost`,
     // and says when neither gives a route anything to rank by.

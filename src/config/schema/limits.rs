@@ -1,0 +1,196 @@
+//! Plano's `ratelimits`, loaded as Plano documents them with its bugs fixed (a bad `unit` or a
+//! zero `tokens` is a load error naming the line, not a crash), and switchyard's `state`: where
+//! limits are counted.
+
+use super::*;
+
+/// `ratelimits: [{model, selector: {key, value}, limit: {tokens, unit}}]`.
+pub(super) fn ratelimits(r: &mut Report, path: &str, node: &Node) -> Vec<RateRule> {
+    let mut out: Vec<RateRule> = Vec::new();
+    for (i, item) in yaml::list(r, path, node)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let p = index(path, i);
+        let Some(mut f) = Fields::of(r, &p, item) else {
+            continue;
+        };
+        let model = required_string(r, &mut f, "model", item);
+        let selector = match f.take("selector") {
+            Some((sp, sn)) => selector(r, &sp, sn),
+            None => {
+                r.error(&p, item.line, "missing required key `selector`");
+                None
+            }
+        };
+        let limit = match f.take("limit") {
+            Some((lp, ln)) => limit(r, &lp, ln),
+            None => {
+                r.error(&p, item.line, "missing required key `limit`");
+                None
+            }
+        };
+        f.finish(r, &[]);
+        let (Some(model), Some((header, value)), Some((tokens, unit, period))) =
+            (model, selector, limit)
+        else {
+            continue;
+        };
+        let rule = RateRule {
+            model,
+            header,
+            value,
+            tokens,
+            unit,
+            period,
+            line: item.line,
+        };
+        // Plano skips a second rule for the same model and selector (and logs it): so does
+        // switchyard, saying so at load.
+        if let Some(first) = out
+            .iter()
+            .find(|o| (&o.model, &o.header, &o.value) == (&rule.model, &rule.header, &rule.value))
+        {
+            r.warn(
+                &p,
+                item.line,
+                format!(
+                    "the rule on line {} has the same model and selector; this one is ignored",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        out.push(rule);
+    }
+    out
+}
+
+/// `selector: {key, value}`: the header (lowercase) and its value, `None` for `"*"` (one limit
+/// per distinct value; Plano compared `*` literally).
+fn selector(r: &mut Report, path: &str, node: &Node) -> Option<(String, Option<String>)> {
+    let mut f = Fields::of(r, path, node)?;
+    let key = required_string(r, &mut f, "key", node);
+    let value = match f.take("value") {
+        Some((vp, vn)) => yaml::string(r, &vp, vn).map(|v| (v != "*").then_some(v)),
+        // Plano's code reads a missing value as "each value"; its schema asks for one.
+        None => Some(None),
+    };
+    f.finish(r, &[]);
+    let key = key?;
+    if HeaderName::from_bytes(key.as_bytes()).is_err() {
+        r.error(path, node.line, format!("`{key}` is not a header name"));
+        return None;
+    }
+    Some((key.to_ascii_lowercase(), value?))
+}
+
+/// `limit: {tokens, unit}`.
+fn limit(r: &mut Report, path: &str, node: &Node) -> Option<(u64, &'static str, Duration)> {
+    let mut f = Fields::of(r, path, node)?;
+    let tokens = match f.take("tokens") {
+        Some((tp, tn)) => yaml::integer(r, &tp, tn, 1, i64::from(u32::MAX)).map(|n| n as u64),
+        None => {
+            r.error(path, node.line, "missing required key `tokens`");
+            None
+        }
+    };
+    let unit = match f.take("unit") {
+        Some((up, un)) => yaml::string(r, &up, un).and_then(|u| {
+            let found = UNITS.iter().find(|(name, _)| *name == u);
+            if found.is_none() {
+                r.error(
+                    &up,
+                    un.line,
+                    format!("unknown unit `{u}`; expected second, minute, hour or day"),
+                );
+            }
+            found.copied()
+        }),
+        None => {
+            r.error(path, node.line, "missing required key `unit`");
+            None
+        }
+    };
+    f.finish(r, &[]);
+    let (name, secs) = unit?;
+    Some((tokens?, name, Duration::from_secs(secs)))
+}
+
+const UNITS: &[(&str, u64)] = &[
+    ("second", 1),
+    ("minute", 60),
+    ("hour", 3_600),
+    ("day", 86_400),
+];
+
+/// `state: {redis: {url, timeout, on_error, key_prefix}}`.
+pub(super) fn state(r: &mut Report, path: &str, node: &Node, env: Env) -> StateSettings {
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return StateSettings::default();
+    };
+    let redis = f.take("redis").and_then(|(rp, rn)| redis(r, &rp, rn, env));
+    f.finish(r, &[]);
+    StateSettings { redis }
+}
+
+fn redis(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<RedisSettings> {
+    let mut f = Fields::of(r, path, node)?;
+    let url = match f.take("url") {
+        Some((up, un)) => expanded(r, &up, un, env).and_then(|url| {
+            // Said without the URL, which may hold a password.
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            let known = matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix"));
+            if !known || redis::Client::open(url.as_str()).is_err() {
+                r.error(
+                    &up,
+                    un.line,
+                    "not a Redis URL: expected redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path",
+                );
+                return None;
+            }
+            Some(Secret::new(url))
+        }),
+        None => {
+            r.error(path, node.line, "missing required key `url`");
+            None
+        }
+    };
+    let timeout = f
+        .take("timeout")
+        .and_then(|(tp, tn)| positive_duration(r, &tp, tn))
+        .unwrap_or(Duration::from_millis(50));
+    let on_error = f
+        .take("on_error")
+        .and_then(|(op, on)| {
+            let word = yaml::string(r, &op, on)?;
+            let policy = [
+                OnStoreError::Open,
+                OnStoreError::Closed,
+                OnStoreError::Local,
+            ]
+            .into_iter()
+            .find(|p| p.as_str() == word);
+            if policy.is_none() {
+                r.error(
+                    &op,
+                    on.line,
+                    format!("unknown policy `{word}`; expected open, closed or local"),
+                );
+            }
+            policy
+        })
+        .unwrap_or_default();
+    let key_prefix = f
+        .take("key_prefix")
+        .and_then(|(kp, kn)| yaml::string(r, &kp, kn))
+        .unwrap_or_else(|| "switchyard:".into());
+    f.finish(r, &[]);
+    Some(RedisSettings {
+        url: url?,
+        timeout,
+        on_error,
+        key_prefix,
+    })
+}
