@@ -50,6 +50,7 @@ pub mod router;
 pub mod server;
 pub mod side_call;
 pub mod state;
+pub mod store;
 pub mod subrequest;
 pub mod translate;
 pub mod upgrade;

@@ -186,7 +186,14 @@ impl ProxyHttp for Gateway {
         };
         match served {
             Served::Health => {
-                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
+                // Alive whatever the state store says (`on_error` decides what limits do
+                // meanwhile); its reachability is shown beside.
+                let body = match &self.state.load().store {
+                    Some(store) => Bytes::from(
+                        serde_json::json!({"status": "ok", "state_store": {"kind": "redis", "reachable": store.reachable()}}).to_string(),
+                    ),
+                    None => Bytes::from_static(b"{\"status\":\"ok\"}"),
+                };
                 respond::json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
             }

@@ -19,6 +19,7 @@ use crate::models::entry;
 use crate::quota::Quotas;
 use crate::resolve::Resolver;
 use crate::router::{Recall, Router};
+use crate::store::Store;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
 pub type SharedState = Arc<ArcSwap<Snapshot>>;
@@ -36,6 +37,8 @@ pub struct Snapshot {
     /// What preference routing remembers (session pins, recent answers); kept across reloads
     /// while the `routing` settings are the same.
     pub recall: Arc<Recall>,
+    /// The state store replicas share, when configured (store).
+    pub store: Option<Arc<Store>>,
     /// Where limits and budgets are counted (here, and in Redis when shared); what this
     /// process counted is kept across every reload.
     pub quotas: Quotas,
@@ -98,6 +101,17 @@ impl Snapshot {
             .collect();
         let routes = Resolver::new(&config.providers, &config.aliases, &config.listener);
         let models = models(&config.providers, &config.aliases);
+        // `state.redis`, else Plano's `routing.session_cache` (routing memory only); the
+        // connection is kept while its settings are the same.
+        let store = config
+            .state
+            .redis
+            .as_ref()
+            .or(config.routing.session_store.as_ref())
+            .map(|settings| match previous.and_then(|p| p.store.as_ref()) {
+                Some(s) if s.settings() == settings => s.clone(),
+                _ => Arc::new(Store::new(settings.clone())),
+            });
         let recall = match previous {
             Some(p) if p.recall.is_for(&config.routing) => p.recall.clone(),
             _ => Arc::new(Recall::new(&config.routing)),
@@ -111,7 +125,16 @@ impl Snapshot {
             models,
             router: Router::of(&config),
             recall,
-            quotas: Quotas::after(&config.state, previous.map(|p| &p.quotas)),
+            quotas: Quotas::after(
+                config
+                    .state
+                    .redis
+                    .is_some()
+                    .then(|| store.clone())
+                    .flatten(),
+                previous.map(|p| &p.quotas),
+            ),
+            store,
             upstreams,
             config,
         }

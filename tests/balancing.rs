@@ -373,8 +373,7 @@ fn a_rate_limited_model_answers_429_with_the_remaining_retry_after() {
     assert_eq!(mock.received().len(), 1);
     // Counted and logged under the model and provider that refused, not as `none`.
     // (Counted when the request is logged, just after its answer went out.)
-    let parked_4xx =
-        r#"switchyard_requests_total{model="custom/m",provider="custom",status_class="4xx"}"#;
+    let parked_4xx = r#"switchyard_requests_total{client="anonymous",model="custom/m",provider="custom",status_class="4xx"}"#;
     wait_for("three 4xx counted", Duration::from_secs(3), || {
         gw.metric(parked_4xx) == 3.0
     });
@@ -511,7 +510,7 @@ fn upstream_errors_count_every_failed_attempt_by_its_provider() {
     assert_eq!(resp.status, 503);
     assert_eq!((a.received().len(), b.received().len()), (3, 1));
     // The last attempt is counted when the request is logged, just after its answer went out.
-    let done = r#"switchyard_requests_total{model="beta/m2",provider="beta",status_class="5xx"}"#;
+    let done = r#"switchyard_requests_total{client="anonymous",model="beta/m2",provider="beta",status_class="5xx"}"#;
     wait_for("the request counted", Duration::from_secs(3), || {
         gw.metric(done) == 1.0
     });
@@ -526,7 +525,7 @@ fn upstream_errors_count_every_failed_attempt_by_its_provider() {
     // One request, one outcome: the per-request counter says it once.
     assert_eq!(
         gw.metric(
-            r#"switchyard_requests_total{model="beta/m2",provider="beta",status_class="5xx"}"#
+            r#"switchyard_requests_total{client="anonymous",model="beta/m2",provider="beta",status_class="5xx"}"#
         ),
         1.0
     );

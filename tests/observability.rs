@@ -96,30 +96,32 @@ fn metrics_hold_the_exact_counts_and_token_sums() {
 
     assert_eq!(
         v(&format!(
-            "switchyard_requests_total{{{oa},status_class=\"2xx\"}}"
+            "switchyard_requests_total{{client=\"anonymous\",{oa},status_class=\"2xx\"}}"
         )),
         2.0
     );
     assert_eq!(
         v(&format!(
-            "switchyard_requests_total{{{oa},status_class=\"5xx\"}}"
+            "switchyard_requests_total{{client=\"anonymous\",{oa},status_class=\"5xx\"}}"
         )),
         1.0
     );
     assert_eq!(
         v(&format!(
-            "switchyard_requests_total{{{an},status_class=\"2xx\"}}"
+            "switchyard_requests_total{{client=\"anonymous\",{an},status_class=\"2xx\"}}"
         )),
         2.0
     );
     assert_eq!(
         v(&format!(
-            "switchyard_requests_total{{{dead},status_class=\"5xx\"}}"
+            "switchyard_requests_total{{client=\"anonymous\",{dead},status_class=\"5xx\"}}"
         )),
         1.0
     );
     assert_eq!(
-        v(r#"switchyard_requests_total{model="none",provider="none",status_class="4xx"}"#),
+        v(
+            r#"switchyard_requests_total{client="anonymous",model="none",provider="none",status_class="4xx"}"#
+        ),
         1.0
     );
     assert!(!text.contains("gpt-9"), "a raw client model became a label");
@@ -127,7 +129,7 @@ fn metrics_hold_the_exact_counts_and_token_sums() {
     let (p, c, cached) = OPENAI_STREAM_USAGE;
     let tokens = |labels: &str, kind: &str| {
         v(&format!(
-            "switchyard_tokens_total{{kind=\"{kind}\",{labels}}}"
+            "switchyard_tokens_total{{client=\"anonymous\",kind=\"{kind}\",{labels}}}"
         ))
     };
     assert_eq!(tokens(oa, "prompt"), (3 + p) as f64);
@@ -354,7 +356,7 @@ fn a_client_that_leaves_is_recorded_once() {
     assert_eq!(
         common::sample_value(
             &text,
-            r#"switchyard_requests_total{model="openai/gpt-4o",provider="openai",status_class="4xx"}"#
+            r#"switchyard_requests_total{client="anonymous",model="openai/gpt-4o",provider="openai",status_class="4xx"}"#
         ),
         1.0
     );

@@ -156,7 +156,7 @@ pub struct StateSettings {
 }
 
 /// `state.redis`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// `redis://`, `rediss://` or `unix://`; may hold a password.
     pub url: Secret,
@@ -432,6 +432,9 @@ pub struct Routing {
     /// switchyard's `router_timeout`: how long the router may take before the request goes on
     /// without it.
     pub router_timeout: Duration,
+    /// Plano's `session_cache: {type: redis, url}`: pins and decisions shared by replicas
+    /// (`state.redis`, when given, is used instead).
+    pub session_store: Option<RedisSettings>,
 }
 
 impl Default for Routing {
@@ -443,6 +446,7 @@ impl Default for Routing {
             route_on_user_only: false,
             only_for: Vec::new(),
             router_timeout: Duration::from_secs(2),
+            session_store: None,
         }
     }
 }
@@ -498,6 +502,16 @@ pub enum Prefer {
 impl Prefer {
     /// What `prefer` may say, for error messages.
     pub const NAMES: &'static str = "cheapest, fastest, random or none";
+
+    /// The word for it, as [`Prefer::from_name`] reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefer::None => "none",
+            Prefer::Cheapest => "cheapest",
+            Prefer::Fastest => "fastest",
+            Prefer::Random => "random",
+        }
+    }
 
     /// The one reader of `prefer`, for the config's preferences and a request's own.
     pub fn from_name(name: &str) -> Option<Prefer> {

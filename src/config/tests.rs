@@ -626,15 +626,15 @@ fn the_routing_block_sets_session_pins_and_archgws_router() {
         c.router_provider().map(|p| p.model.as_str()),
         Some("plano/Arch-Router")
     );
-    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
-    assert!(
-        warned
-            .iter()
-            .any(|w| w.contains("redis session cache is not implemented")),
-        "{warned:?}"
-    );
+    // Plano's redis session cache shares pins and decisions through that Redis.
+    let store = c.routing.session_store.as_ref().expect("a session store");
+    assert_eq!(store.url.expose(), "redis://r:6379");
     assert!(
         problem("routing: {session_max_entries: 20000}\n").contains("routing.session_max_entries")
+    );
+    assert_eq!(
+        problem("routing: {session_cache: {type: redis}}\n"),
+        "routing.session_cache (line 1): `url` is required when `type` is redis"
     );
 }
 

@@ -13,15 +13,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{OnStoreError, StateSettings};
+use crate::config::OnStoreError;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub mod local;
 pub mod plan;
 pub mod shared;
 
 pub use local::Local;
-pub use shared::Shared;
 
 /// A limit: `count` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,34 +329,32 @@ impl Held {
             return;
         }
         match (&self.quotas.shared, self.local) {
-            (Some(shared), false) => shared.settle(settles, self.day, metrics.clone()),
+            (Some(store), false) => shared::settle(store, settles, self.day, metrics.clone()),
             _ => self.quotas.local.settle(&settles, self.day),
         }
     }
 }
 
-/// Where this process counts: always in itself, and in Redis when `state.redis` is set. Kept
-/// across reloads (the counts, and the Redis connection while its settings are the same).
+/// Where this process counts: always in itself, and in the shared store when `state.redis` is
+/// set. The local counts are kept across every reload.
 #[derive(Debug, Clone, Default)]
 pub struct Quotas {
     pub local: Arc<Local>,
-    pub shared: Option<Arc<Shared>>,
+    pub shared: Option<Arc<Store>>,
+    /// What a check does when the shared store does not answer.
+    pub on_error: OnStoreError,
 }
 
 impl Quotas {
-    /// The quotas for `settings`, keeping what `previous` counted and its Redis connection
-    /// when the settings are the same.
-    pub fn after(settings: &StateSettings, previous: Option<&Quotas>) -> Quotas {
-        let local = previous.map_or_else(Default::default, |p| p.local.clone());
-        let shared =
-            settings
-                .redis
+    /// The quotas counting in `shared` (if any), keeping what `previous` counted here.
+    pub fn after(shared: Option<Arc<Store>>, previous: Option<&Quotas>) -> Quotas {
+        Quotas {
+            local: previous.map_or_else(Default::default, |p| p.local.clone()),
+            on_error: shared
                 .as_ref()
-                .map(|redis| match previous.and_then(|p| p.shared.as_ref()) {
-                    Some(s) if s.settings() == redis => s.clone(),
-                    _ => Arc::new(Shared::new(redis.clone())),
-                });
-        Quotas { local, shared }
+                .map_or(OnStoreError::Open, |s| s.settings().on_error),
+            shared,
+        }
     }
 
     /// Checks `charges` and takes them all, or none: in Redis when shared (within its
@@ -365,9 +363,9 @@ impl Quotas {
     pub async fn check(&self, charges: Vec<Charge>, metrics: &Metrics) -> (Decision, Option<Held>) {
         let (decision, local) = match &self.shared {
             None => (self.local.check(&charges), true),
-            Some(shared) => match shared.check(&charges, metrics).await {
-                Ok(decision) => (decision, false),
-                Err(policy) => match policy {
+            Some(store) => match shared::check(store, &charges, metrics).await {
+                Some(decision) => (decision, false),
+                None => match self.on_error {
                     OnStoreError::Open => (Decision::Unchecked, true),
                     OnStoreError::Closed => (Decision::Unavailable, true),
                     OnStoreError::Local => (self.local.check(&charges), true),

@@ -1,205 +1,59 @@
-//! The counts kept in Redis (`state.redis`), shared by every replica: one script per request
-//! checks and takes all its limits atomically on Redis's clock (`EVALSHA`, loaded again by
-//! itself after a Redis restart), one more settles its tokens after. Nothing newer than Redis 6
-//! or Valkey, no module.
-//!
-//! Redis slow or down: a check waits at most `timeout`, then `on_error` decides; after a
-//! failure the store is not asked for [`BACKOFF`], so requests do not each pay the timeout.
-//! The connection reconnects by itself, and sharing resumes when Redis is back.
+//! The counts kept in the shared store (`state.redis`), for every replica: one script per
+//! request checks and takes all its limits atomically on Redis's clock (`EVALSHA`, loaded again
+//! by itself after a Redis restart), one more settles its tokens after. Nothing newer than
+//! Redis 6 or Valkey, no module. The store bounds each call by its timeout (store).
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{Charge, Decision, Meter, Verdict};
-use crate::config::{OnStoreError, RedisSettings};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
-/// How long the store is left alone after a failure.
-const BACKOFF: Duration = Duration::from_secs(1);
+static CHECK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("check.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
 
-const UNKNOWN: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-
-pub struct Shared {
-    settings: RedisSettings,
-    /// Made on first use, inside the runtime that serves requests.
-    connection: OnceLock<ConnectionManager>,
-    check: Script,
-    settle: Script,
-    origin: Instant,
-    /// Nanoseconds after `origin` until which the store is not asked (0: ask).
-    resting_until: AtomicU64,
-    /// What the latest call found: [`UNKNOWN`], [`UP`] or [`DOWN`] (for `/healthz`).
-    reachable: AtomicU8,
-}
-
-impl std::fmt::Debug for Shared {
-    // The URL may hold a password: `RedisSettings` prints it as a secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+/// Checks and takes `charges` in the store: the decision, or `None` when it did not answer in
+/// time (then `on_error` decides).
+pub async fn check(store: &Store, charges: &[Charge], metrics: &Metrics) -> Option<Decision> {
+    let mut call = CHECK.prepare_invoke();
+    for c in charges {
+        call.key(store.key(&c.key));
+        let (kind, x, y) = meter_args(c.meter);
+        call.arg(kind).arg(x).arg(y).arg(c.cost);
     }
-}
-
-impl Shared {
-    pub fn new(settings: RedisSettings) -> Shared {
-        Shared {
-            settings,
-            connection: OnceLock::new(),
-            check: Script::new(include_str!("check.lua")),
-            settle: Script::new(include_str!("settle.lua")),
-            origin: Instant::now(),
-            resting_until: AtomicU64::new(0),
-            reachable: AtomicU8::new(UNKNOWN),
-        }
-    }
-
-    pub fn settings(&self) -> &RedisSettings {
-        &self.settings
-    }
-
-    /// Whether Redis answered the latest call (`None`: not asked yet).
-    pub fn reachable(&self) -> Option<bool> {
-        match self.reachable.load(Ordering::Relaxed) {
-            UP => Some(true),
-            DOWN => Some(false),
-            _ => None,
-        }
-    }
-
-    /// Checks and takes `charges` in Redis: the decision, or the policy that decides when
-    /// Redis did not answer within `timeout`.
-    pub async fn check(
-        &self,
-        charges: &[Charge],
-        metrics: &Metrics,
-    ) -> Result<Decision, OnStoreError> {
-        let policy = self.settings.on_error;
-        if self.resting() {
-            metrics.store_call("check", None);
-            return Err(policy);
-        }
-        let Some(mut connection) = self.connection() else {
-            metrics.store_call("check", None);
-            return Err(policy);
-        };
-        let mut call = self.check.prepare_invoke();
-        for c in charges {
-            call.key(format!("{}{}", self.settings.key_prefix, c.key));
-            let (kind, x, y) = meter_args(c.meter);
-            call.arg(kind).arg(x).arg(y).arg(c.cost);
-        }
-        let started = Instant::now();
-        let answer = tokio::time::timeout(
-            self.settings.timeout,
-            call.invoke_async::<Vec<i64>>(&mut connection),
+    let answer = store
+        .call(
+            "check",
+            Duration::ZERO,
+            metrics,
+            |mut connection| async move { call.invoke_async::<Vec<i64>>(&mut connection).await },
         )
-        .await;
-        match answer {
-            Ok(Ok(answer)) => {
-                self.succeeded();
-                metrics.store_call("check", Some(started.elapsed()));
-                decision(&answer, charges.len()).ok_or(policy)
-            }
-            Ok(Err(e)) => {
-                self.failed(Some(&e));
-                metrics.store_call("check", None);
-                Err(policy)
-            }
-            Err(_) => {
-                self.failed(None);
-                metrics.store_call("check", None);
-                Err(policy)
-            }
-        }
-    }
+        .await?;
+    decision(&answer, charges.len())
+}
 
-    /// Settles token reservations in the background (the client already has its answer).
-    pub fn settle(self: &Arc<Self>, settles: Vec<(Charge, i64)>, day: u64, metrics: Arc<Metrics>) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let Some(mut connection) = this.connection() else {
-                metrics.store_call("settle", None);
-                return;
-            };
-            let mut call = this.settle.prepare_invoke();
-            call.arg(day);
-            for (c, delta) in &settles {
-                call.key(format!("{}{}", this.settings.key_prefix, c.key));
-                let (kind, x, y) = meter_args(c.meter);
-                call.arg(kind).arg(x).arg(y).arg(*delta);
-            }
-            let started = Instant::now();
-            // A settle may wait longer than a check: nobody waits for it.
-            let answer = tokio::time::timeout(
-                this.settings.timeout.max(Duration::from_secs(1)),
-                call.invoke_async::<i64>(&mut connection),
-            )
+/// Settles token reservations in the background (the client already has its answer).
+pub fn settle(store: &Arc<Store>, settles: Vec<(Charge, i64)>, day: u64, metrics: Arc<Metrics>) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut call = SETTLE.prepare_invoke();
+        call.arg(day);
+        for (c, delta) in &settles {
+            call.key(store.key(&c.key));
+            let (kind, x, y) = meter_args(c.meter);
+            call.arg(kind).arg(x).arg(y).arg(*delta);
+        }
+        // Nobody waits on a settle: it may take longer than a check.
+        let wait = Duration::from_secs(1);
+        store
+            .call("settle", wait, &metrics, |mut connection| async move {
+                call.invoke_async::<i64>(&mut connection).await
+            })
             .await;
-            match answer {
-                Ok(Ok(_)) => metrics.store_call("settle", Some(started.elapsed())),
-                Ok(Err(e)) => {
-                    this.failed(Some(&e));
-                    metrics.store_call("settle", None);
-                }
-                Err(_) => {
-                    this.failed(None);
-                    metrics.store_call("settle", None);
-                }
-            }
-        });
-    }
-
-    /// The connection, made on first use (it connects, and reconnects, in the background).
-    fn connection(&self) -> Option<ConnectionManager> {
-        if let Some(c) = self.connection.get() {
-            return Some(c.clone());
-        }
-        let client = redis::Client::open(self.settings.url.expose()).ok()?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.settings.timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(self.settings.timeout.max(Duration::from_millis(200))))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
-        let made = ConnectionManager::new_lazy_with_config(client, config).ok()?;
-        Some(self.connection.get_or_init(|| made).clone())
-    }
-
-    fn resting(&self) -> bool {
-        let until = self.resting_until.load(Ordering::Relaxed);
-        until != 0 && self.nanos() < until
-    }
-
-    fn succeeded(&self) {
-        self.resting_until.store(0, Ordering::Relaxed);
-        if self.reachable.swap(UP, Ordering::Relaxed) == DOWN {
-            log::info!("state store: Redis answers again; limits are shared again");
-        }
-    }
-
-    /// A call failed with `e`, or (`None`) did not answer in time.
-    fn failed(&self, e: Option<&redis::RedisError>) {
-        if self.reachable.swap(DOWN, Ordering::Relaxed) != DOWN {
-            // Said once per outage; the error names no secret (redis-rs prints no password).
-            match e {
-                Some(e) => log::warn!("state store: Redis failed ({e}); on_error: {} until it answers again", self.settings.on_error.as_str()),
-                None => log::warn!("state store: Redis did not answer within {:?}; on_error: {} until it answers again", self.settings.timeout, self.settings.on_error.as_str()),
-            }
-        }
-        let until = self.nanos().saturating_add(BACKOFF.as_nanos() as u64);
-        self.resting_until.store(until.max(1), Ordering::Relaxed);
-    }
-
-    fn nanos(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
+    });
 }
 
 /// A meter as the scripts take it: kind, and two figures.

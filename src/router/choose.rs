@@ -36,7 +36,7 @@ pub struct Choice {
 pub struct Preferences<'a> {
     pub snapshot: &'a Arc<Snapshot>,
     pub figures: &'a Figures,
-    pub metrics: &'a Metrics,
+    pub metrics: &'a Arc<Metrics>,
 }
 
 impl Preferences<'_> {
@@ -138,11 +138,29 @@ impl Preferences<'_> {
             Some(known) => known,
             None => {
                 let key = question.key(router);
-                match recall.answers.get(&key, started) {
-                    Some(d) => {
-                        recall.remember(session.req_header(), question, None, &d);
-                        (d, Source::Cache)
+                let req = session.req_header();
+                let local = recall
+                    .answers
+                    .get(&key, started)
+                    .map(|d| (d, Source::Cache));
+                // What another replica decided, when they share a store: a session's pin there
+                // comes before an answer here.
+                let cached = match &snapshot.store {
+                    Some(store) if local.is_none() || recall.continues(req, question) => recall
+                        .shared(store, metrics, req, question, key)
+                        .await
+                        .or(local),
+                    _ => local,
+                };
+                if let Some((d, Source::Cache)) = &cached {
+                    // The same question, a new session: pinned to the answer.
+                    recall.remember(req, question, None, d);
+                    if let Some(store) = &snapshot.store {
+                        recall.share(store, metrics, req, question, None, d);
                     }
+                }
+                match cached {
+                    Some(known) => known,
                     None => {
                         let d = ask(
                             session,
@@ -154,7 +172,11 @@ impl Preferences<'_> {
                         )
                         .await;
                         if !matches!(d, Decision::FailedOpen(_)) {
-                            recall.remember(session.req_header(), question, Some(key), &d);
+                            let req = session.req_header();
+                            recall.remember(req, question, Some(key), &d);
+                            if let Some(store) = &snapshot.store {
+                                recall.share(store, metrics, req, question, Some(key), &d);
+                            }
                         }
                         (d, Source::Router)
                     }

@@ -1,13 +1,23 @@
 //! What preference routing remembers across requests: each session's pin, the recent answer to
 //! each exact question, each conversation's last decision (`route_on_user_only`). Carried by the
 //! snapshot across reloads while the `routing` settings stay the same.
+//!
+//! With a state store (`state.redis` or `routing.session_cache: {type: redis}`) replicas share
+//! it: what one replica does not know it asks the store for, in one `MGET`, before asking the
+//! router; what it decides it tells the store, after the answer. The store failing only means
+//! each replica remembers for itself meanwhile.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use super::memory::Memory;
 use super::{Decision, Question, Source};
-use crate::config::Routing;
+use crate::config::{Prefer, Routing};
 use crate::intake;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// What the router remembers across requests: session pins and recent answers.
 pub struct Recall {
@@ -95,6 +105,125 @@ impl Recall {
         }
     }
 
+    /// Whether the request continues something remembered by session or conversation (a pin
+    /// or a replay may exist elsewhere).
+    pub fn continues(&self, req: &pingora::http::RequestHeader, question: &Question) -> bool {
+        self.session_of(req).is_some()
+            || (self.settings.route_on_user_only
+                && !question.user_turn
+                && self.conversation_of(req, question).is_some())
+    }
+
+    /// What another replica decided for this request (its session's pin, its conversation's
+    /// last decision, the answer to the same question `asked`), from the store in one call;
+    /// kept here too (the caller pins a session to a found answer).
+    pub async fn shared(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        req: &pingora::http::RequestHeader,
+        question: &Question,
+        asked: u64,
+    ) -> Option<(Decision, Source)> {
+        let session = self.session_of(req);
+        let conversation = (self.settings.route_on_user_only && !question.user_turn)
+            .then(|| self.conversation_of(req, question))
+            .flatten();
+        let keys = [
+            session.as_deref().map(|s| store.key(&pin_key(s))),
+            conversation.as_deref().map(|c| store.key(&last_key(c))),
+            Some(store.key(&answer_key(asked))),
+        ];
+        let wanted: Vec<&String> = keys.iter().flatten().collect();
+        let found: Vec<Option<String>> = store
+            .call("recall", Duration::ZERO, metrics, |mut c| async move {
+                redis::cmd("MGET").arg(wanted).query_async(&mut c).await
+            })
+            .await?;
+        let mut found = found.into_iter();
+        let mut next = |present: bool| {
+            if present {
+                found.next().flatten().and_then(|v| decision_from(&v))
+            } else {
+                None
+            }
+        };
+        let (pin, last, answer) = (
+            next(session.is_some()),
+            next(conversation.is_some()),
+            next(true),
+        );
+        let now = Instant::now();
+        if let Some(d) = pin {
+            if let Some(s) = session {
+                self.pins.insert(s, d.clone(), now);
+            }
+            return Some((d, Source::Pinned));
+        }
+        if let Some(d) = last {
+            if let Some(c) = conversation {
+                self.last.insert(c, d.clone(), now);
+            }
+            return Some((d, Source::Replayed));
+        }
+        let d = answer?;
+        self.answers.insert(asked, d.clone(), now);
+        Some((d, Source::Cache))
+    }
+
+    /// Tells the other replicas a decision, as [`Recall::remember`] keeps it here, in the
+    /// background.
+    pub fn share(
+        &self,
+        store: &Arc<Store>,
+        metrics: &Arc<Metrics>,
+        req: &pingora::http::RequestHeader,
+        question: &Question,
+        asked: Option<u64>,
+        decision: &Decision,
+    ) {
+        let Some(value) = decision_to(decision) else {
+            return;
+        };
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut writes = Vec::new();
+        if let Some(key) = asked {
+            writes.push((store.key(&answer_key(key)), millis(ANSWER_TTL)));
+        }
+        if let Some(session) = self.session_of(req) {
+            writes.push((
+                store.key(&pin_key(&session)),
+                millis(self.settings.session_ttl),
+            ));
+        }
+        if self.settings.route_on_user_only {
+            if let Some(conversation) = self.conversation_of(req, question) {
+                writes.push((
+                    store.key(&last_key(&conversation)),
+                    millis(self.settings.session_ttl),
+                ));
+            }
+        }
+        let (store, metrics) = (store.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            for (key, ttl) in &writes {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(*ttl)
+                    .ignore();
+            }
+            let wait = Duration::from_secs(1);
+            store
+                .call("share", wait, &metrics, |mut c| async move {
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
+        });
+    }
+
     fn tenant_of<'r>(&self, req: &'r pingora::http::RequestHeader) -> &'r str {
         self.settings
             .tenant_header
@@ -105,5 +234,70 @@ impl Recall {
     }
 }
 
+fn pin_key(session: &str) -> String {
+    format!("routing:pin:{session}")
+}
+
+fn last_key(conversation: &str) -> String {
+    format!("routing:last:{conversation}")
+}
+
+/// The question's hash names the answer (`v1`: a change to the hash changes the name).
+fn answer_key(asked: u64) -> String {
+    format!("routing:answer:v1:{asked:016x}")
+}
+
+/// A decision as the store keeps it; a failed one is not kept.
+fn decision_to(d: &Decision) -> Option<String> {
+    let v = match d {
+        Decision::Route {
+            name,
+            models,
+            prefer,
+        } => json!({"route": name, "models": models, "prefer": prefer.as_str()}),
+        Decision::NoRoute => json!({"route": null}),
+        Decision::FailedOpen(_) => return None,
+    };
+    Some(v.to_string())
+}
+
+fn decision_from(text: &str) -> Option<Decision> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v["route"].is_null() {
+        return Some(Decision::NoRoute);
+    }
+    Some(Decision::Route {
+        name: v["route"].as_str()?.to_owned(),
+        models: v["models"]
+            .as_array()?
+            .iter()
+            .map(|m| m.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()?,
+        prefer: Prefer::from_name(v["prefer"].as_str()?)?,
+    })
+}
+
 /// How long the router's answer to one exact question is reused.
 const ANSWER_TTL: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_read_back_as_written() {
+        for d in [
+            Decision::Route {
+                name: "code".into(),
+                models: vec!["openai/gpt-4o".into(), "fast".into()],
+                prefer: Prefer::Cheapest,
+            },
+            Decision::NoRoute,
+        ] {
+            let text = decision_to(&d).expect("kept");
+            assert_eq!(decision_from(&text), Some(d));
+        }
+        assert_eq!(decision_to(&Decision::FailedOpen("timeout")), None);
+        assert_eq!(decision_from("{\"route\": 3}"), None);
+    }
+}

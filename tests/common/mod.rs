@@ -14,6 +14,7 @@ use serde_json::Value;
 
 mod mock;
 pub mod prometheus;
+pub mod redis;
 pub mod strict;
 pub use mock::*;
 

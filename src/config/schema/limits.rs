@@ -138,20 +138,7 @@ pub(super) fn state(r: &mut Report, path: &str, node: &Node, env: Env) -> StateS
 fn redis(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<RedisSettings> {
     let mut f = Fields::of(r, path, node)?;
     let url = match f.take("url") {
-        Some((up, un)) => expanded(r, &up, un, env).and_then(|url| {
-            // Said without the URL, which may hold a password.
-            let scheme = url.split_once("://").map(|(s, _)| s);
-            let known = matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix"));
-            if !known || redis::Client::open(url.as_str()).is_err() {
-                r.error(
-                    &up,
-                    un.line,
-                    "not a Redis URL: expected redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path",
-                );
-                return None;
-            }
-            Some(Secret::new(url))
-        }),
+        Some((up, un)) => redis_url(r, &up, un, env),
         None => {
             r.error(path, node.line, "missing required key `url`");
             None
@@ -193,4 +180,31 @@ fn redis(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<RedisSetti
         on_error,
         key_prefix,
     })
+}
+
+/// A Redis URL (`$VAR` expanded); a bad one is said without the URL, which may hold a password.
+pub(super) fn redis_url(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Secret> {
+    let url = expanded(r, path, node, env)?;
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    let known = matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix"));
+    if !known || redis::Client::open(url.as_str()).is_err() {
+        r.error(
+            path,
+            node.line,
+            "not a Redis URL: expected redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path",
+        );
+        return None;
+    }
+    Some(Secret::new(url))
+}
+
+/// The store of Plano's `routing.session_cache: {type: redis, url}`: the defaults of
+/// `state.redis`.
+pub(super) fn session_store(url: Secret) -> RedisSettings {
+    RedisSettings {
+        url,
+        timeout: Duration::from_millis(50),
+        on_error: OnStoreError::Open,
+        key_prefix: "switchyard:".into(),
+    }
 }

@@ -167,7 +167,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
 
     let (routing, archgw_router) = f
         .take("routing")
-        .map(|(path, node)| routing(r, &path, node, &providers, &aliases))
+        .map(|(path, node)| routing(r, &path, node, &providers, &aliases, env))
         .unwrap_or_default();
 
     let mut overrides = f

@@ -234,6 +234,7 @@ pub(super) fn routing(
     node: &Node,
     providers: &[Provider],
     aliases: &[(String, String)],
+    env: Env,
 ) -> (Routing, Option<String>) {
     let mut out = Routing::default();
     let Some(mut f) = Fields::of(r, path, node) else {
@@ -256,23 +257,35 @@ pub(super) fn routing(
     }
     if let Some((p, n)) = f.take("session_cache") {
         if let Some(mut cf) = Fields::of(r, &p, n) {
-            if let Some((tp, tn)) = cf.take("type") {
-                match yaml::string(r, &tp, tn).as_deref() {
-                    Some("memory") | None => {}
-                    Some("redis") => r.warn(
-                        &tp,
-                        tn.line,
-                        "a redis session cache is not implemented by switchyard yet; sessions are kept in memory",
-                    ),
+            let redis = match cf.take("type") {
+                Some((tp, tn)) => match yaml::string(r, &tp, tn).as_deref() {
+                    Some("memory") | None => false,
+                    Some("redis") => true,
                     Some(other) => {
-                        r.error(&tp, tn.line, format!("unknown `{other}`; expected memory or redis"))
+                        r.error(
+                            &tp,
+                            tn.line,
+                            format!("unknown `{other}`; expected memory or redis"),
+                        );
+                        false
                     }
-                }
-            }
+                },
+                None => false,
+            };
             if let Some((hp, hn)) = cf.take("tenant_header") {
                 out.tenant_header = yaml::string(r, &hp, hn).map(|h| h.to_ascii_lowercase());
             }
-            cf.finish(r, &["url"]);
+            let url = cf.take("url");
+            if redis {
+                match url {
+                    Some((up, un)) => {
+                        out.session_store = super::limits::redis_url(r, &up, un, env)
+                            .map(super::limits::session_store);
+                    }
+                    None => r.error(&p, n.line, "`url` is required when `type` is redis"),
+                }
+            }
+            cf.finish(r, &[]);
         }
     }
     if let Some((p, n)) = f.take("only_for") {
