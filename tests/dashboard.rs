@@ -88,6 +88,9 @@ fn traffic(gw: &Gateway) {
         );
         assert_eq!(chat(gw.addr, &[], &common::ask("dead/model")).status, 502);
         assert_eq!(chat(gw.addr, &[], &common::ask("nope")).status, 404);
+        // A client with a budget, counted in Redis.
+        let alice = [("authorization", "Bearer sk-gw-alice")];
+        assert_eq!(chat(gw.addr, &alice, &openai).status, 200);
     }
 }
 
@@ -100,12 +103,16 @@ fn every_dashboard_query_is_valid_and_returns_data() {
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
 
     let mock = Mock::start();
+    let redis = common::redis::Redis::start();
     let dead = common::free_port();
     let config = yaml(&format!(
-        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: k}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{url}', access_key: k}}\n  - {{model: dead/model, base_url: 'http://127.0.0.1:{dead}'}}\n",
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: k}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{url}', access_key: k}}\n  - {{model: dead/model, base_url: 'http://127.0.0.1:{dead}'}}\nclients:\n  - {{name: alice, key: $ALICE_KEY, limits: {{requests_per_minute: 1000}}, budgets: {{tokens_per_day: 1000000}}}}\nstate: {{redis: {{url: $REDIS_URL}}}}\n",
         url = mock.url()
     ));
-    let gw = Gateway::start(&config, &[]);
+    let gw = Gateway::start(
+        &config,
+        &[("ALICE_KEY", "sk-gw-alice"), ("REDIS_URL", &redis.url())],
+    );
     let prometheus = start_prometheus(gw.metrics_addr);
 
     // Two rounds of traffic a few scrapes apart, so every rate() sees an increase.
@@ -187,6 +194,10 @@ fn every_dashboard_query_is_valid_and_returns_data() {
         "switchyard_upstream_attempts_total",
         "switchyard_failovers_total",
         "switchyard_endpoint_healthy",
+        "switchyard_ratelimit_decisions_total",
+        "switchyard_budget_remaining_tokens",
+        "switchyard_state_store_duration_seconds",
+        "switchyard_state_store_errors_total",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(metric)),

@@ -190,7 +190,10 @@ fn combined_managed_and_passthrough_never_cross() {
 #[test]
 fn every_shipped_config_validates() {
     let dir = format!("{}/conf", env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![format!("{dir}/gateway.yaml")];
+    let mut files = vec![
+        format!("{dir}/gateway.yaml"),
+        format!("{dir}/kubernetes/gateway.yaml"),
+    ];
     for entry in std::fs::read_dir(format!("{dir}/examples")).unwrap() {
         files.push(entry.unwrap().path().to_string_lossy().into_owned());
     }
@@ -199,6 +202,8 @@ fn every_shipped_config_validates() {
             .args(["-t", "-c", &file])
             .env("SOME_KEY", "x")
             .env("OPENAI_API_KEY", "x")
+            .env("ALICE_KEY", "x")
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
             .output()
             .unwrap();
         assert!(
@@ -207,4 +212,43 @@ fn every_shipped_config_validates() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The Kubernetes example drains as README's "Operations" says: the pod outlives preStop +
+/// `server.grace_period` + 5 s, and the manifest serves the ports the config listens on.
+#[test]
+fn the_kubernetes_example_drains_within_its_grace_period() {
+    let dir = format!("{}/conf/kubernetes", env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(format!("{dir}/switchyard.k8s.yaml")).unwrap();
+    let config = std::fs::read_to_string(format!("{dir}/gateway.yaml")).unwrap();
+    let number_after = |text: &str, key: &str| -> u64 {
+        let at = text.find(key).unwrap_or_else(|| panic!("no `{key}`")) + key.len();
+        text[at..]
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let termination = number_after(&manifest, "terminationGracePeriodSeconds:");
+    let pre_stop = number_after(&manifest, r#"command: ["sleep", ""#);
+    let grace = number_after(&config, "grace_period:");
+    assert!(
+        termination >= pre_stop + grace + 5,
+        "{termination} < {pre_stop} + {grace} + 5"
+    );
+    assert_eq!(
+        number_after(&config, "port:"),
+        number_after(&manifest, "containerPort:")
+    );
+    assert_eq!(
+        number_after(&config, "metrics_address: 0.0.0.0:"),
+        number_after(&manifest, "{name: metrics, containerPort:")
+    );
+    assert!(manifest.contains("path: /healthz"));
+    assert!(
+        manifest.contains("mountPath: /etc/switchyard")
+            && manifest.contains("/etc/switchyard/gateway.yaml")
+    );
 }
