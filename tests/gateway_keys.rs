@@ -213,7 +213,7 @@ fn a_clients_request_limit_is_exact_and_says_how_long_to_wait() {
     let gw = Gateway::start(&config, &[("ALICE_KEY", ALICE)]);
     let alice = format!("Bearer {ALICE}");
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..32)
+        let handles: Vec<_> = (0..64)
             .map(|_| s.spawn(|| chat(&gw, &[("authorization", &alice)], "openai/gpt-4o").status))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -225,7 +225,7 @@ fn a_clients_request_limit_is_exact_and_says_how_long_to_wait() {
     );
     assert_eq!(
         statuses.iter().filter(|s| **s == 429).count(),
-        22,
+        54,
         "{statuses:?}"
     );
     assert_eq!(

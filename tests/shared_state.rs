@@ -273,3 +273,35 @@ routing:
     assert_eq!(long.received().len(), 2);
     assert_eq!(quick.received().len(), 2);
 }
+
+/// `rediss://` with a password: the gateway verifies Redis's certificate (here against the test
+/// CA, given as `SSL_CERT_FILE` as to any rustls client using the system's roots) and counts in
+/// it.
+#[test]
+fn redis_over_tls_with_a_password_counts_the_same() {
+    let redis = Redis::start_tls();
+    let mock = Mock::start();
+    let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 2}}\n";
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let url = redis.tls_url();
+    let gw = Gateway::start(
+        &config(&mock, clients, "closed"),
+        &[
+            ("REDIS_URL", &url),
+            ("ALICE_KEY", "sk-gw-alice"),
+            ("SSL_CERT_FILE", &ca),
+        ],
+    );
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| send(&gw, "sk-gw-alice", &[], 5).status)
+        .collect();
+    // `closed`: had TLS failed, every request would be a 503.
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "switchyard:client:alice:requests_per_minute"])
+            .as_deref(),
+        Some(":1")
+    );
+    assert!(!gw.logs().contains(PASSWORD));
+}

@@ -13,6 +13,8 @@ pub const PASSWORD: &str = "redis-test-secret-7f3a";
 
 pub struct Redis {
     pub addr: SocketAddr,
+    /// With [`Redis::start_tls`]: the TLS port (the test CA's `localhost` certificate).
+    pub tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -25,6 +27,24 @@ impl Drop for Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// Also serving TLS on another port, with `tests/fixtures/tls/server.pem` (signed by
+    /// `ca.pem`, for `localhost` and 127.0.0.1).
+    pub fn start_tls() -> Redis {
+        Redis::start_with(true)
+    }
+
+    /// `rediss://:password@localhost:tls_port/0`.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://:{PASSWORD}@localhost:{}/0",
+            self.tls_port.unwrap()
+        )
+    }
+
+    fn start_with(tls: bool) -> Redis {
         let bin = std::env::var("SWITCHYARD_REDIS").unwrap_or_else(|_| "redis-server".into());
         let found = Command::new(&bin)
             .arg("--version")
@@ -36,6 +56,7 @@ impl Redis {
         );
         let mut redis = Redis {
             addr: SocketAddr::from(([127, 0, 0, 1], super::free_port())),
+            tls_port: tls.then(super::free_port),
             dir: super::temp_dir("redis"),
             child: None,
         };
@@ -59,7 +80,17 @@ impl Redis {
     /// Starts it (again) on the same port, empty, and waits until it answers.
     pub fn resume(&mut self) {
         let bin = std::env::var("SWITCHYARD_REDIS").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(port) = self.tls_port {
+            let fixture =
+                |f: &str| format!("{}/tests/fixtures/tls/{f}", env!("CARGO_MANIFEST_DIR"));
+            command
+                .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .args(["--tls-cert-file", &fixture("server.pem")])
+                .args(["--tls-key-file", &fixture("server.key")])
+                .args(["--tls-ca-cert-file", &fixture("ca.pem")]);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--port"])
             .arg(self.addr.port().to_string())
             .args([
