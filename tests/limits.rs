@@ -119,7 +119,15 @@ fn a_clients_limit_on_one_model_leaves_its_other_models_alone() {
     ));
     let gw = Gateway::start(&config, &[("CAROL_KEY", "sk-gw-carol")]);
     let carol = [("x-api-key", "sk-gw-carol")];
-    assert_eq!(send(&gw, &carol, &body("fast", 5)).status, 200);
+    // On success the provider's own rate-limit headers reach the client untouched.
+    let first = send(
+        &gw,
+        &[carol[0], ("x-mock", "ratelimit_headers")],
+        &body("fast", 5),
+    );
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-ratelimit-limit-requests"), Some("5000"));
+    assert_eq!(first.header("x-ratelimit-remaining-requests"), Some("4999"));
     assert_eq!(
         send(&gw, &carol, &body("gpt-4o-mini", 5)).status,
         200,

@@ -305,3 +305,33 @@ fn redis_over_tls_with_a_password_counts_the_same() {
     );
     assert!(!gw.logs().contains(PASSWORD));
 }
+
+/// A SIGHUP that raises a client's limit keeps what was counted, in the process and in Redis:
+/// after 3 of 3, a limit of 4 lets exactly one more through (not 4 more).
+#[test]
+fn a_reload_that_changes_a_limit_keeps_what_was_counted() {
+    let redis = Redis::start();
+    for shared in [false, true] {
+        let mock = Mock::start();
+        let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 3}}\n";
+        let mut config = config(&mock, clients, "closed");
+        if !shared {
+            config.as_object_mut().unwrap().remove("state");
+        }
+        let mut gw = start(&config, &redis, &[("ALICE_KEY", "sk-gw-alice")]);
+        let statuses = |gw: &Gateway, n: usize| -> Vec<u16> {
+            (0..n)
+                .map(|_| send(gw, "sk-gw-alice", &[], 5).status)
+                .collect()
+        };
+        assert_eq!(statuses(&gw, 4), [200, 200, 200, 429], "shared: {shared}");
+        gw.rewrite(|c| c["clients"][0]["limits"]["requests_per_minute"] = json!(4));
+        gw.signal("HUP");
+        wait_for("the reload", Duration::from_secs(5), || {
+            gw.metric(r#"switchyard_config_reloads_total{result="success"}"#) == 1.0
+        });
+        assert_eq!(statuses(&gw, 2), [200, 429], "shared: {shared}");
+        // (Each round's keys are its own: flush between them.)
+        redis.command(&["FLUSHALL"]);
+    }
+}

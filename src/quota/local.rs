@@ -47,7 +47,7 @@ impl Local {
             // A rate whose arrival time has passed, or a budget of an earlier day, counts
             // nothing: the same as no entry.
             guard.map.retain(|_, cell| match *cell {
-                Cell::Tat(tat) => tat > now.nanos,
+                Cell::Tat { tat, .. } => tat > now.nanos,
                 Cell::Used { day, .. } => day == now.day,
             });
             guard.sweep_at = (guard.map.len() * 2).max(FIRST_SWEEP);

@@ -175,10 +175,24 @@ pub struct Now {
 /// The stored count of one limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cell {
-    /// A rate's theoretical arrival time (nanoseconds, [`Now::nanos`]).
-    Tat(u64),
+    /// A rate's theoretical arrival time (nanoseconds, [`Now::nanos`]) and the emission
+    /// interval it was counted with (a reload may change the rate).
+    Tat { tat: u64, emission: u64 },
     /// A budget's use on `day`.
     Used { day: u64, used: u64 },
+}
+
+/// A rate's stored arrival time, in `emission`s: what is still counted keeps its units when a
+/// reload changes the rate (3 requests counted stay 3 requests under a new limit).
+fn tat_for(cell: Option<Cell>, now: u64, emission: u64) -> Option<u64> {
+    let Some(Cell::Tat { tat, emission: was }) = cell else {
+        return None;
+    };
+    if was == emission || tat <= now {
+        return Some(tat);
+    }
+    let backlog = u128::from(tat - now) * u128::from(emission) / u128::from(was.max(1));
+    Some(now.saturating_add(u64::try_from(backlog).unwrap_or(u64::MAX)))
 }
 
 /// One step of `meter` at `now` for `cost` units, given the stored `cell`: the verdict and the
@@ -186,12 +200,10 @@ pub enum Cell {
 pub fn step(cell: Option<Cell>, now: Now, meter: Meter, cost: u64) -> (Verdict, Cell) {
     match meter {
         Meter::Rate(rate) => {
-            let tat = match cell {
-                Some(Cell::Tat(t)) => t,
-                _ => 0,
-            };
+            let (_, emission) = rate.nanos();
+            let tat = tat_for(cell, now.nanos, emission).unwrap_or(0);
             let (verdict, tat) = gcra(tat, now.nanos, rate, cost);
-            (verdict, Cell::Tat(tat))
+            (verdict, Cell::Tat { tat, emission })
         }
         Meter::Day(per_day) => {
             let used = match cell {
@@ -234,12 +246,13 @@ pub fn settle_cell(
         (Meter::Rate(rate), cell) => {
             let (_, emission) = rate.nanos();
             let moved = step(delta.unsigned_abs(), emission);
-            match cell {
-                Some(Cell::Tat(tat)) if delta < 0 => Some(Cell::Tat(tat.saturating_sub(moved))),
-                Some(Cell::Tat(tat)) => Some(Cell::Tat(tat.max(now.nanos).saturating_add(moved))),
-                _ if delta > 0 => Some(Cell::Tat(now.nanos.saturating_add(moved))),
-                _ => None,
-            }
+            let tat = match tat_for(cell, now.nanos, emission) {
+                Some(tat) if delta < 0 => tat.saturating_sub(moved),
+                Some(tat) => tat.max(now.nanos).saturating_add(moved),
+                None if delta > 0 => now.nanos.saturating_add(moved),
+                None => return None,
+            };
+            Some(Cell::Tat { tat, emission })
         }
         (Meter::Day(_), Some(Cell::Used { day: d, used })) if d == day => Some(Cell::Used {
             day,
@@ -534,5 +547,26 @@ mod tests {
         };
         let (v, _) = step(debt, tomorrow, meter, 100);
         assert!(v.allowed, "a new day, a whole budget");
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_counted_even_when_the_limit_changes() {
+        let before = Quotas::after(None, None);
+        let one = charge(
+            "client:a:requests_per_minute",
+            Meter::Rate(per_minute(1)),
+            1,
+        );
+        assert!(allowed(&before.local.check(std::slice::from_ref(&one))));
+        let after = Quotas::after(None, Some(&before));
+        assert!(!allowed(&after.local.check(std::slice::from_ref(&one))));
+        // Raised to 2: the request already counted still counts.
+        let two = charge(
+            "client:a:requests_per_minute",
+            Meter::Rate(per_minute(2)),
+            1,
+        );
+        assert!(allowed(&after.local.check(std::slice::from_ref(&two))));
+        assert!(!allowed(&after.local.check(&[two])));
     }
 }

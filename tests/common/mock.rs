@@ -66,6 +66,7 @@ impl Received {
 /// - `route_by_length=N`: a router naming `long context` for prompts over N bytes, else
 ///   `quick tasks`;
 /// - `retry_after=S` (with `status`): a `retry-after: S` header;
+/// - `ratelimit_headers`: JSON answers carry [`RATELIMIT_HEADERS`];
 /// - `hangup`: the request is read, then the connection closed without an answer;
 /// - `file=PATH`: 200 with the file's bytes (JSON, or Prometheus text for `.txt`);
 /// - `late_end_ms=M` (with `sse=N`): the body ends M ms after the final event, as some
@@ -349,10 +350,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             continue;
         }
         let (status, body) = reply(&opts, &req);
-        let retry_after = opts
+        let mut extra = opts
             .retry_after
             .map_or_else(String::new, |s| format!("retry-after: {s}\r\n"));
-        if !write_json(&mut socket, status, &body, port, &retry_after).await {
+        if opts.ratelimit_headers {
+            extra.push_str(RATELIMIT_HEADERS);
+        }
+        if !write_json(&mut socket, status, &body, port, &extra).await {
             return;
         }
     }
@@ -499,6 +503,8 @@ struct Mode {
     late_end_ms: Option<u64>,
     /// OpenAI answers: report this many completion tokens (an answer longer than reserved).
     completion_tokens: Option<u64>,
+    /// JSON answers carry the provider's own [`RATELIMIT_HEADERS`].
+    ratelimit_headers: bool,
 }
 
 /// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
@@ -590,6 +596,9 @@ fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
 pub static ANTHROPIC_USAGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
     || serde_json::json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2, "cache_creation_input_tokens": 1}),
 );
+
+/// A provider's own rate-limit headers (mode `ratelimit_headers`), as OpenAI sends them.
+pub const RATELIMIT_HEADERS: &str = "x-ratelimit-limit-requests: 5000\r\nx-ratelimit-remaining-requests: 4999\r\nx-ratelimit-reset-requests: 12ms\r\n";
 
 /// The usage the OpenAI SSE usage chunk reports.
 pub const OPENAI_STREAM_USAGE: (u64, u64, u64) = (7, 3, 4);
@@ -690,6 +699,7 @@ fn parse_mode(mode: &str) -> Mode {
             "lenient" => m.lenient = true,
             "late_end_ms" => m.late_end_ms = v.parse().ok(),
             "completion_tokens" => m.completion_tokens = v.parse().ok(),
+            "ratelimit_headers" => m.ratelimit_headers = true,
             _ => panic!("unknown mock mode {part}"),
         }
     }
