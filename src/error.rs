@@ -53,7 +53,7 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     /// A limit or budget the request is charged against is reached (quota).
     #[error("{0}")]
-    LimitReached(Box<crate::quota::Refusal>),
+    LimitReached(Box<Refusal>),
     /// The shared state store does not answer and `on_error: closed` refuses what it cannot
     /// count.
     #[error("Limits cannot be checked right now: the state store does not answer, and this gateway refuses requests it cannot count (state.redis.on_error: closed); retry shortly")]
@@ -69,6 +69,42 @@ pub enum GatewayError {
         provider: String,
         wait: std::time::Duration,
     },
+}
+
+/// A limit or budget that refused a request (quota), as the client is told: whose, how much,
+/// and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// "client `alice`", "`x-user-id: bob` on `openai/gpt-4o`".
+    pub owner: String,
+    /// Tokens, else requests.
+    pub tokens: bool,
+    pub limit: u64,
+    /// `minute`, `hour`, `day`.
+    pub per: &'static str,
+    /// A budget (renewed at midnight UTC) rather than a rate.
+    pub budget: bool,
+    pub remaining: u64,
+    /// Until the next request would be taken.
+    pub wait: std::time::Duration,
+    /// Until the whole limit is back.
+    pub reset: std::time::Duration,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.wait.as_secs_f64().ceil();
+        let unit = if self.tokens { "tokens" } else { "requests" };
+        let (limit, per, owner) = (self.limit, self.per, &self.owner);
+        if self.budget {
+            write!(f, "The budget of {limit} {unit} per day of {owner} is spent; it renews at midnight UTC, in {secs} s")
+        } else {
+            write!(
+                f,
+                "The limit of {limit} {unit} per {per} of {owner} is reached; retry after {secs} s"
+            )
+        }
+    }
 }
 
 /// What a `pingora::Error` means to the gateway: which side failed, and how.
@@ -232,8 +268,8 @@ impl GatewayError {
         let GatewayError::LimitReached(r) = self else {
             return Vec::new();
         };
-        let crate::quota::Refusal {
-            unit,
+        let Refusal {
+            tokens,
             limit,
             remaining,
             reset,
@@ -242,7 +278,7 @@ impl GatewayError {
             ..
         } = **r;
         let anthropic = api.is_some_and(Api::anthropic);
-        let names = match (anthropic, unit == crate::quota::Unit::Tokens) {
+        let names = match (anthropic, tokens) {
             (true, false) => [
                 "anthropic-ratelimit-requests-limit",
                 "anthropic-ratelimit-requests-remaining",

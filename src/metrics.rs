@@ -12,11 +12,13 @@ use pingora_prometheus::prometheus::{
 };
 
 use crate::error::{classify, Class};
-use crate::quota::{Charge, Decision, Meter};
 use crate::usage::Usage;
 
 /// Label value for requests that matched no provider.
 pub const NONE: &str = "none";
+
+/// Label value (`client`) for requests that presented no gateway key.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// Upstream failure classes for `switchyard_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,38 +313,19 @@ impl Metrics {
         self.router_duration.observe(took.as_secs_f64());
     }
 
-    /// The limit checks of one request (quota): one count per limit it was charged against,
-    /// and what is left of a daily budget.
-    pub fn ratelimit_decisions(&self, charges: &[Charge], decision: &Decision) {
-        let count = |c: &Charge, decision: &str| {
-            self.ratelimit_decisions
-                .with_label_values(&[c.client.as_str(), c.limit, decision])
-                .inc();
-        };
-        let budget = |c: &Charge, v: &crate::quota::Verdict| {
-            if matches!(c.meter, Meter::Day(_)) {
-                let left = i64::try_from(v.remaining).unwrap_or(i64::MAX);
-                self.budget_remaining
-                    .with_label_values(&[c.client.as_str()])
-                    .set(left);
-            }
-        };
-        match decision {
-            Decision::Allowed { verdicts, .. } => {
-                for (c, v) in charges.iter().zip(verdicts) {
-                    count(c, "allowed");
-                    budget(c, v);
-                }
-            }
-            Decision::Refused { index, verdict } => {
-                if let Some(c) = charges.get(*index) {
-                    count(c, "refused");
-                    budget(c, verdict);
-                }
-            }
-            Decision::Unchecked => charges.iter().for_each(|c| count(c, "unchecked")),
-            Decision::Unavailable => charges.iter().for_each(|c| count(c, "unavailable")),
-        }
+    /// One limit check of a model request (quota): the client's name, the limit's key
+    /// (`requests_per_minute`, …) and the decision.
+    pub fn ratelimit_decision(&self, client: &str, limit: &str, decision: &str) {
+        self.ratelimit_decisions
+            .with_label_values(&[client, limit, decision])
+            .inc();
+    }
+
+    /// What is left of a client's daily budget, as a check found it.
+    pub fn budget_left(&self, client: &str, tokens: u64) {
+        self.budget_remaining
+            .with_label_values(&[client])
+            .set(i64::try_from(tokens).unwrap_or(i64::MAX));
     }
 
     /// A call to the shared state store: how long it took, or `None` when it failed.
@@ -377,7 +360,7 @@ impl Metrics {
         self.in_flight.dec();
         let (provider, model) = r.provider.unwrap_or((NONE, NONE));
         let labels = [provider, model];
-        let client = r.client.unwrap_or(crate::quota::plan::ANONYMOUS);
+        let client = r.client.unwrap_or(ANONYMOUS);
         self.requests
             .with_label_values(&[provider, model, status_class(r.status), client])
             .inc();
@@ -535,24 +518,8 @@ mod tests {
         m.connections(1);
         m.connection_closed(crate::downstream::Limit::ALL[0]);
         m.reloaded(true);
-        let budget = Charge {
-            key: "client:a:tokens_per_day".into(),
-            meter: Meter::Day(10),
-            unit: crate::quota::Unit::Tokens,
-            cost: 1,
-            owner: "client `a`".into(),
-            client: "a".into(),
-            limit: "tokens_per_day",
-            per: "day",
-        };
-        let verdict = crate::quota::Verdict {
-            allowed: true,
-            remaining: 9,
-            reset_after: Duration::ZERO,
-            retry_after: Duration::ZERO,
-        };
-        let verdicts = vec![verdict];
-        m.ratelimit_decisions(&[budget], &Decision::Allowed { day: 0, verdicts });
+        m.ratelimit_decision("a", "tokens_per_day", "allowed");
+        m.budget_left("a", 9);
         m.store_call("check", Some(Duration::from_micros(300)));
         m.store_call("check", None);
         let readme = include_str!("../README.md");

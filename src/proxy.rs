@@ -567,7 +567,8 @@ impl Gateway {
             })
             .map_or(request.group, |r| r.group);
         let req = session.req_header();
-        let charges = quota::plan::plan(snapshot, client, group, req, &request.body);
+        let names = |model: &str| snapshot.names(model, group);
+        let charges = quota::plan::plan(&snapshot.config, client, &names, req, &request.body);
         if charges.is_empty() {
             return Ok(());
         }
@@ -576,7 +577,7 @@ impl Gateway {
         match decision {
             Decision::Allowed { .. } | Decision::Unchecked => Ok(()),
             Decision::Refused { index, verdict } => Err(GatewayError::LimitReached(Box::new(
-                quota::Refusal::of(&charges[index.min(charges.len() - 1)], verdict),
+                quota::refusal(&charges[index.min(charges.len() - 1)], verdict),
             ))),
             Decision::Unavailable => Err(GatewayError::LimitsUnavailable),
         }

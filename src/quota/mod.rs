@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::OnStoreError;
+use crate::error::Refusal;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -114,49 +115,17 @@ pub struct Verdict {
     pub retry_after: Duration,
 }
 
-/// A refused charge, as the client is told: whose limit, how much, and how long to wait.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub owner: String,
-    pub unit: Unit,
-    pub limit: u64,
-    pub per: &'static str,
-    /// A budget (renewed at midnight UTC) rather than a rate.
-    pub budget: bool,
-    pub remaining: u64,
-    /// Until the next request would be taken.
-    pub wait: Duration,
-    /// Until the whole limit is back.
-    pub reset: Duration,
-}
-
-impl Refusal {
-    pub fn of(charge: &Charge, verdict: Verdict) -> Refusal {
-        Refusal {
-            owner: charge.owner.clone(),
-            unit: charge.unit,
-            limit: charge.meter.limit(),
-            per: charge.per,
-            budget: matches!(charge.meter, Meter::Day(_)),
-            remaining: verdict.remaining,
-            wait: verdict.retry_after,
-            reset: verdict.reset_after,
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.wait.as_secs_f64().ceil();
-        let (limit, unit, per, owner) = (self.limit, self.unit.as_str(), self.per, &self.owner);
-        if self.budget {
-            write!(f, "The budget of {limit} {unit} per day of {owner} is spent; it renews at midnight UTC, in {secs} s")
-        } else {
-            write!(
-                f,
-                "The limit of {limit} {unit} per {per} of {owner} is reached; retry after {secs} s"
-            )
-        }
+/// The refusal the client is told of: whose limit, how much, how long to wait.
+pub fn refusal(charge: &Charge, verdict: Verdict) -> Refusal {
+    Refusal {
+        owner: charge.owner.clone(),
+        tokens: charge.unit == Unit::Tokens,
+        limit: charge.meter.limit(),
+        per: charge.per,
+        budget: matches!(charge.meter, Meter::Day(_)),
+        remaining: verdict.remaining,
+        wait: verdict.retry_after,
+        reset: verdict.reset_after,
     }
 }
 
@@ -385,7 +354,7 @@ impl Quotas {
                 },
             },
         };
-        metrics.ratelimit_decisions(&charges, &decision);
+        count(&charges, &decision, metrics);
         let held = match &decision {
             Decision::Allowed { day, .. } if charges.iter().any(|c| c.unit == Unit::Tokens) => {
                 Some(Held {
@@ -398,6 +367,37 @@ impl Quotas {
             _ => None,
         };
         (decision, held)
+    }
+}
+
+/// The metrics of one request's checks: one count per limit it was charged against (the
+/// refusing one alone when refused), and what is left of a daily budget.
+fn count(charges: &[Charge], decision: &Decision, metrics: &Metrics) {
+    let budget = |c: &Charge, v: &Verdict| {
+        if matches!(c.meter, Meter::Day(_)) {
+            metrics.budget_left(&c.client, v.remaining);
+        }
+    };
+    let each = |word: &str| {
+        for c in charges {
+            metrics.ratelimit_decision(&c.client, c.limit, word);
+        }
+    };
+    match decision {
+        Decision::Allowed { verdicts, .. } => {
+            for (c, v) in charges.iter().zip(verdicts) {
+                metrics.ratelimit_decision(&c.client, c.limit, "allowed");
+                budget(c, v);
+            }
+        }
+        Decision::Refused { index, verdict } => {
+            if let Some(c) = charges.get(*index) {
+                metrics.ratelimit_decision(&c.client, c.limit, "refused");
+                budget(c, verdict);
+            }
+        }
+        Decision::Unchecked => each("unchecked"),
+        Decision::Unavailable => each("unavailable"),
     }
 }
 

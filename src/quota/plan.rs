@@ -1,6 +1,7 @@
 //! What a model request is charged: its client's budget and limits (`clients[].budgets`,
 //! `limits`, `model_limits`), and Plano's `ratelimits` whose model and selector it matches. Pure:
-//! the snapshot, the request and its routed group in, the charges out.
+//! the config, the request and which configured names its routed model answers to in, the
+//! charges out.
 //!
 //! Plano's rules, as Plano documents them with its bugs fixed: `model` matches however a
 //! request names it (the provider's name, bare id, alias, `provider/*`); the selector header is
@@ -11,18 +12,16 @@
 use pingora::http::RequestHeader;
 
 use super::{Charge, Meter, Rate, Unit};
-use crate::config::Client;
-use crate::state::Snapshot;
+use crate::config::{Client, Config};
+use crate::metrics::ANONYMOUS;
 
-/// The label of requests that present no gateway key.
-pub const ANONYMOUS: &str = "anonymous";
-
-/// The charges of a request from `client` (none: anonymous) routed to `group`, budgets first
+/// The charges of a request from `client` (none: anonymous) whose routed model is the one
+/// `names` says a configured name (name, bare id, alias, `provider/*`) stands for; budgets first
 /// (a spent budget is the refusal to report: waiting does not help).
 pub fn plan(
-    snapshot: &Snapshot,
+    config: &Config,
     client: Option<&Client>,
-    group: usize,
+    names: &dyn Fn(&str) -> bool,
     req: &RequestHeader,
     body: &[u8],
 ) -> Vec<Charge> {
@@ -65,11 +64,7 @@ pub fn plan(
             let key = format!("client:{name}:tokens_per_minute");
             per_minute(key, &owner, "tokens_per_minute", Unit::Tokens, n, tokens());
         }
-        for m in c
-            .model_limits
-            .iter()
-            .filter(|m| snapshot.names(&m.model, group))
-        {
+        for m in c.model_limits.iter().filter(|m| names(&m.model)) {
             let owner = format!("client `{name}` on `{}`", m.model);
             let key = |what: &str| format!("client:{name}:model:{}:{what}", m.model);
             if let Some(n) = m.requests_per_minute {
@@ -82,7 +77,7 @@ pub fn plan(
             }
         }
     }
-    for rule in &snapshot.config.ratelimits {
+    for rule in &config.ratelimits {
         let Some(value) = req
             .headers
             .get(rule.header.as_str())
@@ -92,8 +87,7 @@ pub fn plan(
         else {
             continue;
         };
-        if rule.value.as_deref().is_some_and(|v| v != value) || !snapshot.names(&rule.model, group)
-        {
+        if rule.value.as_deref().is_some_and(|v| v != value) || !names(&rule.model) {
             continue;
         }
         charges.push(Charge {
@@ -143,7 +137,19 @@ pub const DEFAULT_OUTPUT_RESERVATION: u64 = 4_096;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::state::Snapshot;
+
+    /// `plan` for a request routed to `model`.
+    fn plan_for(
+        s: &Snapshot,
+        client: Option<&Client>,
+        model: &str,
+        req: &RequestHeader,
+        body: &[u8],
+    ) -> Vec<Charge> {
+        let g = group(s, model);
+        plan(&s.config, client, &|m| s.names(m, g), req, body)
+    }
 
     fn snapshot() -> Snapshot {
         let yaml = "listeners: [{type: model, name: llm}]
@@ -195,13 +201,7 @@ ratelimits:
         let alice = &s.config.clients[0];
         let tokens = token_reservation(BODY);
         assert!(tokens > 50, "the prompt's estimate and the cap: {tokens}");
-        let on_mini = plan(
-            &s,
-            Some(alice),
-            group(&s, "openai/gpt-4o-mini"),
-            &req(&[]),
-            BODY,
-        );
+        let on_mini = plan_for(&s, Some(alice), "openai/gpt-4o-mini", &req(&[]), BODY);
         assert_eq!(
             keys(&on_mini),
             [
@@ -212,13 +212,7 @@ ratelimits:
             ]
         );
         assert_eq!(on_mini[0].meter, Meter::Day(5000));
-        let on_claude = plan(
-            &s,
-            Some(alice),
-            group(&s, "claude-sonnet-4"),
-            &req(&[]),
-            BODY,
-        );
+        let on_claude = plan_for(&s, Some(alice), "claude-sonnet-4", &req(&[]), BODY);
         assert_eq!(
             on_claude.last().map(|c| (c.key.as_str(), c.limit)),
             Some((
@@ -226,7 +220,7 @@ ratelimits:
                 "model_tokens_per_minute"
             ))
         );
-        let on_4o = plan(&s, Some(alice), group(&s, "gpt-4o"), &req(&[]), BODY);
+        let on_4o = plan_for(&s, Some(alice), "gpt-4o", &req(&[]), BODY);
         assert_eq!(on_4o.len(), 3, "no model limit of gpt-4o");
     }
 
@@ -234,9 +228,9 @@ ratelimits:
     fn plano_rules_match_the_model_however_named_and_each_value_is_its_own_limit() {
         let s = snapshot();
         // The documented `provider/model` form matches a request for the bare id.
-        let g = group(&s, "gpt-4o");
-        let bob = plan(&s, None, g, &req(&[("x-user-id", "bob")]), BODY);
-        let carol = plan(&s, None, g, &req(&[("x-user-id", "carol")]), BODY);
+        let g = "gpt-4o";
+        let bob = plan_for(&s, None, g, &req(&[("x-user-id", "bob")]), BODY);
+        let carol = plan_for(&s, None, g, &req(&[("x-user-id", "carol")]), BODY);
         assert_eq!(bob.len(), 1);
         assert_ne!(bob[0].key, carol[0].key, "one limit per value");
         assert_eq!(
@@ -251,17 +245,17 @@ ratelimits:
             (ANONYMOUS, "ratelimits", "hour")
         );
         // No selector header: not limited by the rule (Plano's semantics).
-        assert!(plan(&s, None, g, &req(&[]), BODY).is_empty());
+        assert!(plan_for(&s, None, g, &req(&[]), BODY).is_empty());
         // A concrete value limits that value only; the bare id in the rule matches too, and
         // the alias's requests are the same model's.
-        let mini = group(&s, "fast");
+        let mini = "fast";
         assert_eq!(
-            plan(&s, None, mini, &req(&[("x-org-id", "acme")]), BODY).len(),
+            plan_for(&s, None, mini, &req(&[("x-org-id", "acme")]), BODY).len(),
             1
         );
-        assert!(plan(&s, None, mini, &req(&[("x-org-id", "other")]), BODY).is_empty());
+        assert!(plan_for(&s, None, mini, &req(&[("x-org-id", "other")]), BODY).is_empty());
         assert!(
-            plan(&s, None, g, &req(&[("x-org-id", "acme")]), BODY).is_empty(),
+            plan_for(&s, None, g, &req(&[("x-org-id", "acme")]), BODY).is_empty(),
             "another model"
         );
     }
