@@ -117,6 +117,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
     let health_metrics = metrics.clone();
+    let store_metrics = metrics.clone();
     let state = Snapshot::new(config).into_shared();
 
     let signals = Signals {
@@ -179,6 +180,14 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
             state: state.clone(),
             figures,
             ca_file,
+        },
+    ));
+    let current = state.clone();
+    server.add_service(background_service(
+        "state store watch",
+        crate::store::Watch {
+            current: move || current.load().store.clone(),
+            metrics: store_metrics,
         },
     ));
     server.add_service(background_service("dns refresher", Refresher { state }));

@@ -4,12 +4,12 @@
 //!
 //! Every call waits at most the store's `timeout`; a call that fails or is late makes the store
 //! rest for [`REST`], during which calls fail at once, so requests do not each pay the timeout
-//! while Redis is down. The connection is made on first use and reconnects by itself; sharing
-//! resumes when Redis is back, without a restart.
+//! while Redis is down. The connection is made at start by [`Watch`], which pings every second,
+//! and reconnects by itself; sharing resumes as soon as Redis is back, without a restart.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -20,6 +20,10 @@ use crate::metrics::Metrics;
 
 /// How long the store is left alone after a failure.
 const REST: Duration = Duration::from_secs(1);
+
+/// How often [`Watch`] pings, and how long a ping may wait (a first connection, TLS included).
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_WAIT: Duration = Duration::from_secs(2);
 
 const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
@@ -87,7 +91,33 @@ impl Store {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let Some(connection) = self.connection().filter(|_| !self.resting()) else {
+        self.run(op, wait, metrics, false, f).await
+    }
+
+    /// Asks Redis whether it is there, also while it rests ([`Watch`]): connects at start,
+    /// keeps `/healthz` current without traffic, and ends a rest as soon as Redis is back.
+    pub async fn ping(&self, metrics: &Metrics) -> bool {
+        let ping = |mut c: ConnectionManager| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        self.run("ping", PING_WAIT, metrics, true, ping)
+            .await
+            .is_some()
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        op: &str,
+        wait: Duration,
+        metrics: &Metrics,
+        probe: bool,
+        f: F,
+    ) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Some(connection) = self.connection().filter(|_| probe || !self.resting()) else {
             metrics.store_call(op, None);
             return None;
         };
@@ -103,6 +133,11 @@ impl Store {
             }
             failed => {
                 metrics.store_call(op, None);
+                // Until Redis first answered, a late request may only be waiting for the
+                // connection: the watch's ping, which may wait longer, decides.
+                if !probe && self.reachable.load(Ordering::Relaxed) == UNKNOWN {
+                    return None;
+                }
                 if self.reachable.swap(DOWN, Ordering::Relaxed) != DOWN {
                     // Said once per outage; redis-rs's errors name no password.
                     match failed {
@@ -141,5 +176,30 @@ impl Store {
 
     fn nanos(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Background service: pings the current snapshot's store every second (see [`Store::ping`]).
+pub struct Watch<F> {
+    /// The store of the snapshot in force (a reload may change it).
+    pub current: F,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl<F> pingora::services::background::BackgroundService for Watch<F>
+where
+    F: Fn() -> Option<Arc<Store>> + Send + Sync,
+{
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            if let Some(store) = (self.current)() {
+                store.ping(&self.metrics).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PING_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }

@@ -229,3 +229,33 @@ ratelimits:
         "{scrape}"
     );
 }
+
+/// A request counts once against its client's limits, whatever its retries and fallbacks: two
+/// requests that each took three attempts (a 503, a retry, a fallback) fit a limit of 2.
+#[test]
+fn retries_and_fallbacks_are_not_charged_again() {
+    let (failing, good) = (Mock::start(), Mock::start());
+    failing.set_mode("status=503");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: alpha/m1, base_url: '{bad}', retry: {{attempts: 2, on: [5xx], backoff: {{base: 1ms, max: 1ms}}}}, fallbacks: [beta/m2]}}\n  - {{model: beta/m2, base_url: '{ok}'}}\nclients:\n  - {{name: erin, key: $ERIN_KEY, limits: {{requests_per_minute: 2, tokens_per_minute: 100000}}}}\n",
+        bad = failing.url(),
+        ok = good.url()
+    ));
+    let gw = Gateway::start(&config, &[("ERIN_KEY", "sk-gw-erin")]);
+    let erin = [("authorization", "Bearer sk-gw-erin")];
+    for _ in 0..2 {
+        assert_eq!(send(&gw, &erin, &body("alpha/m1", 5)).status, 200);
+    }
+    assert_eq!(
+        failing.received().len(),
+        4,
+        "two attempts each on the failing model"
+    );
+    assert_eq!(good.received().len(), 2, "then the fallback");
+    let refused = send(&gw, &erin, &body("alpha/m1", 5));
+    assert_eq!(
+        refused.status, 429,
+        "the third request, not the third attempt"
+    );
+    assert_eq!(failing.received().len(), 4);
+}

@@ -17,9 +17,12 @@ fn body(max_tokens: u64) -> Value {
     json!({"model": "openai/gpt-4o", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
 }
 
-fn config(mock: &Mock, clients: &str, on_error: &str) -> Value {
+/// A config whose clients count in Redis, waiting at most `timeout` for it. Tests of exact
+/// counts wait long (a loaded machine must not turn a slow answer into a policy decision);
+/// tests of an outage wait 100 ms.
+fn config(mock: &Mock, clients: &str, on_error: &str, timeout: &str) -> Value {
     yaml(&format!(
-        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-openai-managed}}\nclients:\n{clients}state:\n  redis: {{url: $REDIS_URL, timeout: 100ms, on_error: {on_error}}}\n",
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-openai-managed}}\nclients:\n{clients}state:\n  redis: {{url: $REDIS_URL, timeout: {timeout}, on_error: {on_error}}}\n",
         url = mock.url()
     ))
 }
@@ -55,7 +58,7 @@ fn two_replicas_share_one_limit_and_one_budget_exactly() {
     let redis = Redis::start();
     let mock = Mock::start();
     let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 10}}\n  - {name: bob, key: $BOB_KEY, budgets: {tokens_per_day: 1000}}\n";
-    let config = config(&mock, clients, "open");
+    let config = config(&mock, clients, "open", "2s");
     let keys = [("ALICE_KEY", "sk-gw-alice"), ("BOB_KEY", "sk-gw-bob")];
     let one = start(&config, &redis, &keys);
     let two = start(&config, &redis, &keys);
@@ -146,7 +149,7 @@ fn redis_down_is_bounded_by_the_policy_and_sharing_resumes() {
         let mock = Mock::start();
         let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 3}}\n";
         let gw = start(
-            &config(&mock, clients, policy),
+            &config(&mock, clients, policy, "100ms"),
             &redis,
             &[("ALICE_KEY", "sk-gw-alice")],
         );
@@ -285,7 +288,7 @@ fn redis_over_tls_with_a_password_counts_the_same() {
     let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
     let url = redis.tls_url();
     let gw = Gateway::start(
-        &config(&mock, clients, "closed"),
+        &config(&mock, clients, "closed", "2s"),
         &[
             ("REDIS_URL", &url),
             ("ALICE_KEY", "sk-gw-alice"),
@@ -314,7 +317,7 @@ fn a_reload_that_changes_a_limit_keeps_what_was_counted() {
     for shared in [false, true] {
         let mock = Mock::start();
         let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 3}}\n";
-        let mut config = config(&mock, clients, "closed");
+        let mut config = config(&mock, clients, "closed", "2s");
         if !shared {
             config.as_object_mut().unwrap().remove("state");
         }
@@ -334,4 +337,39 @@ fn a_reload_that_changes_a_limit_keeps_what_was_counted() {
         // (Each round's keys are its own: flush between them.)
         redis.command(&["FLUSHALL"]);
     }
+}
+
+/// A Redis that answers late (busy for 1.5 s) costs a request at most the timeout: it passes
+/// under `on_error: open`, and later requests skip Redis while it rests.
+#[test]
+fn a_slow_redis_costs_a_request_at_most_the_timeout() {
+    let redis = Redis::start();
+    let mock = Mock::start();
+    let clients = "  - {name: alice, key: $ALICE_KEY, limits: {requests_per_minute: 100}}\n";
+    let gw = start(
+        &config(&mock, clients, "open", "100ms"),
+        &redis,
+        &[("ALICE_KEY", "sk-gw-alice")],
+    );
+    assert_eq!(send(&gw, "sk-gw-alice", &[], 5).status, 200);
+    std::thread::scope(|s| {
+        let sleeping = s.spawn(|| redis.command(&["DEBUG", "SLEEP", "1.5"]));
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            let started = Instant::now();
+            assert_eq!(send(&gw, "sk-gw-alice", &[], 5).status, 200);
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(600),
+                "{took:?} while Redis sleeps"
+            );
+        }
+        assert_eq!(sleeping.join().unwrap().as_deref(), Some("+OK"));
+    });
+    assert!(
+        common::sample_value(
+            &gw.metrics(),
+            r#"switchyard_ratelimit_decisions_total{client="alice",decision="unchecked",limit="requests_per_minute"}"#
+        ) >= 3.0
+    );
 }

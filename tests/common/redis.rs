@@ -101,6 +101,8 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            // DEBUG SLEEP: a Redis that is slow rather than gone.
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(std::fs::File::create(self.dir.join("redis.log")).unwrap())
