@@ -132,6 +132,16 @@ pub fn interface_names() -> String {
     names.join(", ")
 }
 
+/// One entry of OpenAI's model list.
+pub fn model_entry(id: &str, owned_by: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "object": "model",
+        "created": 0,
+        "owned_by": owned_by,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

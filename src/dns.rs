@@ -16,8 +16,6 @@ use log::{debug, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::state::SharedState;
-
 /// How often host names are looked up again.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -89,33 +87,40 @@ impl Addresses {
     }
 }
 
-/// Background service that keeps every upstream host of the current snapshot resolved.
-pub struct Refresher {
-    pub state: SharedState,
+/// One upstream host to keep resolved, and the provider that names it in warnings.
+pub struct Host {
+    pub addresses: Arc<Addresses>,
+    pub provider: String,
+}
+
+/// Background service that keeps every upstream host of the config in force resolved.
+pub struct Refresher<F> {
+    /// The hosts of the snapshot in force (a reload may change them).
+    pub hosts: F,
 }
 
 #[async_trait]
-impl BackgroundService for Refresher {
+impl<F> BackgroundService for Refresher<F>
+where
+    F: Fn() -> Vec<Host> + Send + Sync,
+{
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let snapshot = self.state.load_full();
             // Providers on one host share their addresses: look each host up once.
-            let mut done: Vec<&Arc<Addresses>> = Vec::new();
-            for upstream in snapshot.upstreams() {
-                let addresses = &upstream.addresses;
+            let mut done: Vec<Arc<Addresses>> = Vec::new();
+            for host in (self.hosts)() {
+                let addresses = &host.addresses;
                 if addresses.is_literal() || done.iter().any(|d| Arc::ptr_eq(d, addresses)) {
                     continue;
                 }
-                done.push(addresses);
+                done.push(addresses.clone());
                 if let Err(e) = addresses.refresh().await {
                     warn!(
                         "cannot resolve {} (provider `{}`): {e}",
-                        upstream.origin.host, upstream.provider_name
+                        addresses.host, host.provider
                     );
                 }
             }
-            drop(done);
-            drop(snapshot);
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
                 _ = shutdown.changed() => return,

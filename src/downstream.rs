@@ -45,29 +45,7 @@ use crate::metrics::Metrics;
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A limit at which the gateway closes a client connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    HeaderTimeout,
-    KeepaliveTimeout,
-    MaxConnections,
-}
-
-impl Limit {
-    pub const ALL: [Limit; 3] = [
-        Limit::HeaderTimeout,
-        Limit::KeepaliveTimeout,
-        Limit::MaxConnections,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::HeaderTimeout => "header_timeout",
-            Limit::KeepaliveTimeout => "keepalive_timeout",
-            Limit::MaxConnections => "max_connections",
-        }
-    }
-}
+pub use crate::metrics::Closed as Limit;
 
 /// The client-connection limits, from the `server` block.
 #[derive(Debug, Clone, Copy)]

@@ -10,18 +10,9 @@ use crate::body::{self, Inspected};
 use crate::catalog::Interface;
 use crate::error::GatewayError;
 use crate::resolve::ResolveError;
+use crate::session::affinity;
 use crate::state::Snapshot;
 use crate::translate::Api;
-
-/// The header that names a conversation: it pins the conversation's endpoint (affinity) and its
-/// preference-routing decision (session).
-pub const AFFINITY: &str = "x-model-affinity";
-
-/// A request's `x-model-affinity`, trimmed; empty is none.
-pub fn affinity(req: &RequestHeader) -> Option<&str> {
-    let id = req.headers.get(AFFINITY)?.to_str().ok()?.trim();
-    (!id.is_empty()).then_some(id)
-}
 
 /// A model request as taken in, read and resolved once: its API, body, what was found in the
 /// body, and the group its `model` resolves to.

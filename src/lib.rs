@@ -48,6 +48,7 @@ pub mod resolve;
 pub mod respond;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod side_call;
 pub mod state;
 pub mod store;

@@ -77,6 +77,31 @@ pub fn error_label(
     })
 }
 
+/// A limit at which the gateway closes a client connection (downstream): the `reason` of
+/// `switchyard_downstream_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    HeaderTimeout,
+    KeepaliveTimeout,
+    MaxConnections,
+}
+
+impl Closed {
+    pub const ALL: [Closed; 3] = [
+        Closed::HeaderTimeout,
+        Closed::KeepaliveTimeout,
+        Closed::MaxConnections,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::KeepaliveTimeout => "keepalive_timeout",
+            Closed::MaxConnections => "max_connections",
+        }
+    }
+}
+
 /// Every metric switchyard exports.
 pub struct Metrics {
     requests: IntCounterVec,
@@ -294,7 +319,7 @@ impl Metrics {
         registry.register(Box::new(m.budget_remaining.clone()))?;
         registry.register(Box::new(m.store_duration.clone()))?;
         registry.register(Box::new(m.store_errors.clone()))?;
-        for reason in crate::downstream::Limit::ALL {
+        for reason in Closed::ALL {
             m.connections_closed.with_label_values(&[reason.as_str()]);
         }
         // Both results exist from the start, so a dashboard shows 0 rather than no data.
@@ -345,7 +370,7 @@ impl Metrics {
     }
 
     /// A client connection closed at one of the limits.
-    pub fn connection_closed(&self, limit: crate::downstream::Limit) {
+    pub fn connection_closed(&self, limit: Closed) {
         self.connections_closed
             .with_label_values(&[limit.as_str()])
             .inc();
@@ -516,7 +541,7 @@ mod tests {
         m.endpoint_health("openai", "openai/gpt-4o", true);
         m.router_decision("r", "routed", Duration::from_millis(1));
         m.connections(1);
-        m.connection_closed(crate::downstream::Limit::ALL[0]);
+        m.connection_closed(Closed::ALL[0]);
         m.reloaded(true);
         m.ratelimit_decision("a", "tokens_per_day", "allowed");
         m.budget_left("a", 9);

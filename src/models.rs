@@ -16,7 +16,7 @@ use log::debug;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::auth::{self, AuthStyle};
 use crate::config::Provider;
@@ -77,7 +77,7 @@ impl ModelLists {
         for pidx in wildcards {
             let provider = snapshot.provider(pidx);
             for id in self.listed(snapshot, pidx, client).await {
-                data.push(entry(
+                data.push(crate::catalog::model_entry(
                     &format!("{}/{id}", provider.prefix),
                     &provider.prefix,
                 ));
@@ -185,14 +185,4 @@ impl ModelLists {
 /// Where an upstream lists its models: next to its API (`/v1/models`).
 fn list_path(provider: &Provider) -> String {
     format!("{}/models", provider.origin.path_prefix)
-}
-
-/// One entry of OpenAI's model list.
-pub fn entry(id: &str, owned_by: &str) -> Value {
-    json!({
-        "id": id,
-        "object": "model",
-        "created": 0,
-        "owned_by": owned_by,
-    })
 }

@@ -190,7 +190,17 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
             metrics: store_metrics,
         },
     ));
-    server.add_service(background_service("dns refresher", Refresher { state }));
+    let hosts = move || {
+        let snapshot = state.load();
+        let upstreams = snapshot.upstreams().iter();
+        upstreams
+            .map(|u| crate::dns::Host {
+                addresses: u.addresses.clone(),
+                provider: u.provider_name.clone(),
+            })
+            .collect()
+    };
+    server.add_service(background_service("dns refresher", Refresher { hosts }));
     if let Some(writer) = access_log_writer {
         server.add_service(background_service("access log", writer));
     }

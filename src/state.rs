@@ -12,13 +12,14 @@ use serde_json::json;
 
 use std::sync::atomic::AtomicU64;
 
+use crate::catalog::model_entry as entry;
 use crate::config::{Config, Origin, Provider};
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
-use crate::models::entry;
 use crate::quota::Quotas;
 use crate::resolve::Resolver;
-use crate::router::{Recall, Router};
+use crate::router::recall::Recall;
+use crate::router::setup::Router;
 use crate::store::Store;
 
 /// The snapshot currently in force, shared by the proxy and the background services.
@@ -91,7 +92,7 @@ impl Snapshot {
                     .remove(&(p.name.clone(), p.origin.clone()))
                     .unwrap_or_default();
                 Upstream {
-                    host_header: crate::upstream::host_header(p),
+                    host_header: p.host_header(),
                     provider_name: p.name.clone(),
                     origin: p.origin.clone(),
                     addresses,

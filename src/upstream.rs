@@ -91,14 +91,6 @@ pub fn request(
     auth::apply(req, provider, auth)
 }
 
-/// The `Host` an endpoint is sent: `http_host`, else its origin's authority.
-pub fn host_header(provider: &Provider) -> String {
-    match &provider.http_host {
-        Some(host) => host.clone(),
-        None => provider.origin.authority(),
-    }
-}
-
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
 /// deployment path and an `api-version`), with the client's query kept.
 pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> String {
@@ -179,7 +171,7 @@ mod tests {
         request(
             &mut req,
             &p,
-            &host_header(&p),
+            &p.host_header(),
             "/v1/chat/completions?x=1",
             18,
             AuthStyle::Bearer,

@@ -371,6 +371,14 @@ impl Default for Outlier {
 }
 
 impl Provider {
+    /// The `Host` an endpoint is sent: `http_host`, else its origin's authority.
+    pub fn host_header(&self) -> String {
+        match &self.http_host {
+            Some(host) => host.clone(),
+            None => self.origin.authority(),
+        }
+    }
+
     pub fn is_wildcard(&self) -> bool {
         self.id == "*"
     }

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use super::feeds::Figures;
 use super::{ask, question_of, rank, Decision, Question, Router, Source};
 use crate::error::GatewayError;
-use crate::intake::{self, Request};
+use crate::intake::Request;
 use crate::metrics::Metrics;
+use crate::session;
 use crate::state::Snapshot;
 
 /// What preference routing chose for a request.
@@ -110,7 +111,7 @@ impl Preferences<'_> {
             "pinned": pinned,
             "switched": false,
         });
-        if let Some(id) = intake::affinity(session.req_header()) {
+        if let Some(id) = session::affinity(session.req_header()) {
             answer["session_id"] = id.into();
         }
         Ok(answer)
@@ -134,7 +135,8 @@ impl Preferences<'_> {
         let (snapshot, metrics) = (self.snapshot, self.metrics);
         let started = Instant::now();
         let recall = &snapshot.recall;
-        let (decision, source) = match recall.known(session.req_header(), question, started) {
+        let thread = question.thread();
+        let (decision, source) = match recall.known(session.req_header(), thread, started) {
             Some(known) => known,
             None => {
                 let key = question.key(router);
@@ -146,17 +148,17 @@ impl Preferences<'_> {
                 // What another replica decided, when they share a store: a session's pin there
                 // comes before an answer here.
                 let cached = match &snapshot.store {
-                    Some(store) if local.is_none() || recall.continues(req, question) => recall
-                        .shared(store, metrics, req, question, key)
+                    Some(store) if local.is_none() || recall.continues(req, thread) => recall
+                        .shared(store, metrics, req, thread, key)
                         .await
                         .or(local),
                     _ => local,
                 };
                 if let Some((d, Source::Cache)) = &cached {
                     // The same question, a new session: pinned to the answer.
-                    recall.remember(req, question, None, d);
+                    recall.remember(req, thread, None, d);
                     if let Some(store) = &snapshot.store {
-                        recall.share(store, metrics, req, question, None, d);
+                        recall.share(store, metrics, req, thread, None, d);
                     }
                 }
                 match cached {
@@ -173,9 +175,9 @@ impl Preferences<'_> {
                         .await;
                         if !matches!(d, Decision::FailedOpen(_)) {
                             let req = session.req_header();
-                            recall.remember(req, question, Some(key), &d);
+                            recall.remember(req, thread, Some(key), &d);
                             if let Some(store) = &snapshot.store {
-                                recall.share(store, metrics, req, question, Some(key), &d);
+                                recall.share(store, metrics, req, thread, Some(key), &d);
                             }
                         }
                         (d, Source::Router)

@@ -14,15 +14,17 @@
 //! in `memory`, the bounded, expiring store; `setup` the router of a config.
 
 pub mod choose;
+pub mod decision;
 pub mod feeds;
 pub mod memory;
 pub mod prompt;
 pub mod question;
 mod rank;
-mod recall;
-mod setup;
+pub mod recall;
+pub mod setup;
 pub mod turn;
 
+pub use decision::{Decision, Source};
 pub use question::{question_of, Question};
 pub use rank::rank;
 pub use recall::Recall;
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::Value;
 
-use crate::config::{Prefer, RoutingPreference};
+use crate::config::RoutingPreference;
 use crate::exchange::Exchange;
 use crate::intake::Request;
 use crate::metrics::UpstreamErrorClass;
@@ -44,71 +46,6 @@ use crate::translate::Api;
 
 /// The response header that names the route taken and why.
 pub const HEADER: &str = "x-switchyard-route";
-
-/// What the router decided for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// A route: its name, its models as configured and how to order them.
-    Route {
-        name: String,
-        models: Vec<String>,
-        prefer: Prefer,
-    },
-    /// The router saw no fitting route: the client's model serves.
-    NoRoute,
-    /// The router failed (why): the client's model serves.
-    FailedOpen(&'static str),
-}
-
-/// Where a decision came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The router was asked.
-    Router,
-    /// The same question was answered a moment ago.
-    Cache,
-    /// The session (`X-Model-Affinity`) is pinned to its first decision.
-    Pinned,
-    /// Not the user's turn (`route_on_user_only`): the conversation's last decision.
-    Replayed,
-}
-
-impl Decision {
-    /// For the access log and the response header: the route and why.
-    pub fn describe(&self, source: Source) -> String {
-        let why = match source {
-            Source::Router => "router",
-            Source::Cache => "cache",
-            Source::Pinned => "pinned",
-            Source::Replayed => "replayed",
-        };
-        match self {
-            Decision::Route { name, .. } => format!("{name} ({why})"),
-            Decision::NoRoute => format!("none ({why})"),
-            Decision::FailedOpen(cause) => format!("none (fail-open: {cause})"),
-        }
-    }
-
-    /// The `route` metric label: a configured route name or `none`.
-    pub fn route_label(&self) -> &str {
-        match self {
-            Decision::Route { name, .. } => name,
-            _ => "none",
-        }
-    }
-
-    /// The `outcome` metric label.
-    pub fn outcome_label(&self, source: Source) -> &'static str {
-        match (source, self) {
-            (Source::Pinned, _) => "pinned",
-            (Source::Cache, _) => "cache",
-            (Source::Replayed, _) => "replayed",
-            (Source::Router, Decision::Route { .. }) => "routed",
-            (Source::Router, Decision::NoRoute) => "no_route",
-            (Source::Router, Decision::FailedOpen(_)) => "failed_open",
-        }
-    }
-}
 
 /// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider).
 pub async fn ask(
@@ -171,7 +108,7 @@ fn read(answer: &[u8], prefs: &[RoutingPreference]) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RoutingPreference;
+    use crate::config::{Prefer, RoutingPreference};
 
     fn prefs() -> Vec<RoutingPreference> {
         vec![

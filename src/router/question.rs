@@ -132,6 +132,14 @@ impl Question {
         prompt::prompt(router.form, &routes, &self.messages, router.budget)
     }
 
+    /// Where the request stands in its conversation, for recall.
+    pub fn thread(&self) -> super::recall::Thread {
+        super::recall::Thread {
+            user_turn: self.user_turn,
+            conversation: self.conversation,
+        }
+    }
+
     /// A short key for the question (the cache keeps no prompt text), found without building
     /// the prompt: the router, the routes whole, and the turns the router is shown
     /// (`prompt::turns`, of which the prompt is a function).

@@ -12,12 +12,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::decision::{Decision, Source};
 use super::memory::Memory;
-use super::{Decision, Question, Source};
 use crate::config::{Prefer, Routing};
-use crate::intake;
 use crate::metrics::Metrics;
+use crate::session;
 use crate::store::Store;
+
+/// Where a request stands in its conversation, as far as recall needs it: whether the user
+/// speaks in it (`route_on_user_only`), and the conversation it continues when it has no
+/// session (a hash of its beginning, `turn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thread {
+    pub user_turn: bool,
+    pub conversation: Option<u64>,
+}
 
 /// What the router remembers across requests: session pins and recent answers.
 pub struct Recall {
@@ -46,7 +55,7 @@ impl Recall {
     /// The session a request belongs to: its `X-Model-Affinity`, scoped by the tenant header
     /// when one is configured.
     pub fn session_of(&self, req: &pingora::http::RequestHeader) -> Option<String> {
-        let id = intake::affinity(req)?;
+        let id = session::affinity(req)?;
         Some(format!("{}\u{1f}{id}", self.tenant_of(req)))
     }
 
@@ -55,10 +64,10 @@ impl Recall {
     pub fn conversation_of(
         &self,
         req: &pingora::http::RequestHeader,
-        question: &Question,
+        thread: Thread,
     ) -> Option<String> {
         self.session_of(req).or_else(|| {
-            question
+            thread
                 .conversation
                 .map(|h| format!("{}\u{1f}~{h:016x}", self.tenant_of(req)))
         })
@@ -69,16 +78,16 @@ impl Recall {
     pub fn known(
         &self,
         req: &pingora::http::RequestHeader,
-        question: &Question,
+        thread: Thread,
         now: Instant,
     ) -> Option<(Decision, Source)> {
         if let Some(d) = self.session_of(req).and_then(|s| self.pins.get(&s, now)) {
             return Some((d, Source::Pinned));
         }
-        if question.user_turn {
+        if thread.user_turn {
             return None;
         }
-        let d = self.last.get(&self.conversation_of(req, question)?, now)?;
+        let d = self.last.get(&self.conversation_of(req, thread)?, now)?;
         Some((d, Source::Replayed))
     }
 
@@ -87,7 +96,7 @@ impl Recall {
     pub fn remember(
         &self,
         req: &pingora::http::RequestHeader,
-        question: &Question,
+        thread: Thread,
         asked: Option<u64>,
         decision: &Decision,
     ) {
@@ -99,7 +108,7 @@ impl Recall {
             self.pins.insert(session, decision.clone(), now);
         }
         if self.settings.route_on_user_only {
-            if let Some(conversation) = self.conversation_of(req, question) {
+            if let Some(conversation) = self.conversation_of(req, thread) {
                 self.last.insert(conversation, decision.clone(), now);
             }
         }
@@ -107,11 +116,11 @@ impl Recall {
 
     /// Whether the request continues something remembered by session or conversation (a pin
     /// or a replay may exist elsewhere).
-    pub fn continues(&self, req: &pingora::http::RequestHeader, question: &Question) -> bool {
+    pub fn continues(&self, req: &pingora::http::RequestHeader, thread: Thread) -> bool {
         self.session_of(req).is_some()
             || (self.settings.route_on_user_only
-                && !question.user_turn
-                && self.conversation_of(req, question).is_some())
+                && !thread.user_turn
+                && self.conversation_of(req, thread).is_some())
     }
 
     /// What another replica decided for this request (its session's pin, its conversation's
@@ -122,12 +131,12 @@ impl Recall {
         store: &Store,
         metrics: &Metrics,
         req: &pingora::http::RequestHeader,
-        question: &Question,
+        thread: Thread,
         asked: u64,
     ) -> Option<(Decision, Source)> {
         let session = self.session_of(req);
-        let conversation = (self.settings.route_on_user_only && !question.user_turn)
-            .then(|| self.conversation_of(req, question))
+        let conversation = (self.settings.route_on_user_only && !thread.user_turn)
+            .then(|| self.conversation_of(req, thread))
             .flatten();
         let keys = [
             session.as_deref().map(|s| store.key(&pin_key(s))),
@@ -178,7 +187,7 @@ impl Recall {
         store: &Arc<Store>,
         metrics: &Arc<Metrics>,
         req: &pingora::http::RequestHeader,
-        question: &Question,
+        thread: Thread,
         asked: Option<u64>,
         decision: &Decision,
     ) {
@@ -197,7 +206,7 @@ impl Recall {
             ));
         }
         if self.settings.route_on_user_only {
-            if let Some(conversation) = self.conversation_of(req, question) {
+            if let Some(conversation) = self.conversation_of(req, thread) {
                 writes.push((
                     store.key(&last_key(&conversation)),
                     millis(self.settings.session_ttl),
