@@ -3,6 +3,7 @@
 //!
 //! A client's credential never reaches an upstream unless that provider has `passthrough_auth`.
 
+use http::header;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
@@ -47,31 +48,36 @@ pub fn has_credentials(provider: &Provider) -> bool {
 /// Sets the upstream credential on `req`, then the provider's extra `headers` (which may
 /// override it, as in Plano).
 pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> Result<()> {
-    let credential = if provider.passthrough_auth {
+    let client = if provider.passthrough_auth {
         client_credential(req)
     } else {
-        provider
-            .access_key
-            .as_ref()
-            .map(|k| Credential::Token(k.expose().to_owned()))
+        None
     };
     for name in ["authorization", "x-api-key", "api-key"] {
         remove(req, name);
     }
-    match (credential, style) {
-        (None, _) => {}
-        (Some(Credential::Token(token)), AuthStyle::Bearer) => {
-            req.insert_header("authorization", format!("Bearer {token}"))?;
+    match (&provider.key_headers, client) {
+        // The provider's key: its header values were made at load.
+        (Some(key), _) if !provider.passthrough_auth => match style {
+            AuthStyle::Bearer => req.insert_header(header::AUTHORIZATION, key.bearer.clone())?,
+            AuthStyle::XApiKey => req.insert_header("x-api-key", key.raw.clone())?,
+            AuthStyle::ApiKey => req.insert_header("api-key", key.raw.clone())?,
+        },
+        (_, None) => {}
+        (_, Some(Credential::Token(token))) if style == AuthStyle::Bearer => {
+            req.insert_header(header::AUTHORIZATION, format!("Bearer {token}"))?;
         }
         // A non-Bearer Authorization (e.g. Basic) is forwarded as the client sent it.
-        (Some(Credential::Raw(value)), AuthStyle::Bearer) => {
-            req.insert_header("authorization", value)?;
+        (_, Some(Credential::Raw(value))) if style == AuthStyle::Bearer => {
+            req.insert_header(header::AUTHORIZATION, value)?;
         }
-        (Some(Credential::Token(token) | Credential::Raw(token)), AuthStyle::XApiKey) => {
-            req.insert_header("x-api-key", token)?;
-        }
-        (Some(Credential::Token(token) | Credential::Raw(token)), AuthStyle::ApiKey) => {
-            req.insert_header("api-key", token)?;
+        (_, Some(Credential::Token(token) | Credential::Raw(token))) => {
+            let name = if style == AuthStyle::XApiKey {
+                "x-api-key"
+            } else {
+                "api-key"
+            };
+            req.insert_header(name, token)?;
         }
     }
     // Anthropic's headers mean nothing to other upstreams.

@@ -169,7 +169,7 @@ impl ModelLists {
                     .map_err(|e| e.to_string())?;
             }
         }
-        req.insert_header("host", target.host_header.as_str())
+        req.insert_header(http::header::HOST, target.host_header.clone())
             .map_err(|e| e.to_string())?;
         let style = AuthStyle::for_upstream(provider.interface, Api::Chat);
         auth::apply(&mut req, provider, style).map_err(|e| e.to_string())?;

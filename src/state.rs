@@ -53,7 +53,7 @@ pub struct Upstream {
     pub provider_name: String,
     pub origin: Origin,
     /// The `Host` header its requests carry.
-    pub host_header: String,
+    pub host_header: http::HeaderValue,
     /// Shared by all providers on the same `host:port`.
     pub addresses: Arc<Addresses>,
     /// Passive health; kept across reloads while the provider is unchanged.
@@ -92,7 +92,9 @@ impl Snapshot {
                     .remove(&(p.name.clone(), p.origin.clone()))
                     .unwrap_or_default();
                 Upstream {
-                    host_header: p.host_header(),
+                    // Checked at load (`http_host`) or made of the URL's authority.
+                    host_header: http::HeaderValue::from_str(&p.host_header())
+                        .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
                     provider_name: p.name.clone(),
                     origin: p.origin.clone(),
                     addresses,

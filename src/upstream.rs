@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use http::header;
+use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
@@ -64,7 +64,7 @@ pub fn peer(
 pub fn request(
     req: &mut RequestHeader,
     provider: &Provider,
-    host: &str,
+    host: &HeaderValue,
     path: &str,
     body_len: usize,
     auth: AuthStyle,
@@ -86,7 +86,7 @@ pub fn request(
         auth::remove(req, name);
     }
     req.insert_header(header::CONTENT_LENGTH, body_len)?;
-    req.insert_header(header::HOST, host)?;
+    req.insert_header(header::HOST, host.clone())?;
     req.insert_header(request_id::HEADER, request_id)?;
     auth::apply(req, provider, auth)
 }
@@ -171,7 +171,7 @@ mod tests {
         request(
             &mut req,
             &p,
-            &p.host_header(),
+            &HeaderValue::from_str(&p.host_header()).unwrap(),
             "/v1/chat/completions?x=1",
             18,
             AuthStyle::Bearer,

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use crate::access_log::Sink;
 use crate::catalog::Interface;
 pub use schema::HOSTED_ROUTER;
-pub use values::Secret;
+pub use values::{KeyHeaders, Secret};
 pub use yaml::Problem;
 
 /// A decoded, validated configuration.
@@ -244,6 +244,8 @@ pub struct Provider {
     /// Whether `base_url` was given (otherwise the endpoint is the prefix's built-in one).
     pub custom_base_url: bool,
     pub access_key: Option<Secret>,
+    /// `access_key` as header values, made at load (auth).
+    pub key_headers: Option<KeyHeaders>,
     pub passthrough_auth: bool,
     pub default: bool,
     /// Host header to send instead of the endpoint's host.

@@ -887,3 +887,17 @@ fn the_state_store_is_redis_given_by_url_never_shown() {
     // Without Redis each process counts for itself.
     assert_eq!(load(providers).state.redis, None);
 }
+
+#[test]
+fn an_access_key_no_header_can_carry_is_refused_at_load_without_being_shown() {
+    let p = problem("model_providers: [{model: openai/gpt-4o, access_key: \"sk-abc\\ndef\"}]\n");
+    assert_eq!(
+        p,
+        "model_providers[0].access_key (line 1): the key holds characters no HTTP header may carry"
+    );
+    let c = load("model_providers: [{model: openai/gpt-4o, access_key: sk-good}]\n");
+    let key = c.providers[0].key_headers.as_ref().expect("made at load");
+    assert_eq!(key.bearer.to_str().ok(), Some("Bearer sk-good"));
+    assert!(key.bearer.is_sensitive() && key.raw.is_sensitive());
+    assert!(!format!("{:?}", c.providers[0]).contains("sk-good"));
+}

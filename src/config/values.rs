@@ -19,6 +19,31 @@ impl Secret {
     }
 }
 
+/// An `access_key` as the header values a request carries it in (`Bearer <key>`, or the key
+/// alone), made once at load, not formatted and copied for every request; marked sensitive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyHeaders {
+    pub bearer: http::HeaderValue,
+    pub raw: http::HeaderValue,
+}
+
+impl KeyHeaders {
+    /// `None` when the key cannot be a header value.
+    pub fn of(key: &str) -> Option<KeyHeaders> {
+        let mut bearer = http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+        let mut raw = http::HeaderValue::from_str(key).ok()?;
+        bearer.set_sensitive(true);
+        raw.set_sensitive(true);
+        Some(KeyHeaders { bearer, raw })
+    }
+}
+
+impl fmt::Debug for KeyHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHeaders(***)")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")

@@ -11,9 +11,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Client, ClientAuth, Config, ConfigError, HealthCheck, LbPolicy, Listener, MetricsKind,
-    MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer, Provider,
-    RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
+    Client, ClientAuth, Config, ConfigError, HealthCheck, KeyHeaders, LbPolicy, Listener,
+    MetricsKind, MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer,
+    Provider, RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
     StateSettings, Timeouts, Unsupported,
 };
 use crate::catalog::{self, Interface};

@@ -90,10 +90,23 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
     });
     let base_url_given = f.has("base_url");
 
-    let access_key = f
-        .take("access_key")
-        .and_then(|(p, n)| expanded(r, &p, n, env))
-        .map(Secret::new);
+    let access_key = f.take("access_key").and_then(|(p, n)| {
+        let key = expanded(r, &p, n, env)?;
+        let headers = KeyHeaders::of(&key);
+        if headers.is_none() {
+            // Said without the key.
+            r.error(
+                &p,
+                n.line,
+                "the key holds characters no HTTP header may carry",
+            );
+        }
+        Some((Secret::new(key), headers?))
+    });
+    let (access_key, key_headers) = match access_key {
+        Some((key, headers)) => (Some(key), Some(headers)),
+        None => (None, None),
+    };
     let passthrough_auth = f
         .take("passthrough_auth")
         .and_then(|(p, n)| yaml::boolean(r, &p, n))
@@ -306,6 +319,7 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
         origin,
         custom_base_url: base_url_given,
         access_key,
+        key_headers,
         passthrough_auth,
         default,
         http_host,
