@@ -111,8 +111,6 @@ pub fn request_arrived(session: &mut Session) {
 pub fn request_done() {
     let _ = CONNECTION.try_with(|c| {
         c.set(Phase::Idle);
-        // The watchdog waits for this without a timer while a request is served.
-        c.done.notify_waiters();
     });
 }
 
@@ -247,8 +245,6 @@ struct Connection {
     /// Milliseconds since `epoch()`.
     since: AtomicU64,
     keepalive: Duration,
-    /// Told when a request is done (`Busy` → `Idle`).
-    done: tokio::sync::Notify,
 }
 
 impl Connection {
@@ -257,7 +253,6 @@ impl Connection {
             phase: AtomicU8::new(Phase::Head as u8),
             since: AtomicU64::new(now_ms()),
             keepalive,
-            done: tokio::sync::Notify::new(),
         }
     }
 
@@ -300,41 +295,36 @@ fn now_ms() -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 enum Check {
     Close(Limit),
-    /// Look again in this long (or when the request is done).
+    /// Look again in this long.
     Wait(Duration),
-    /// Nothing to bound while a request is served: look again when it is done.
-    UntilDone,
 }
 
+/// The watchdog's look at a connection in `phase` since `since_ms`. It is never told of a
+/// phase change (that would cost every request a wake-up and a new timer): it looks again at
+/// the phase's deadline, and at least every `header` timeout, so a request head that starts
+/// while it waits is still cut exactly `header` after its first byte.
 fn check(phase: Phase, since_ms: u64, now_ms: u64, limits: Limits) -> Check {
     let (limit, allowed) = match phase {
         Phase::Head => (Limit::HeaderTimeout, limits.header),
         Phase::Idle => (Limit::KeepaliveTimeout, limits.keepalive),
-        Phase::Busy => return Check::UntilDone,
+        // Nothing to bound while a request is served: its own timeouts do.
+        Phase::Busy => return Check::Wait(limits.header),
     };
     let elapsed = Duration::from_millis(now_ms.saturating_sub(since_ms));
     if elapsed >= allowed {
         Check::Close(limit)
     } else {
-        Check::Wait(allowed - elapsed)
+        Check::Wait((allowed - elapsed).min(limits.header))
     }
 }
 
 /// Resolves with the limit a connection reached; runs beside it until then.
 async fn watch(connection: &Connection, limits: Limits) -> Limit {
     loop {
-        // Created before the look, so a request finishing in between still wakes it.
-        let done = connection.done.notified();
         let (phase, since) = connection.get();
         match check(phase, since, now_ms(), limits) {
             Check::Close(limit) => return limit,
-            Check::Wait(d) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
-                    _ = done => {}
-                }
-            }
-            Check::UntilDone => done.await,
+            Check::Wait(d) => tokio::time::sleep(d).await,
         }
     }
 }
@@ -540,7 +530,20 @@ mod tests {
 
     #[test]
     fn a_request_being_served_is_not_timed_here() {
-        assert_eq!(check(Phase::Busy, 0, 3_600_000, LIMITS), Check::UntilDone);
+        assert_eq!(
+            check(Phase::Busy, 0, 3_600_000, LIMITS),
+            Check::Wait(LIMITS.header),
+            "looked at again, never closed"
+        );
+    }
+
+    #[test]
+    fn an_idle_wait_is_never_longer_than_a_head_may_take() {
+        // Idle for 75 s: looked at again within 10 s, in case a request head starts meanwhile.
+        assert_eq!(
+            check(Phase::Idle, 0, 1_000, LIMITS),
+            Check::Wait(LIMITS.header)
+        );
     }
 
     #[test]
