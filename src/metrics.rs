@@ -260,14 +260,14 @@ impl Metrics {
             budget_remaining: IntGaugeVec::new(
                 Opts::new(
                     "switchyard_budget_remaining_tokens",
-                    "Tokens left in a client's daily budget, as of its latest request",
+                    "Tokens left in a client's daily budget, as of its latest request's check (its own reservation taken)",
                 ),
                 &["client"],
             )?,
             store_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "switchyard_state_store_duration_seconds",
-                    "Round trips to the shared state store (Redis) that succeeded, by operation (check, settle)",
+                    "Round trips to the shared state store (Redis) that succeeded, by operation: check, settle (limits), recall, share (routing memory), ping (the watch)",
                 )
                 .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
                 &["op"],
