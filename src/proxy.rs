@@ -41,7 +41,7 @@ use crate::intake::{self, Request, Served};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{Metrics, RequestRecord, UpstreamErrorClass};
 use crate::models::ModelLists;
-use crate::quota::{self, Decision};
+use crate::quota;
 use crate::request_id;
 use crate::respond;
 use crate::router;
@@ -572,15 +572,8 @@ impl Gateway {
         if charges.is_empty() {
             return Ok(());
         }
-        let (decision, held) = snapshot.quotas.check(charges.clone(), &self.metrics).await;
-        ctx.held = held;
-        match decision {
-            Decision::Allowed { .. } | Decision::Unchecked => Ok(()),
-            Decision::Refused { index, verdict } => Err(GatewayError::LimitReached(Box::new(
-                quota::refusal(&charges[index.min(charges.len() - 1)], verdict),
-            ))),
-            Decision::Unavailable => Err(GatewayError::LimitsUnavailable),
-        }
+        ctx.held = snapshot.quotas.check(charges, &self.metrics).await?;
+        Ok(())
     }
 
     /// Settles the request's token reservations with what the upstream reported using; a

@@ -279,23 +279,14 @@ fn token_limits_reserve_then_settle_with_the_real_usage() {
         common::chat(gw.addr, &headers, &body)
     };
     // Settled when a request is logged (before its access-log line), just after its answer.
-    let logged = |n: usize| {
-        wait_for("the access-log lines", Duration::from_secs(3), || {
-            gw.access_log()
-                .lines()
-                .filter(|l| l.contains("/v1/chat/completions"))
-                .count()
-                >= n
-        })
-    };
     assert_eq!(send(&[]).status, 200);
-    logged(1);
+    gw.wait_logged(1);
     assert_eq!(
         send(&[]).status,
         200,
         "the first reservation was settled to its usage"
     );
-    logged(2);
+    gw.wait_logged(2);
     // Two at once: the second finds the first's 6,000 still reserved.
     let slow = std::thread::scope(|s| {
         let first = s.spawn(|| send(&[("x-mock", "delay_ms=1500")]));

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, yaml, Gateway, Mock, Response};
+use common::{yaml, Gateway, Mock, Response};
 use serde_json::{json, Value};
 
 fn body(model: &str, max_tokens: u64) -> Value {
@@ -16,17 +16,6 @@ fn body(model: &str, max_tokens: u64) -> Value {
 
 fn send(gw: &Gateway, headers: &[(&str, &str)], body: &Value) -> Response {
     common::chat(gw.addr, headers, body)
-}
-
-/// Waits until `n` model requests are logged: their tokens are settled by then.
-fn logged(gw: &Gateway, n: usize) {
-    wait_for("the access-log lines", Duration::from_secs(3), || {
-        gw.access_log()
-            .lines()
-            .filter(|l| l.contains("/v1/chat/completions"))
-            .count()
-            >= n
-    });
 }
 
 fn message(resp: &Response) -> String {
@@ -56,7 +45,7 @@ fn a_daily_budget_is_spent_by_real_usage_streams_included() {
     ];
     // About 110 reserved, 1,503 used: the budget is overrun, and that is counted.
     assert_eq!(send(&gw, &alice, &body("openai/gpt-4o", 100)).status, 200);
-    logged(&gw, 1);
+    gw.wait_logged(1);
     let refused = send(&gw, &alice[..1], &body("openai/gpt-4o", 10));
     assert_eq!(refused.status, 429, "{}", message(&refused));
     assert_eq!(refused.json()["error"]["code"], "insufficient_quota");
@@ -86,7 +75,7 @@ fn a_daily_budget_is_spent_by_real_usage_streams_included() {
     let resp = send(&gw, &bob, &streamed);
     assert_eq!(resp.status, 200);
     assert!(String::from_utf8_lossy(&resp.body).contains("[DONE]"));
-    logged(&gw, 3);
+    gw.wait_logged(3);
     let refused = send(&gw, &bob[..1], &body("openai/gpt-4o", 10));
     assert_eq!(refused.status, 429, "{}", message(&refused));
     let scrape = gw.metrics();
@@ -187,7 +176,7 @@ ratelimits:
     // 1,503 tokens used by bob's first request: over his 1,000 per hour.
     let bob = [("x-user-id", "bob"), ("x-mock", "completion_tokens=1500")];
     assert_eq!(send(&gw, &bob, &body("gpt-4o", 100)).status, 200);
-    logged(&gw, 1);
+    gw.wait_logged(1);
     let refused = send(&gw, &bob[..1], &body("gpt-4o", 100));
     assert_eq!(refused.status, 429);
     assert!(
@@ -211,7 +200,7 @@ ratelimits:
     // Refill: 1,503 used at 1,000 per second is ~0.5 s of debt beyond the second's allowance.
     let team = [("x-team", "red"), ("x-mock", "completion_tokens=1500")];
     assert_eq!(send(&gw, &team, &body("gpt-4o", 100)).status, 200);
-    logged(&gw, 5);
+    gw.wait_logged(5);
     let refused = send(&gw, &team[..1], &body("gpt-4o", 100));
     assert_eq!(refused.status, 429);
     let wait_ms: u64 = refused.header("retry-after-ms").unwrap().parse().unwrap();

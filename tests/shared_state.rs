@@ -41,16 +41,6 @@ fn send(gw: &Gateway, key: &str, extra: &[(&str, &str)], max_tokens: u64) -> Res
     common::chat(gw.addr, &headers, &body(max_tokens))
 }
 
-fn logged(gw: &Gateway, n: usize) {
-    wait_for("the access-log lines", Duration::from_secs(3), || {
-        gw.access_log()
-            .lines()
-            .filter(|l| l.contains("/v1/chat/completions"))
-            .count()
-            >= n
-    });
-}
-
 /// 2N concurrent requests split across two replicas under one client's limit of N: exactly N
 /// pass, whichever replica they reached; a budget overrun on one replica is refused on the other.
 #[test]
@@ -100,7 +90,7 @@ fn two_replicas_share_one_limit_and_one_budget_exactly() {
         100,
     );
     assert_eq!(overrun.status, 200);
-    logged(&one, 11);
+    one.wait_logged(11);
     // The settle runs after the answer; give it its round trip.
     wait_for("the settled budget", Duration::from_secs(3), || {
         send(&two, "sk-gw-bob", &[], 10).status == 429

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::OnStoreError;
-use crate::error::Refusal;
+use crate::error::{GatewayError, Refusal};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -116,7 +116,7 @@ pub struct Verdict {
 }
 
 /// The refusal the client is told of: whose limit, how much, how long to wait.
-pub fn refusal(charge: &Charge, verdict: Verdict) -> Refusal {
+fn refusal(charge: &Charge, verdict: Verdict) -> Refusal {
     Refusal {
         owner: charge.owner.clone(),
         tokens: charge.unit == Unit::Tokens,
@@ -286,14 +286,6 @@ pub struct Held {
 }
 
 impl Held {
-    /// The tokens reserved.
-    pub fn reserved(&self) -> u64 {
-        self.charges
-            .iter()
-            .find(|c| c.unit == Unit::Tokens)
-            .map_or(0, |c| c.cost)
-    }
-
     /// Settles the token reservations with the `used` tokens the upstream reported.
     pub fn settle(self, used: u64, metrics: &Arc<Metrics>) {
         let settles: Vec<(Charge, i64)> = self
@@ -340,9 +332,14 @@ impl Quotas {
     }
 
     /// Checks `charges` and takes them all, or none: in Redis when shared (within its
-    /// timeout; past it, `on_error` decides), else here. The decision, and what the request
-    /// holds to settle when allowed.
-    pub async fn check(&self, charges: Vec<Charge>, metrics: &Metrics) -> (Decision, Option<Held>) {
+    /// timeout; past it, `on_error` decides), else here. What the request holds to settle when
+    /// allowed, or the error the client gets: the refusal of the first limit that refused, or
+    /// a 503 when the store cannot count and `on_error: closed`.
+    pub async fn check(
+        &self,
+        charges: Vec<Charge>,
+        metrics: &Metrics,
+    ) -> Result<Option<Held>, GatewayError> {
         let (decision, local) = match &self.shared {
             None => (self.local.check(&charges), true),
             Some(store) => match shared::check(store, &charges, metrics).await {
@@ -355,18 +352,24 @@ impl Quotas {
             },
         };
         count(&charges, &decision, metrics);
-        let held = match &decision {
+        match decision {
             Decision::Allowed { day, .. } if charges.iter().any(|c| c.unit == Unit::Tokens) => {
-                Some(Held {
+                Ok(Some(Held {
                     charges,
-                    day: *day,
+                    day,
                     quotas: self.clone(),
                     local,
-                })
+                }))
             }
-            _ => None,
-        };
-        (decision, held)
+            Decision::Allowed { .. } | Decision::Unchecked => Ok(None),
+            Decision::Refused { index, verdict } => match charges.get(index) {
+                Some(charge) => Err(GatewayError::LimitReached(Box::new(refusal(
+                    charge, verdict,
+                )))),
+                None => Err(GatewayError::Internal),
+            },
+            Decision::Unavailable => Err(GatewayError::LimitsUnavailable),
+        }
     }
 }
 

@@ -229,6 +229,18 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until `n` chat requests have their access-log line: what is done when a request
+    /// is logged (settling its tokens) is done by then.
+    pub fn wait_logged(&self, n: usize) {
+        wait_for("the access-log lines", Duration::from_secs(3), || {
+            self.access_log()
+                .lines()
+                .filter(|l| l.contains("/v1/chat/completions"))
+                .count()
+                >= n
+        });
+    }
+
     /// A scrape of the metrics endpoint.
     pub fn metrics(&self) -> String {
         let resp = request(self.metrics_addr, "GET", "/metrics", &[], b"");
