@@ -3,13 +3,20 @@
 //!
 //! A client's credential never reaches an upstream unless that provider has `passthrough_auth`.
 
-use http::header;
+use http::header::{self, HeaderName};
 use pingora::http::RequestHeader;
 use pingora::Result;
 
 /// The header that carries a gateway key (clients) beside a provider credential; it never goes
 /// upstream.
-pub const GATEWAY_KEY_HEADER: &str = "x-switchyard-key";
+pub const GATEWAY_KEY_HEADER: HeaderName = HeaderName::from_static("x-switchyard-key");
+
+// The names the gateway sets or looks up on every request, made once rather than parsed from a
+// string each time.
+pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub(crate) const API_KEY: HeaderName = HeaderName::from_static("api-key");
+const ANTHROPIC_VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 use crate::catalog::Interface;
 use crate::config::Provider;
@@ -53,15 +60,15 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
     } else {
         None
     };
-    for name in ["authorization", "x-api-key", "api-key"] {
-        remove(req, name);
+    for name in [header::AUTHORIZATION, X_API_KEY, API_KEY] {
+        remove(req, &name);
     }
     match (&provider.key_headers, client) {
         // The provider's key: its header values were made at load.
         (Some(key), _) if !provider.passthrough_auth => match style {
             AuthStyle::Bearer => req.insert_header(header::AUTHORIZATION, key.bearer.clone())?,
-            AuthStyle::XApiKey => req.insert_header("x-api-key", key.raw.clone())?,
-            AuthStyle::ApiKey => req.insert_header("api-key", key.raw.clone())?,
+            AuthStyle::XApiKey => req.insert_header(X_API_KEY, key.raw.clone())?,
+            AuthStyle::ApiKey => req.insert_header(API_KEY, key.raw.clone())?,
         },
         (_, None) => {}
         (_, Some(Credential::Token(token))) if style == AuthStyle::Bearer => {
@@ -73,20 +80,20 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
         }
         (_, Some(Credential::Token(token) | Credential::Raw(token))) => {
             let name = if style == AuthStyle::XApiKey {
-                "x-api-key"
+                X_API_KEY
             } else {
-                "api-key"
+                API_KEY
             };
             req.insert_header(name, token)?;
         }
     }
     // Anthropic's headers mean nothing to other upstreams.
     if style != AuthStyle::XApiKey {
-        remove(req, "anthropic-version");
-        remove(req, "anthropic-beta");
+        remove(req, &ANTHROPIC_VERSION_HEADER);
+        remove(req, &ANTHROPIC_BETA);
     }
-    if style == AuthStyle::XApiKey && req.headers.get("anthropic-version").is_none() {
-        req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
+    if style == AuthStyle::XApiKey && req.headers.get(ANTHROPIC_VERSION_HEADER).is_none() {
+        req.insert_header(ANTHROPIC_VERSION_HEADER, ANTHROPIC_VERSION)?;
     }
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.expose())?;
@@ -95,7 +102,7 @@ pub fn apply(req: &mut RequestHeader, provider: &Provider, style: AuthStyle) -> 
 }
 
 /// Removes a header if present (most are not; removing also walks Pingora's case map).
-pub fn remove(req: &mut RequestHeader, name: &str) {
+pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
     if req.headers.contains_key(name) {
         req.remove_header(name);
     }
@@ -113,7 +120,7 @@ enum Credential {
 fn client_credential(req: &RequestHeader) -> Option<Credential> {
     if let Some(value) = req
         .headers
-        .get("authorization")
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         let value = value.trim();
@@ -122,7 +129,7 @@ fn client_credential(req: &RequestHeader) -> Option<Credential> {
             None => Credential::Raw(value.to_owned()),
         });
     }
-    ["x-api-key", "api-key"].into_iter().find_map(|name| {
+    [X_API_KEY, API_KEY].into_iter().find_map(|name| {
         req.headers
             .get(name)
             .and_then(|v| v.to_str().ok())

@@ -57,19 +57,19 @@ pub fn identify<'a>(
 /// The key a request presents: `x-switchyard-key`, else (when the credential is not the
 /// provider's) its API key.
 fn presented(req: &RequestHeader, passthrough: bool) -> Option<&[u8]> {
-    let header = |name: &str| {
+    let header = |name: &http::HeaderName| {
         req.headers
             .get(name)
             .map(|v| v.as_bytes())
             .filter(|v| !v.is_empty())
     };
-    if let Some(key) = header(KEY_HEADER) {
+    if let Some(key) = header(&KEY_HEADER) {
         return Some(key);
     }
     if passthrough {
         return None;
     }
-    let bearer = header("authorization").and_then(|v| {
+    let bearer = header(&http::header::AUTHORIZATION).and_then(|v| {
         let (scheme, token) = v.split_at(v.iter().position(|b| *b == b' ')?);
         scheme
             .eq_ignore_ascii_case(b"bearer")
@@ -77,8 +77,8 @@ fn presented(req: &RequestHeader, passthrough: bool) -> Option<&[u8]> {
             .filter(|t| !t.is_empty())
     });
     bearer
-        .or_else(|| header("x-api-key"))
-        .or_else(|| header("api-key"))
+        .or_else(|| header(&crate::auth::X_API_KEY))
+        .or_else(|| header(&crate::auth::API_KEY))
 }
 
 /// Whether `client` may use the model that resolves to `group`: one of its `models` names it
@@ -143,7 +143,7 @@ mod tests {
             Ok(Some("alice".into()))
         );
         assert_eq!(
-            who(&s, &[(KEY_HEADER, "sk-alice")], false),
+            who(&s, &[(KEY_HEADER.as_str(), "sk-alice")], false),
             Ok(Some("alice".into()))
         );
         // A `sha256:` key: bob's key is "abc".
@@ -167,7 +167,7 @@ mod tests {
                 &s,
                 &[
                     ("authorization", "Bearer sk-provider"),
-                    (KEY_HEADER, "sk-alice")
+                    (KEY_HEADER.as_str(), "sk-alice")
                 ],
                 true
             ),

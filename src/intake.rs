@@ -173,7 +173,12 @@ pub async fn read_body(
         return Ok(Err(too_large));
     }
     // Pingora does not answer `Expect: 100-continue` when a filter reads the body.
-    if session.req_header().headers.get("expect").is_some() {
+    if session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some()
+    {
         session.write_continue_response().await?;
     }
     session.enable_retry_buffering();

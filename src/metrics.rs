@@ -5,10 +5,13 @@
 //! configured provider name (`openai/gpt-4o`, or `openai/*` for a wildcard). A request that matched
 //! no provider is labelled `none`; a raw client string is never a label value.
 
+use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use pingora_prometheus::prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::error::{classify, Class};
@@ -126,11 +129,46 @@ pub struct Metrics {
     store_errors: IntCounterVec,
 }
 
+/// One endpoint's children of the families every request touches, for requests without a
+/// gateway key, kept with the snapshot: each is looked up by its label values once, on first
+/// use (a lookup hashes every value and takes the family's lock, and a request made nine).
+/// Nothing is made before its first use, so an endpoint shows no series it never had.
+#[derive(Default)]
+pub struct Series {
+    /// `switchyard_requests_total{status_class="2xx", client="anonymous"}`.
+    answered: OnceLock<IntCounter>,
+    duration: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
+    overhead: OnceLock<Histogram>,
+    /// `switchyard_tokens_total{client="anonymous"}` by kind, in `TOKEN_KINDS` order.
+    tokens: OnceLock<[IntCounter; 4]>,
+    /// `switchyard_upstream_attempts_total{outcome="success"}`.
+    succeeded: OnceLock<IntCounter>,
+}
+
+impl fmt::Debug for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Series").finish_non_exhaustive()
+    }
+}
+
+/// `cell`'s child, looked up on first use; without a cell, looked up now.
+fn kept<T>(cell: Option<&OnceLock<T>>, look_up: impl FnOnce() -> T, with: impl FnOnce(&T)) {
+    match cell {
+        Some(cell) => with(cell.get_or_init(look_up)),
+        None => with(&look_up()),
+    }
+}
+
+const TOKEN_KINDS: [&str; 4] = ["prompt", "completion", "cache_read", "cache_write"];
+
 /// What one finished request contributes.
 #[derive(Debug, Default)]
 pub struct RequestRecord<'a> {
     /// `None` when the request matched no provider.
     pub provider: Option<(&'a str, &'a str)>,
+    /// The children of `provider`'s endpoint, when the request had one.
+    pub series: Option<&'a Series>,
     /// The client's name (`clients`), `None` when anonymous.
     pub client: Option<&'a str>,
     pub status: u16,
@@ -386,33 +424,53 @@ impl Metrics {
         let (provider, model) = r.provider.unwrap_or((NONE, NONE));
         let labels = [provider, model];
         let client = r.client.unwrap_or(ANONYMOUS);
-        self.requests
-            .with_label_values(&[provider, model, status_class(r.status), client])
-            .inc();
-        self.duration
-            .with_label_values(&labels)
-            .observe(r.duration.as_secs_f64());
+        let class = status_class(r.status);
+        // A named client's children are looked up each time: clients are many, endpoints few.
+        let anonymous = r.series.filter(|_| r.client.is_none());
+        kept(
+            anonymous.filter(|_| class == "2xx").map(|s| &s.answered),
+            || {
+                self.requests
+                    .with_label_values(&[provider, model, class, client])
+            },
+            |c| c.inc(),
+        );
+        let seconds = r.duration.as_secs_f64();
+        kept(
+            r.series.map(|s| &s.duration),
+            || self.duration.with_label_values(&labels),
+            |h| h.observe(seconds),
+        );
         if let Some(ttft) = r.ttft {
-            self.ttft
-                .with_label_values(&labels)
-                .observe(ttft.as_secs_f64());
+            kept(
+                r.series.map(|s| &s.ttft),
+                || self.ttft.with_label_values(&labels),
+                |h| h.observe(ttft.as_secs_f64()),
+            );
         }
         if let Some(overhead) = r.overhead {
-            self.overhead
-                .with_label_values(&[provider])
-                .observe(overhead.as_secs_f64());
+            kept(
+                r.series.map(|s| &s.overhead),
+                || self.overhead.with_label_values(&[provider]),
+                |h| h.observe(overhead.as_secs_f64()),
+            );
         }
         if let Some(u) = r.usage {
-            for (kind, n) in [
-                ("prompt", u.prompt),
-                ("completion", u.completion),
-                ("cache_read", u.cache_read),
-                ("cache_write", u.cache_write),
-            ] {
-                self.tokens
-                    .with_label_values(&[provider, model, kind, client])
-                    .inc_by(n);
-            }
+            let counts = [u.prompt, u.completion, u.cache_read, u.cache_write];
+            kept(
+                anonymous.map(|s| &s.tokens),
+                || {
+                    TOKEN_KINDS.map(|kind| {
+                        self.tokens
+                            .with_label_values(&[provider, model, kind, client])
+                    })
+                },
+                |children| {
+                    for (child, n) in children.iter().zip(counts) {
+                        child.inc_by(n);
+                    }
+                },
+            );
         }
     }
 
@@ -423,9 +481,16 @@ impl Metrics {
             .inc();
     }
 
-    /// One upstream attempt and its outcome (`success`, or an upstream error class).
-    pub fn attempt(&self, provider: &str, outcome: &str) {
-        self.attempts.with_label_values(&[provider, outcome]).inc();
+    /// One upstream attempt and its outcome (`success`, or an upstream error class), with the
+    /// children of its endpoint when it has them.
+    pub fn attempt(&self, provider: &str, outcome: &str, series: Option<&Series>) {
+        kept(
+            series
+                .filter(|_| outcome == "success")
+                .map(|s| &s.succeeded),
+            || self.attempts.with_label_values(&[provider, outcome]),
+            |c| c.inc(),
+        );
     }
 
     /// A request moved from model `from` to its fallback `to` (configured names).
@@ -487,6 +552,7 @@ mod tests {
         m.request_started();
         m.request_finished(&RequestRecord {
             provider: Some(("openai", "openai/gpt-4o")),
+            series: None,
             client: Some("alice"),
             status: 200,
             duration: Duration::from_millis(120),
@@ -520,6 +586,52 @@ mod tests {
         }
     }
 
+    /// Counting through an endpoint's kept children adds up exactly as looking each one up:
+    /// anonymous and named clients, answered and failed requests, attempts by outcome.
+    #[test]
+    fn kept_series_count_like_lookups() {
+        let registry = Registry::new();
+        let m = Metrics::register(&registry).unwrap();
+        let series = Series::default();
+        let record = |client, status| RequestRecord {
+            provider: Some(("openai", "openai/gpt-4o")),
+            series: Some(&series),
+            client,
+            status,
+            duration: Duration::from_millis(10),
+            ttft: Some(Duration::from_millis(5)),
+            overhead: Some(Duration::from_micros(100)),
+            usage: Some(Usage {
+                prompt: 2,
+                completion: 1,
+                ..Usage::default()
+            }),
+        };
+        for (client, status) in [(None, 200), (None, 200), (Some("alice"), 200), (None, 502)] {
+            m.request_started();
+            m.request_finished(&record(client, status));
+        }
+        for outcome in ["success", "success", "status_5xx"] {
+            m.attempt("openai", outcome, Some(&series));
+        }
+        let text = scrape(&registry);
+        for line in [
+            r#"switchyard_requests_total{client="anonymous",model="openai/gpt-4o",provider="openai",status_class="2xx"} 2"#,
+            r#"switchyard_requests_total{client="alice",model="openai/gpt-4o",provider="openai",status_class="2xx"} 1"#,
+            r#"switchyard_requests_total{client="anonymous",model="openai/gpt-4o",provider="openai",status_class="5xx"} 1"#,
+            r#"switchyard_tokens_total{client="anonymous",kind="prompt",model="openai/gpt-4o",provider="openai"} 6"#,
+            r#"switchyard_tokens_total{client="alice",kind="completion",model="openai/gpt-4o",provider="openai"} 1"#,
+            r#"switchyard_request_duration_seconds_count{model="openai/gpt-4o",provider="openai"} 4"#,
+            r#"switchyard_time_to_first_token_seconds_count{model="openai/gpt-4o",provider="openai"} 4"#,
+            r#"switchyard_overhead_seconds_count{provider="openai"} 4"#,
+            r#"switchyard_upstream_attempts_total{outcome="success",provider="openai"} 2"#,
+            r#"switchyard_upstream_attempts_total{outcome="status_5xx",provider="openai"} 1"#,
+            r#"switchyard_in_flight_requests 0"#,
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+    }
+
     /// Every family the gateway exposes has its row in README's metrics table (name, labels).
     #[test]
     fn readme_documents_every_family_with_its_labels() {
@@ -536,7 +648,7 @@ mod tests {
             ..RequestRecord::default()
         });
         m.upstream_error("openai", UpstreamErrorClass::Connect);
-        m.attempt("openai", "success");
+        m.attempt("openai", "success", None);
         m.failover("a", "b");
         m.endpoint_health("openai", "openai/gpt-4o", true);
         m.router_decision("r", "routed", Duration::from_millis(1));

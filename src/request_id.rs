@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use pingora::http::RequestHeader;
 
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Longest client-supplied id that is kept.
 const MAX_LEN: usize = 128;

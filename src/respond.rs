@@ -35,8 +35,8 @@ async fn json_with(
     for (name, value) in extra {
         header.insert_header(name, value)?;
     }
-    header.insert_header("content-type", "application/json")?;
-    header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     header.insert_header(request_id::HEADER, request_id)?;
     session
         .write_response_header(Box::new(header), false)

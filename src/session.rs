@@ -5,7 +5,7 @@
 use pingora::http::RequestHeader;
 
 /// The header that names a conversation.
-pub const AFFINITY: &str = "x-model-affinity";
+pub const AFFINITY: http::HeaderName = http::HeaderName::from_static("x-model-affinity");
 
 /// A request's `x-model-affinity`, trimmed; empty is none.
 pub fn affinity(req: &RequestHeader) -> Option<&str> {

@@ -58,6 +58,8 @@ pub struct Upstream {
     pub addresses: Arc<Addresses>,
     /// Passive health; kept across reloads while the provider is unchanged.
     pub health: Arc<Health>,
+    /// Its metric series, looked up once per snapshot.
+    pub series: crate::metrics::Series,
 }
 
 impl Snapshot {
@@ -99,6 +101,7 @@ impl Snapshot {
                     origin: p.origin.clone(),
                     addresses,
                     health,
+                    series: Default::default(),
                 }
             })
             .collect();

@@ -75,15 +75,15 @@ pub fn request(
             .map_err(|_| pingora::Error::new_str("invalid upstream path"))?,
     );
     for name in [
-        "transfer-encoding",
-        "expect",
+        header::TRANSFER_ENCODING,
+        header::EXPECT,
         // The response must be plain bytes for usage accounting and translation.
-        "accept-encoding",
-        "connection",
+        header::ACCEPT_ENCODING,
+        header::CONNECTION,
         // The gateway key stays here.
         auth::GATEWAY_KEY_HEADER,
     ] {
-        auth::remove(req, name);
+        auth::remove(req, &name);
     }
     req.insert_header(header::CONTENT_LENGTH, body_len)?;
     req.insert_header(header::HOST, host.clone())?;

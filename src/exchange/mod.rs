@@ -399,7 +399,8 @@ impl Exchange {
             Outcome::ClientClosed => "client_closed",
             _ => class.map_or("success", UpstreamErrorClass::as_str),
         };
-        metrics.attempt(&provider.prefix, label);
+        let series = &self.snapshot.upstream(attempt.provider).series;
+        metrics.attempt(&provider.prefix, label, Some(series));
         // Every upstream error counts, with the provider that made it: a request that failed
         // over ten times shows ten errors, not its last one.
         let error = match outcome {

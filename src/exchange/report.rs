@@ -9,19 +9,28 @@ use pingora::Error;
 use super::{Exchange, Outcome};
 use crate::attempt::Failure;
 use crate::error::{classify, Class, GatewayError};
-use crate::metrics::UpstreamErrorClass;
+use crate::metrics::{Series, UpstreamErrorClass};
 use crate::translate::Api;
 
 impl Exchange {
     /// The latest attempt's endpoint, as metric labels: its prefix and name.
     pub fn endpoint_labels(&self) -> Option<(&str, &str)> {
-        // Refused before any attempt (every endpoint parked): the lead endpoint answered for it.
-        let pidx = match &self.routed {
-            Some(r) => r.provider,
-            None => self.snapshot.lead(self.plan.stage_at(0).group)?.0,
-        };
-        let p = self.snapshot.provider(pidx);
+        let p = self.snapshot.provider(self.endpoint()?);
         Some((p.prefix.as_str(), p.name.as_str()))
+    }
+
+    /// The metric series of the endpoint `endpoint_labels` names.
+    pub fn endpoint_series(&self) -> Option<&Series> {
+        Some(&self.snapshot.upstream(self.endpoint()?).series)
+    }
+
+    /// The latest attempt's endpoint; refused before any attempt (every endpoint parked), the
+    /// lead endpoint, which answered for it.
+    fn endpoint(&self) -> Option<usize> {
+        match &self.routed {
+            Some(r) => Some(r.provider),
+            None => Some(self.snapshot.lead(self.plan.stage_at(0).group)?.0),
+        }
     }
 
     /// The name of endpoint `pidx`.

@@ -45,7 +45,7 @@ use crate::subrequest;
 use crate::translate::Api;
 
 /// The response header that names the route taken and why.
-pub const HEADER: &str = "x-switchyard-route";
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-route");
 
 /// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider).
 pub async fn ask(

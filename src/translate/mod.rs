@@ -238,10 +238,10 @@ impl ResponseTranslator {
     /// whoever writes it frames it.
     pub fn header(&mut self, header: &mut ResponseHeader, stream: bool) {
         self.status = header.status.as_u16();
-        header.remove_header("content-length");
+        header.remove_header(&http::header::CONTENT_LENGTH);
         if !stream {
-            header.remove_header("transfer-encoding");
-            let _ = header.insert_header("content-type", "application/json");
+            header.remove_header(&http::header::TRANSFER_ENCODING);
+            let _ = header.insert_header(http::header::CONTENT_TYPE, "application/json");
         }
     }
 
