@@ -20,6 +20,8 @@ pub struct Inspected {
     pub stream: bool,
     /// The body's `user` (end-user id), if it is a string.
     pub user: Option<String>,
+    /// A Responses request's `previous_response_id`, if it is a string.
+    pub previous_response: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +33,8 @@ struct Probe<'a> {
     stream: Option<&'a RawValue>,
     #[serde(borrow, default)]
     user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<&'a RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -67,6 +71,9 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
         model_span,
         stream: probe.stream.is_some_and(|s| s.get() == "true"),
         user: probe.user.and_then(|u| serde_json::from_str(u.get()).ok()),
+        previous_response: probe
+            .previous_response_id
+            .and_then(|u| serde_json::from_str(u.get()).ok()),
     })
 }
 

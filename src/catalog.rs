@@ -94,6 +94,10 @@ pub const CATALOG: &[BuiltIn] = &[
     },
 ];
 
+/// Providers with a Responses API of their own (`/v1/responses`), which gets Responses requests
+/// as they are; every other provider gets them translated (Plano's list).
+pub const NATIVE_RESPONSES: &[&str] = &["openai", "xai", "vercel"];
+
 /// The `api-version` sent to Azure OpenAI unless the client gives one (Plano's default).
 pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
 

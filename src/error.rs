@@ -36,6 +36,9 @@ pub enum GatewayError {
     UpstreamFailed(String, &'static str),
     #[error("{0}")]
     NotSupported(String),
+    /// A Responses request continues a response this gateway does not keep.
+    #[error("Previous response with id '{0}' not found.")]
+    PreviousResponseNotFound(String),
     /// The model and its provider prefix (`amazon_bedrock`, `chatgpt`).
     #[error("The model `{0}` is served by provider `{1}`, which switchyard does not support yet")]
     ProviderNotSupported(String, String),
@@ -212,6 +215,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(..) => 504,
             GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
+            GatewayError::PreviousResponseNotFound(_) => 400,
             GatewayError::ProviderNotSupported(..) => 501,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::ClientTimeout => 408,
@@ -238,6 +242,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(..) => "upstream_timeout",
             GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
+            GatewayError::PreviousResponseNotFound(_) => "previous_response_not_found",
             GatewayError::ProviderNotSupported(..) => "provider_not_supported",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::ClientTimeout => "request_timeout",
@@ -337,6 +342,7 @@ impl GatewayError {
     pub fn openai(&self) -> serde_json::Value {
         let param = match self {
             GatewayError::MissingModel | GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::PreviousResponseNotFound(_) => Some("previous_response_id"),
             _ => None,
         };
         crate::translate::openai_error(self.status(), &self.to_string(), param, Some(self.code()))

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{yaml, Gateway, Mock};
+use common::{yaml, Gateway, Mock, Received};
 use serde_json::{json, Value};
 
 /// The Python that has the SDKs: `SWITCHYARD_PYTHON`, else the venv `scripts/setup` makes.
@@ -422,4 +422,120 @@ fn both_sdks_present_gateway_keys_their_own_way() {
     assert!(got
         .iter()
         .all(|r| r.headers.iter().all(|(_, v)| !v.contains("sk-gw-team"))));
+}
+
+/// The OpenAI SDK's Responses API (strict validation, the stream helper, a tool loop,
+/// `responses.parse`) through providers without a Responses API of their own: a chat-completions
+/// one and an Anthropic one. The script holds every raw stream to the SDK's and Codex's rules;
+/// here, what the upstreams received.
+#[test]
+fn the_openai_sdk_responses_api_works_through_translation() {
+    let (chat, anthropic) = (Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: groq/llama-3.3-70b, base_url: '{}', access_key: sk-groq}}\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{}', access_key: sk-ant-managed}}\n",
+        chat.url(),
+        anthropic.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let seen = run_script(
+        "responses_client.py",
+        &[
+            format!("http://{}/v1", gw.addr),
+            "groq/llama-3.3-70b".into(),
+            "anthropic/claude-sonnet-4-5".into(),
+        ],
+        &gw,
+    );
+
+    assert_eq!(seen["json"]["text"], "hi");
+    assert_eq!(seen["json"]["status"], "completed");
+    assert_eq!(seen["json"]["id_prefix"], "resp_");
+    assert_eq!(seen["json"]["instructions"], "Be brief.");
+    assert_eq!(seen["json"]["usage"]["input_tokens"], 3);
+    assert_eq!(seen["json"]["usage"]["total_tokens"], 4);
+    let (prompt, completion, _) = common::OPENAI_STREAM_USAGE;
+    assert_eq!(
+        seen["stream"],
+        json!({"text": "t0t1t2", "status": "completed", "total_tokens": prompt + completion})
+    );
+    assert_eq!(
+        seen["stream_events"],
+        json!([
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ])
+    );
+    assert_eq!(
+        seen["tool_call"],
+        json!({"type": "function_call", "name": "get_weather", "arguments": {"city": "Paris"}, "dropped": "web_search"})
+    );
+    assert_eq!(seen["tool_answer"], "hi");
+    assert_eq!(seen["tool_stream"]["arguments"], json!({"city": "Paris"}));
+    let tool_events = seen["tool_stream"]["events"].as_array().unwrap();
+    assert!(tool_events.contains(&json!("response.function_call_arguments.delta")));
+    assert!(tool_events.contains(&json!("response.function_call_arguments.done")));
+    assert_eq!(seen["parsed"], "Paris");
+    assert_eq!(seen["anthropic_json"]["text"], "hi");
+    assert_eq!(seen["anthropic_json"]["usage"]["output_tokens"], 5);
+    assert_eq!(seen["anthropic_stream"]["text"], "t0t1");
+    assert_eq!(
+        seen["previous"],
+        json!({"status": 400, "code": "previous_response_not_found", "param": "previous_response_id"})
+    );
+
+    // What the chat upstream received: chat requests, instructions as the system message, the
+    // hosted tool left out, the tool loop as chat messages; streams ask for usage.
+    let got = chat.received();
+    assert!(got.iter().all(|r| r.path.ends_with("/chat/completions")));
+    assert!(got
+        .iter()
+        .all(|r| r.header("authorization") == Some("Bearer sk-groq")));
+    let first = got[0].json();
+    assert_eq!(first["model"], "llama-3.3-70b");
+    assert_eq!(
+        first["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}])
+    );
+    let offered = got
+        .iter()
+        .map(Received::json)
+        .find(|b| b.get("tools").is_some())
+        .unwrap();
+    assert_eq!(offered["tools"].as_array().unwrap().len(), 1);
+    assert_eq!(offered["tools"][0]["function"]["name"], "get_weather");
+    let answered = got
+        .iter()
+        .map(Received::json)
+        .find(|b| b["messages"].as_array().unwrap().len() == 3)
+        .unwrap();
+    assert_eq!(answered["messages"][1]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(
+        answered["messages"][2],
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "18C, sunny"})
+    );
+    let streamed: Vec<Value> = got
+        .iter()
+        .map(Received::json)
+        .filter(|b| b["stream"] == true)
+        .collect();
+    assert!(streamed.len() >= 3);
+    assert!(streamed
+        .iter()
+        .all(|b| b["stream_options"]["include_usage"] == true));
+    // And the Anthropic upstream: Messages, with its own key.
+    let got = anthropic.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.path == "/v1/messages"));
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-api-key") == Some("sk-ant-managed")));
+    assert_eq!(got[0].json()["max_tokens"], 100);
 }

@@ -373,6 +373,12 @@ impl Default for Outlier {
 }
 
 impl Provider {
+    /// Whether the provider has a Responses API of its own (catalog::NATIVE_RESPONSES).
+    pub fn native_responses(&self) -> bool {
+        self.interface == Interface::OpenAi
+            && crate::catalog::NATIVE_RESPONSES.contains(&self.prefix.as_str())
+    }
+
     /// The `Host` an endpoint is sent: `http_host`, else its origin's authority.
     pub fn host_header(&self) -> String {
         match &self.http_host {

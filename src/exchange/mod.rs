@@ -138,7 +138,8 @@ impl Exchange {
         let stages = attempt::stages(routes, providers, group, upstream_model, &then);
         let translates = stages.iter().any(|s| {
             routes.group(s.group).members.iter().any(|&p| {
-                Direction::between(api, snapshot.provider(p).interface)
+                let provider = snapshot.provider(p);
+                Direction::between(api, provider.interface, provider.native_responses())
                     .is_ok_and(|d| d != Direction::PassThrough)
             })
         });
@@ -207,7 +208,17 @@ impl Exchange {
             return Err(GatewayError::NoAccessKey(provider.name.clone()));
         }
         let direction =
-            Direction::between(self.api, provider.interface).map_err(GatewayError::NotSupported)?;
+            Direction::between(self.api, provider.interface, provider.native_responses())
+                .map_err(GatewayError::NotSupported)?;
+        // A translated upstream keeps no responses, and neither (yet) does the gateway.
+        if matches!(
+            direction,
+            Direction::ResponsesToChat | Direction::ResponsesToMessages
+        ) {
+            if let Some(id) = &self.inspected.previous_response {
+                return Err(GatewayError::PreviousResponseNotFound(id.clone()));
+            }
+        }
         let (body, translator) = match direction {
             Direction::PassThrough => (body::with_model(&self.body, &self.inspected, &model), None),
             _ => {

@@ -58,7 +58,7 @@ impl Exchange {
         let chunk = body.as_deref().unwrap_or(&[]);
         let piece = self.watch.body(chunk, end, Instant::now());
         if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
-            *body = t.body(&piece, body.take());
+            *body = t.body(&piece, body.take(), end);
         } else if self.watch.is_stream() {
             *body = whole_events(held, body.take(), self.watch.partial_event().len());
         }

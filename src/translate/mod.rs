@@ -5,6 +5,7 @@
 //! |-----------------------|---------------------------|---------------------------|
 //! | `/v1/chat/completions`| pass through              | `chat_to_messages`        |
 //! | `/v1/messages`        | `messages_to_chat`        | pass through              |
+//! | `/v1/responses`       | native (`openai`, `xai`, `vercel`) or `responses_to_chat` | `responses_to_chat`, then `chat_to_messages` |
 //! | `/v1/completions`, `/v1/embeddings` | pass through | not expressible: 400     |
 //!
 //! Pass-through traffic keeps every byte but `model`. Translated traffic keeps every field the
@@ -16,6 +17,7 @@ pub mod count_tokens;
 pub mod limits;
 pub mod messages_to_chat;
 pub mod names;
+pub mod responses_to_chat;
 pub mod sse;
 pub mod target;
 
@@ -38,6 +40,8 @@ pub enum Api {
     Messages,
     /// Anthropic's `/v1/messages/count_tokens` (Claude Code asks it before long turns).
     CountTokens,
+    /// OpenAI's Responses API (Codex CLI, the Agents SDK).
+    Responses,
 }
 
 impl Api {
@@ -49,6 +53,7 @@ impl Api {
             "/v1/embeddings" => Some(Api::Embeddings),
             "/v1/messages" => Some(Api::Messages),
             "/v1/messages/count_tokens" => Some(Api::CountTokens),
+            "/v1/responses" => Some(Api::Responses),
             _ => None,
         }
     }
@@ -61,6 +66,7 @@ impl Api {
             Api::Embeddings => "/embeddings",
             Api::Messages => "/messages",
             Api::CountTokens => "/messages/count_tokens",
+            Api::Responses => "/responses",
         }
     }
 
@@ -79,11 +85,23 @@ pub enum Direction {
     ChatToMessages,
     /// Anthropic Messages client, OpenAI chat upstream.
     MessagesToChat,
+    /// Responses client, chat-completions upstream without a Responses API of its own.
+    ResponsesToChat,
+    /// Responses client, Anthropic Messages upstream: through chat, both ways.
+    ResponsesToMessages,
 }
 
 impl Direction {
-    pub fn between(client: Api, upstream: Interface) -> Result<Direction, String> {
+    /// What happens between `client` and an upstream of `upstream` interface that has (or
+    /// not) a Responses API of its own (`native_responses`).
+    pub fn between(
+        client: Api,
+        upstream: Interface,
+        native_responses: bool,
+    ) -> Result<Direction, String> {
         match (client, upstream) {
+            (Api::Responses, Interface::Anthropic) => Ok(Direction::ResponsesToMessages),
+            (Api::Responses, _) if !native_responses => Ok(Direction::ResponsesToChat),
             (Api::Messages, Interface::AzureOpenAi) => Ok(Direction::MessagesToChat),
             (Api::Chat, Interface::Anthropic) => Ok(Direction::ChatToMessages),
             (Api::Messages, Interface::OpenAi) => Ok(Direction::MessagesToChat),
@@ -105,7 +123,8 @@ impl Direction {
         match self {
             Direction::PassThrough => client,
             Direction::ChatToMessages => Api::Messages,
-            Direction::MessagesToChat => Api::Chat,
+            Direction::MessagesToChat | Direction::ResponsesToChat => Api::Chat,
+            Direction::ResponsesToMessages => Api::Messages,
         }
     }
 
@@ -113,17 +132,30 @@ impl Direction {
     pub fn request(self, body: &[u8], target: &Target) -> Result<Translated, String> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
-        let include_usage = value["stream_options"]["include_usage"] == true;
+        let mut include_usage = value["stream_options"]["include_usage"] == true;
         let mut names = ToolNames::default();
+        let mut echo = responses_to_chat::Echo::default();
         let out = match self {
             Direction::PassThrough => return Err("nothing to translate".into()),
             Direction::ChatToMessages => chat_to_messages::request(&value, target, &mut names)?,
             Direction::MessagesToChat => messages_to_chat::request(&value, target, &mut names)?,
+            Direction::ResponsesToChat | Direction::ResponsesToMessages => {
+                let (chat, kept) = responses_to_chat::request(&value, target)?;
+                echo = kept;
+                // The terminal event carries usage: the chat stream in between reports it.
+                include_usage = true;
+                if self == Direction::ResponsesToMessages {
+                    chat_to_messages::request(&chat, target, &mut names)?
+                } else {
+                    chat
+                }
+            }
         };
         Ok(Translated {
             body: Bytes::from(out.to_string()),
             include_usage,
             names,
+            echo,
         })
     }
 }
@@ -136,6 +168,8 @@ pub struct Translated {
     pub include_usage: bool,
     /// Tool names shortened for the upstream, to restore in the answer.
     pub names: ToolNames,
+    /// A Responses request's fields its answer echoes, and how its tools map back.
+    pub echo: responses_to_chat::Echo,
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -205,6 +239,11 @@ fn error_body(direction: Direction, status: u16, body: &[u8], parsed: Option<&Va
     }
 }
 
+/// The response header that names the hosted tools (`web_search`, …) a translated Responses
+/// request left out: the upstream has no counterpart, and the model was only offered them.
+pub const DROPPED_TOOLS: http::HeaderName =
+    http::HeaderName::from_static("x-switchyard-dropped-tools");
+
 /// Rewrites the upstream's response into the client's API: the header in place, then the body
 /// as the response watch read it (`usage::Piece`): SSE events one by one, a JSON answer (or any
 /// error) whole.
@@ -214,6 +253,9 @@ pub struct ResponseTranslator {
     status: u16,
     chat_stream: chat_to_messages::StreamState,
     messages_stream: messages_to_chat::StreamState,
+    responses_stream: responses_to_chat::StreamState,
+    /// Responses from Anthropic: the chat stream `chat_stream` writes, read back as events.
+    chat_events: sse::Framer,
 }
 
 impl ResponseTranslator {
@@ -230,6 +272,8 @@ impl ResponseTranslator {
             status: 0,
             chat_stream,
             messages_stream,
+            responses_stream: responses_to_chat::StreamState::new(request.echo.clone()),
+            chat_events: sse::Framer::default(),
         }
     }
 
@@ -243,19 +287,38 @@ impl ResponseTranslator {
             header.remove_header(&http::header::TRANSFER_ENCODING);
             let _ = header.insert_header(http::header::CONTENT_TYPE, "application/json");
         }
+        let dropped = &self.responses_stream.echo.dropped_tools;
+        if !dropped.is_empty() {
+            let _ = header.insert_header(DROPPED_TOOLS, dropped.join(","));
+        }
     }
 
-    /// What the client gets for a piece of the body (`original`: the bytes as they came).
-    pub fn body(&mut self, piece: &Piece, original: Option<Bytes>) -> Option<Bytes> {
+    /// What the client gets for a piece of the body (`original`: the bytes as they came;
+    /// `end`: the last piece).
+    pub fn body(&mut self, piece: &Piece, original: Option<Bytes>, end: bool) -> Option<Bytes> {
         match piece {
             Piece::Events(events) => {
                 let mut text = String::new();
                 for event in events {
-                    text.push_str(&match self.direction {
-                        Direction::ChatToMessages => self.chat_stream.event(event),
-                        Direction::MessagesToChat => self.messages_stream.event(event),
-                        Direction::PassThrough => String::new(),
-                    });
+                    match self.direction {
+                        Direction::ChatToMessages => text.push_str(&self.chat_stream.event(event)),
+                        Direction::MessagesToChat => {
+                            text.push_str(&self.messages_stream.event(event));
+                        }
+                        Direction::ResponsesToChat => {
+                            text.push_str(&self.responses_stream.event(event));
+                        }
+                        Direction::ResponsesToMessages => {
+                            let chat = self.chat_stream.event(event);
+                            for chat_event in self.chat_events.push(chat.as_bytes()) {
+                                text.push_str(&self.responses_stream.event(&chat_event));
+                            }
+                        }
+                        Direction::PassThrough => {}
+                    }
+                }
+                if end && self.status < 400 && self.responses() {
+                    text.push_str(&self.responses_stream.end());
                 }
                 (!text.is_empty()).then(|| Bytes::from(text))
             }
@@ -276,6 +339,13 @@ impl ResponseTranslator {
                 Direction::MessagesToChat => {
                     messages_to_chat::response(v, &self.model, &self.messages_stream.names)
                 }
+                Direction::ResponsesToChat => {
+                    responses_to_chat::response(v, &self.responses_stream.echo)
+                }
+                Direction::ResponsesToMessages => {
+                    let chat = chat_to_messages::response(v, &self.chat_stream.names);
+                    responses_to_chat::response(&chat, &self.responses_stream.echo)
+                }
                 Direction::PassThrough => v.clone(),
             })
         };
@@ -283,6 +353,14 @@ impl ResponseTranslator {
             Some(v) => Bytes::from(v.to_string()),
             None => Bytes::copy_from_slice(raw),
         }
+    }
+
+    /// Whether the client speaks the Responses API through a translation.
+    fn responses(&self) -> bool {
+        matches!(
+            self.direction,
+            Direction::ResponsesToChat | Direction::ResponsesToMessages
+        )
     }
 }
 
@@ -306,6 +384,7 @@ impl Translated {
             body: Bytes::new(),
             include_usage,
             names: ToolNames::default(),
+            echo: responses_to_chat::Echo::default(),
         }
     }
 }

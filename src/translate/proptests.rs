@@ -225,7 +225,7 @@ proptest! {
             let mut t = ResponseTranslator::new(direction, "client-model", &Translated::for_test(true));
             t.status = status;
             let out = t
-                .body(&Piece::Whole(raw.clone(), Some(v.clone())), None)
+                .body(&Piece::Whole(raw.clone(), Some(v.clone())), None, true)
                 .expect("a whole body always has an answer");
             let doc: Value = serde_json::from_slice(&out).expect("the answer is JSON");
             if status >= 400 {
@@ -246,7 +246,7 @@ proptest! {
                 .iter()
                 .map(|(name, data)| Event { name: name.map(str::to_owned), data: data.to_string() })
                 .collect();
-            let out = t.body(&Piece::Events(events), None).unwrap_or_default();
+            let out = t.body(&Piece::Events(events), None, false).unwrap_or_default();
             assert_sse(std::str::from_utf8(&out).expect("SSE is text"));
         }
     }

@@ -176,7 +176,7 @@ fn translate_response(
         let end = i + 1 == pieces.len();
         let original = Bytes::copy_from_slice(piece);
         let read = watch.body(piece, end, std::time::Instant::now());
-        if let Some(out) = t.body(&read, Some(original)) {
+        if let Some(out) = t.body(&read, Some(original), end) {
             text.extend_from_slice(&out);
         }
     }
@@ -465,6 +465,7 @@ fn long_tool_names_are_shortened_and_restored_in_answers_and_streams() {
         body: Bytes::new(),
         include_usage: false,
         names,
+        echo: Default::default(),
     };
     // The whole answer.
     let answer = serde_json::json!({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls",
@@ -478,6 +479,7 @@ fn long_tool_names_are_shortened_and_restored_in_answers_and_streams() {
         .body(
             &crate::usage::Piece::Whole(answer.to_string().into_bytes(), doc),
             None,
+            true,
         )
         .unwrap();
     assert_eq!(
@@ -492,7 +494,9 @@ fn long_tool_names_are_shortened_and_restored_in_answers_and_streams() {
         name: None,
         data: chunk.to_string(),
     }];
-    let out = t.body(&crate::usage::Piece::Events(events), None).unwrap();
+    let out = t
+        .body(&crate::usage::Piece::Events(events), None, false)
+        .unwrap();
     let out = String::from_utf8(out.to_vec()).unwrap();
     assert!(out.contains(long) && !out.contains(&short), "{out}");
 }
@@ -688,6 +692,7 @@ fn streamed_thinking_blocks_carry_a_signature() {
                 data: chunk.to_string(),
             }]),
             None,
+            false,
         )
         .unwrap();
     let events = sse_doc(std::str::from_utf8(&out).unwrap());
