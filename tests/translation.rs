@@ -627,3 +627,32 @@ fn claude_code_to_an_openai_model_is_accepted_by_the_strict_upstream() {
     assert_eq!(openai.received()[1].json()["safety_identifier"], id);
     assert!(anthropic.received().is_empty());
 }
+
+/// A Responses request to a provider with its own Responses API (OpenAI) goes as it came:
+/// `/v1/responses`, every byte but `model` kept (hosted tools, `store`, `include` and all), the
+/// provider's key in place of the client's.
+#[test]
+fn responses_to_openai_pass_through() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let body = json!({"model": "openai/gpt-4o", "input": "hi", "store": false,
+                      "include": ["reasoning.encrypted_content"], "tools": [{"type": "web_search"}],
+                      "previous_response_id": "resp_1"});
+    let resp = post(
+        &gw,
+        "/v1/responses",
+        &[("authorization", "Bearer sk-client")],
+        &body,
+    );
+    assert_eq!(resp.status, 200);
+    let got = openai.only();
+    assert_eq!(got.path, "/v1/responses");
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+    let mut expected = body.clone();
+    expected["model"] = "gpt-4o".into();
+    assert_eq!(got.body, expected.to_string().into_bytes());
+    assert!(resp.header("x-switchyard-dropped-tools").is_none());
+}
