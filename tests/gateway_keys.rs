@@ -218,16 +218,7 @@ fn a_clients_request_limit_is_exact_and_says_how_long_to_wait() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        10,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        54,
-        "{statuses:?}"
-    );
+    assert_eq!(common::tally(&statuses), [(200, 10), (429, 54)].into());
     assert_eq!(
         mock.received().len(),
         10,

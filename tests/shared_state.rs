@@ -62,16 +62,7 @@ fn two_replicas_share_one_limit_and_one_budget_exactly() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        10,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        10,
-        "{statuses:?}"
-    );
+    assert_eq!(common::tally(&statuses), [(200, 10), (429, 10)].into());
     assert_eq!(
         mock.received().len(),
         10,

@@ -120,6 +120,30 @@ pub fn alive(pid: u32) -> bool {
     })
 }
 
+/// A server program the tests start: `$ENV_VAR`, else `name` on the PATH; fails (never skips)
+/// when it does not run, saying which Debian package `scripts/setup --for-tests` installs.
+pub fn required_binary(env_var: &str, name: &str, package: &str) -> String {
+    let bin = std::env::var(env_var).unwrap_or_else(|_| name.into());
+    let found = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{bin}` not found: run scripts/setup --for-tests (Debian package {package})"
+    );
+    bin
+}
+
+/// How many of `statuses` are each status.
+pub fn tally(statuses: &[u16]) -> std::collections::BTreeMap<u16, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in statuses {
+        *counts.entry(*s).or_insert(0) += 1;
+    }
+    counts
+}
+
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()

@@ -20,19 +20,6 @@ impl Drop for Prometheus {
     }
 }
 
-pub fn prometheus_binary() -> String {
-    let bin = std::env::var("SWITCHYARD_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
-    let found = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`{bin}` not found: run scripts/setup --for-tests (Debian package prometheus)"
-    );
-    bin
-}
-
 pub fn start_prometheus(target: SocketAddr) -> Prometheus {
     let dir = super::temp_dir("prometheus");
     let config = dir.join("prometheus.yaml");
@@ -44,17 +31,21 @@ pub fn start_prometheus(target: SocketAddr) -> Prometheus {
     )
     .unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
-    let child = Command::new(prometheus_binary())
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Command::new(super::required_binary(
+        "SWITCHYARD_PROMETHEUS",
+        "prometheus",
+        "prometheus",
+    ))
+    .arg(format!("--config.file={}", config.display()))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.join("data").display()
+    ))
+    .arg(format!("--web.listen-address={addr}"))
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+    .spawn()
+    .unwrap();
     let prometheus = Prometheus { addr, child };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

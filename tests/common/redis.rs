@@ -17,6 +17,8 @@ pub struct Redis {
     pub tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
+    /// The redis-server program, found once.
+    bin: String,
 }
 
 impl Drop for Redis {
@@ -45,16 +47,8 @@ impl Redis {
     }
 
     fn start_with(tls: bool) -> Redis {
-        let bin = std::env::var("SWITCHYARD_REDIS").unwrap_or_else(|_| "redis-server".into());
-        let found = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "`{bin}` not found: run scripts/setup --for-tests (Debian package redis-server)"
-        );
         let mut redis = Redis {
+            bin: super::required_binary("SWITCHYARD_REDIS", "redis-server", "redis-server"),
             addr: SocketAddr::from(([127, 0, 0, 1], super::free_port())),
             tls_port: tls.then(super::free_port),
             dir: super::temp_dir("redis"),
@@ -79,8 +73,7 @@ impl Redis {
 
     /// Starts it (again) on the same port, empty, and waits until it answers.
     pub fn resume(&mut self) {
-        let bin = std::env::var("SWITCHYARD_REDIS").unwrap_or_else(|_| "redis-server".into());
-        let mut command = Command::new(bin);
+        let mut command = Command::new(&self.bin);
         if let Some(port) = self.tls_port {
             let fixture =
                 |f: &str| format!("{}/tests/fixtures/tls/{f}", env!("CARGO_MANIFEST_DIR"));
