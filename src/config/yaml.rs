@@ -354,6 +354,25 @@ pub fn list<'a>(report: &mut Report, path: &str, node: &'a Node) -> Option<&'a [
     }
 }
 
+/// A list of mappings: each item's path, node and keys. What is not a list, or an item that is
+/// not a mapping, is reported and left out.
+pub fn records<'a>(
+    report: &mut Report,
+    path: &str,
+    node: &'a Node,
+) -> Vec<(String, &'a Node, Fields<'a>)> {
+    let items = list(report, path, node).unwrap_or_default();
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let p = index(path, i);
+            let fields = Fields::of(report, &p, item)?;
+            Some((p, item, fields))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,11 +16,6 @@ use serde_json::{json, Map, Value};
 use super::sse::{self, Event};
 use super::Target;
 
-/// The hosted tools (run on OpenAI's side) a translated request leaves out, by `type`.
-fn hosted(kind: &str) -> bool {
-    !matches!(kind, "function" | "custom" | "namespace")
-}
-
 /// What the answer's translation needs from the request: the fields a Responses object echoes,
 /// and how tool calls map back.
 #[derive(Debug, Clone, Default)]
@@ -283,8 +278,10 @@ fn tool_of(tool: &Value, namespace: Option<&str>, tools: &mut Vec<Value>, echo: 
                 tool_of(inner, Some(name), tools, echo);
             }
         }
-        _ if hosted(kind) => echo.dropped_tools.push(kind.to_owned()),
-        _ => {}
+        // No type: nothing to offer.
+        "" => {}
+        // A hosted tool (`web_search`, `file_search`, …) runs on OpenAI's side.
+        _ => echo.dropped_tools.push(kind.to_owned()),
     }
 }
 

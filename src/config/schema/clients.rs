@@ -8,15 +8,7 @@ use super::*;
 /// `clients: [{name, key, models, limits, model_limits, budgets}]`.
 pub(super) fn clients(r: &mut Report, path: &str, node: &Node, env: Env) -> Vec<Client> {
     let mut out: Vec<Client> = Vec::new();
-    for (i, item) in yaml::list(r, path, node)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let p = index(path, i);
-        let Some(mut f) = Fields::of(r, &p, item) else {
-            continue;
-        };
+    for (p, item, mut f) in yaml::records(r, path, node) {
         let name = required_string(r, &mut f, "name", item).filter(|name| {
             // The name labels metrics and keys the counts: none of the keys' separators.
             let fits = !name.is_empty() && !name.contains([':', '{', '}']);

@@ -7,15 +7,7 @@ use super::*;
 /// `ratelimits: [{model, selector: {key, value}, limit: {tokens, unit}}]`.
 pub(super) fn ratelimits(r: &mut Report, path: &str, node: &Node) -> Vec<RateRule> {
     let mut out: Vec<RateRule> = Vec::new();
-    for (i, item) in yaml::list(r, path, node)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let p = index(path, i);
-        let Some(mut f) = Fields::of(r, &p, item) else {
-            continue;
-        };
+    for (p, item, mut f) in yaml::records(r, path, node) {
         let model = required_string(r, &mut f, "model", item);
         let selector = match f.take("selector") {
             Some((sp, sn)) => selector(r, &sp, sn),
