@@ -38,7 +38,9 @@ impl AuthStyle {
     pub fn for_upstream(interface: Interface, api: Api) -> AuthStyle {
         match (interface, api) {
             (Interface::AzureOpenAi, _) => AuthStyle::ApiKey,
-            (_, Api::Messages | Api::CountTokens) => AuthStyle::XApiKey,
+            (_, Api::Messages | Api::CountTokens) | (Interface::Anthropic, Api::Models) => {
+                AuthStyle::XApiKey
+            }
             _ => AuthStyle::Bearer,
         }
     }

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use std::ops::Range;
 
 /// What the gateway needs to know about a request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspected {
     /// The requested model, if the body names one.
     pub model: Option<String>,
@@ -78,8 +78,11 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, String> {
 }
 
 /// Returns `body` with its top-level `model` set to `model`: replaced where it was, or inserted
-/// as the first member when the body had none.
+/// as the first member when the body had none. A request without a body (a `GET`) stays so.
 pub fn with_model(body: &[u8], inspected: &Inspected, model: &str) -> Bytes {
+    if body.is_empty() {
+        return Bytes::new();
+    }
     let value = serde_json::Value::String(model.to_owned()).to_string();
     let mut out = BytesMut::with_capacity(body.len() + value.len() + 10);
     match &inspected.model_span {

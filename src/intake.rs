@@ -56,6 +56,21 @@ impl Request {
         })
     }
 
+    /// The gateway's own request for the model list of `group`'s upstream (`GET /models`,
+    /// no body); it goes with the client's header, as a model request would.
+    pub fn model_list(group: usize, request_id: String) -> Request {
+        Request {
+            api: Api::Models,
+            request_id,
+            query: None,
+            affinity: None,
+            body: Bytes::new(),
+            inspected: Inspected::default(),
+            group,
+            upstream_model: String::new(),
+        }
+    }
+
     /// The model the client asked for.
     pub fn client_model(&self) -> Option<&str> {
         self.inspected.model.as_deref()

@@ -2,27 +2,29 @@
 //! wildcard provider (`custom/*`) the models its upstream lists, under its prefix, as Plano lists
 //! wildcard-expanded models.
 //!
-//! An upstream's list is a side call of the gateway (`side_call`, like the health checks): asked with the provider's credential, or with the caller's when the provider has
-//! `passthrough_auth` (a LiteLLM proxy lists what that key may use), cached per provider and
-//! credential for a minute, and simply left out when the upstream does not answer in time.
+//! An upstream's list is asked like any provider request, through the proxy phase (a subrequest
+//! carrying an exchange, as the router's question is): `upstream_peer` picks the endpoint,
+//! `upstream_request_filter` applies the credential in the upstream's form (the provider's key,
+//! or the caller's when the provider has `passthrough_auth`: a LiteLLM proxy lists what that key
+//! may use; `x-api-key` for Anthropic), and the attempt counts in the upstream metrics. Lists
+//! are cached per model and credential for a minute, and an upstream that does not answer in
+//! time is simply left out.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use log::debug;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
+use pingora::proxy::Session;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, AuthStyle};
-use crate::config::Provider;
+use crate::exchange::Exchange;
+use crate::intake::Request;
 use crate::state::Snapshot;
-use crate::translate::Api;
-use crate::{side_call, upstream};
+use crate::subrequest;
 
 /// How long an upstream's list is reused.
 const FRESH: Duration = Duration::from_secs(60);
@@ -30,14 +32,12 @@ const FRESH: Duration = Duration::from_secs(60);
 const FAILED: Duration = Duration::from_secs(10);
 /// The longest the gateway waits for one upstream's list.
 const TIMEOUT: Duration = Duration::from_secs(3);
-/// Largest list read.
-const MAX_BODY: usize = 4 << 20;
-/// Cached lists kept (per provider and credential); beyond it the cache starts over.
+/// Cached lists kept (per model and credential); beyond it the cache starts over.
 const MAX_CACHED: usize = 1024;
 
 /// The upstream lists of wildcard providers, cached.
+#[derive(Default)]
 pub struct ModelLists {
-    connector: Connector,
     cache: Mutex<HashMap<u64, Cached>>,
 }
 
@@ -57,49 +57,54 @@ struct Entry {
 }
 
 impl ModelLists {
-    /// `ca_file`: `overrides.upstream_tls_ca_path`, as the proxy uses it.
-    pub fn new(ca_file: Option<String>) -> ModelLists {
-        ModelLists {
-            connector: side_call::connector(ca_file),
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The list for a caller whose request header is `client`.
-    pub async fn body(&self, snapshot: &Snapshot, client: &RequestHeader) -> Bytes {
-        let wildcards: Vec<usize> = (0..snapshot.config.providers.len())
-            .filter(|&i| snapshot.provider(i).is_wildcard())
+    /// The list for the caller of `session`.
+    pub async fn body(
+        &self,
+        session: &mut Session,
+        snapshot: &Arc<Snapshot>,
+        request_id: &str,
+    ) -> Bytes {
+        // One list per wildcard model (its endpoints, if several, serve the same models).
+        let groups: Vec<usize> = (0..snapshot.resolver.group_count())
+            .filter(|&g| snapshot.lead(g).is_some_and(|(_, p)| p.is_wildcard()))
             .collect();
-        if wildcards.is_empty() {
+        if groups.is_empty() {
             return snapshot.models_body.clone();
         }
         let mut data = snapshot.models.clone();
-        for pidx in wildcards {
-            let provider = snapshot.provider(pidx);
-            for id in self.listed(snapshot, pidx, client).await {
+        for group in groups {
+            let Some((_, provider)) = snapshot.lead(group) else {
+                continue;
+            };
+            let prefix = provider.prefix.clone();
+            for id in self.listed(session, snapshot, group, request_id).await {
                 data.push(crate::catalog::model_entry(
-                    &format!("{}/{id}", provider.prefix),
-                    &provider.prefix,
+                    &format!("{prefix}/{id}"),
+                    &prefix,
                 ));
             }
         }
         Bytes::from(json!({"object": "list", "data": data}).to_string())
     }
 
-    /// Provider `pidx`'s upstream list, from the cache or asked for now.
+    /// The upstream list of wildcard model `group`, from the cache or asked for now.
     async fn listed(
         &self,
-        snapshot: &Snapshot,
-        pidx: usize,
-        client: &RequestHeader,
+        session: &mut Session,
+        snapshot: &Arc<Snapshot>,
+        group: usize,
+        request_id: &str,
     ) -> Vec<String> {
-        let provider = snapshot.provider(pidx);
+        let Some((_, provider)) = snapshot.lead(group) else {
+            return Vec::new();
+        };
         let key = {
             let mut h = DefaultHasher::new();
             provider.name.hash(&mut h);
-            snapshot.upstream(pidx).origin.authority().hash(&mut h);
+            provider.origin.authority().hash(&mut h);
             if provider.passthrough_auth {
                 // The caller's credential picks the list; only its hash is kept.
+                let client = session.req_header();
                 for name in ["authorization", "x-api-key", "api-key"] {
                     client.headers.get(name).map(|v| v.as_bytes()).hash(&mut h);
                 }
@@ -115,18 +120,11 @@ impl ModelLists {
         {
             return c;
         }
-        let fetched = tokio::time::timeout(TIMEOUT, self.fetch(snapshot, pidx, client)).await;
-        let (ids, fresh_for) = match fetched {
-            Ok(Ok(ids)) => (ids, FRESH),
-            Ok(Err(why)) => {
-                debug!("model list of `{}`: {why}", provider.name);
-                (Vec::new(), FAILED)
-            }
-            Err(_) => {
-                debug!(
-                    "model list of `{}`: no answer within {TIMEOUT:?}",
-                    provider.name
-                );
+        let name = provider.name.clone();
+        let (ids, fresh_for) = match ask(session, snapshot, group, request_id).await {
+            Ok(ids) => (ids, FRESH),
+            Err(why) => {
+                debug!("model list of `{name}`: {why}");
                 (Vec::new(), FAILED)
             }
         };
@@ -144,45 +142,22 @@ impl ModelLists {
         }
         ids
     }
-
-    async fn fetch(
-        &self,
-        snapshot: &Snapshot,
-        pidx: usize,
-        client: &RequestHeader,
-    ) -> Result<Vec<String>, String> {
-        let provider = snapshot.provider(pidx);
-        let target = snapshot.upstream(pidx);
-        let addrs = target
-            .addresses
-            .current()
-            .await
-            .map_err(|e| e.to_string())?;
-        let addr = *addrs.first().ok_or("no address")?;
-        let peer = upstream::peer(snapshot, pidx, addr, Some(Instant::now() + TIMEOUT));
-        let mut req = RequestHeader::build("GET", list_path(provider).as_bytes(), None)
-            .map_err(|e| e.to_string())?;
-        // The client's credential headers, for a passthrough provider to forward.
-        for name in ["authorization", "x-api-key", "api-key"] {
-            if let Some(v) = client.headers.get(name) {
-                req.insert_header(name, v.clone())
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        req.insert_header(http::header::HOST, target.host_header.clone())
-            .map_err(|e| e.to_string())?;
-        let style = AuthStyle::for_upstream(provider.interface, Api::Chat);
-        auth::apply(&mut req, provider, style).map_err(|e| e.to_string())?;
-        let (status, body) = side_call::send(&self.connector, &peer, req, MAX_BODY).await?;
-        if !(200..300).contains(&status) {
-            return Err(format!("status {status}"));
-        }
-        let list: List = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        Ok(list.data.into_iter().map(|e| e.id).collect())
-    }
 }
 
-/// Where an upstream lists its models: next to its API (`/v1/models`).
-fn list_path(provider: &Provider) -> String {
-    format!("{}/models", provider.origin.path_prefix)
+/// Asks `group`'s upstream for its list through the proxy phase.
+async fn ask(
+    session: &mut Session,
+    snapshot: &Arc<Snapshot>,
+    group: usize,
+    request_id: &str,
+) -> Result<Vec<String>, String> {
+    let request = Request::model_list(group, request_id.to_owned());
+    let x = Exchange::new(snapshot.clone(), request, &[]).map_err(|e| e.to_string())?;
+    let (_, answer) = Box::pin(subrequest::ask(session, Box::new(x), TIMEOUT)).await;
+    let answer = answer?;
+    if !(200..300).contains(&answer.status) {
+        return Err(format!("status {}", answer.status));
+    }
+    let list: List = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    Ok(list.data.into_iter().map(|e| e.id).collect())
 }

@@ -201,8 +201,8 @@ impl ProxyHttp for Gateway {
                 let snapshot = self.state.load_full();
                 // Boxed, like every rare branch that awaits much: the callback's future is
                 // copied into its box on every request, at the size of its largest branch
-                // (this one's is 11 KiB; a model request's 3).
-                let body = Box::pin(self.models.body(&snapshot, session.req_header())).await;
+                // (this one's was 11 KiB; a model request's is 3).
+                let body = Box::pin(self.models.body(session, &snapshot, &ctx.request_id)).await;
                 respond::json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
             }

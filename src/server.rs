@@ -132,7 +132,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         metrics.clone(),
         access_log,
         lifecycle,
-        ModelLists::new(ca_file.clone()),
+        ModelLists::default(),
         figures.clone(),
     );
     let mut proxy = http_proxy(&server.configuration, gateway);

@@ -1,6 +1,7 @@
 //! The gateway's own HTTP calls, which are not a client's request and so do not go through the
-//! proxy phase: active health checks, the model lists of wildcard upstreams, and the cost and
-//! latency feeds of preference routing. Each is one GET on Pingora's connector (its TLS and
+//! proxy phase: active health checks and the cost and latency feeds of preference routing.
+//! (Anything asked of a provider, the wildcard model lists included, goes through the proxy
+//! phase: models.rs.) Each is one GET on Pingora's connector (its TLS and
 //! pool), bounded in time by the caller and in size here.
 
 use std::time::Duration;

@@ -553,19 +553,24 @@ model_aliases:
     assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
 }
 
+/// Each list is asked through the proxy phase like any provider request: with the credential in
+/// the upstream's own form, counted as an upstream attempt.
 #[test]
 fn wildcard_providers_list_what_their_upstream_lists() {
     let (proxy, managed, dead) = (Mock::start(), Mock::start(), common::free_port());
+    let claude = Mock::start();
     let config = yaml(&format!(
         r#"
 model_providers:
   - {{model: openai/gpt-4o, base_url: '{managed}', access_key: sk-managed}}
   - {{model: custom/*, base_url: '{proxy}', passthrough_auth: true}}
   - {{model: groq/*, base_url: '{managed}/openai/v1', access_key: sk-managed}}
+  - {{model: anthropic/*, base_url: '{claude}', access_key: sk-ant-managed}}
   - {{model: gone/*, base_url: 'http://127.0.0.1:{dead}', access_key: sk-managed}}
 "#,
         managed = managed.url(),
         proxy = proxy.url(),
+        claude = claude.url(),
     ));
     let gw = Gateway::start(&config, &[]);
     let list = |key: &str| -> Vec<String> {
@@ -585,6 +590,8 @@ model_providers:
         "custom/beta",
         "groq/alpha",
         "groq/beta",
+        "anthropic/alpha",
+        "anthropic/beta",
     ];
     assert_eq!(list("Bearer sk-caller-1"), expected);
     // The passthrough upstream was asked with the caller's key; the managed one with its own.
@@ -611,6 +618,25 @@ model_providers:
         Some("Bearer sk-caller-2")
     );
     assert_eq!(managed.received().len(), 1);
+    // Anthropic's list is asked as Anthropic takes a credential: x-api-key, never Bearer.
+    let claude_asked = claude.only();
+    assert_eq!(
+        (claude_asked.method.as_str(), claude_asked.path.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(claude_asked.header("x-api-key"), Some("sk-ant-managed"));
+    assert_eq!(claude_asked.header("authorization"), None);
+    assert_eq!(claude_asked.header("anthropic-version"), Some("2023-06-01"));
+    // Every ask is an upstream attempt in the metrics (the callers' second asks of the
+    // passthrough upstream included; cached answers are not asks).
+    assert_eq!(
+        gw.metric(r#"switchyard_upstream_attempts_total{outcome="success",provider="custom"}"#),
+        2.0
+    );
+    assert_eq!(
+        gw.metric(r#"switchyard_upstream_attempts_total{outcome="success",provider="anthropic"}"#),
+        1.0
+    );
     assert!(!gw.logs().contains("sk-caller"));
 }
 

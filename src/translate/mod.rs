@@ -42,6 +42,9 @@ pub enum Api {
     CountTokens,
     /// OpenAI's Responses API (Codex CLI, the Agents SDK).
     Responses,
+    /// An upstream's own model list (`GET /models`), which the gateway asks wildcard
+    /// providers for (models); never a client's path of its own.
+    Models,
 }
 
 impl Api {
@@ -67,6 +70,7 @@ impl Api {
             Api::Messages => "/messages",
             Api::CountTokens => "/messages/count_tokens",
             Api::Responses => "/responses",
+            Api::Models => "/models",
         }
     }
 
