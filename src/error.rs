@@ -39,6 +39,10 @@ pub enum GatewayError {
     /// A Responses request continues a response this gateway does not keep.
     #[error("Previous response with id '{0}' not found.")]
     PreviousResponseNotFound(String),
+    /// The store of Responses conversations (`state_storage`, or `state.redis`) does not
+    /// answer: the request is not sent without its history.
+    #[error("The conversation of `previous_response_id` cannot be read right now: the conversation store does not answer; retry shortly")]
+    ConversationsUnavailable,
     /// The model and its provider prefix (`amazon_bedrock`, `chatgpt`).
     #[error("The model `{0}` is served by provider `{1}`, which switchyard does not support yet")]
     ProviderNotSupported(String, String),
@@ -225,6 +229,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => 403,
             GatewayError::LimitReached(_) => 429,
             GatewayError::LimitsUnavailable => 503,
+            GatewayError::ConversationsUnavailable => 503,
         }
     }
 
@@ -253,6 +258,7 @@ impl GatewayError {
             GatewayError::LimitReached(r) if r.budget => "insufficient_quota",
             GatewayError::LimitReached(_) => "rate_limit_exceeded",
             GatewayError::LimitsUnavailable => "limits_unavailable",
+            GatewayError::ConversationsUnavailable => "conversation_store_unavailable",
         }
     }
 
@@ -261,7 +267,9 @@ impl GatewayError {
         match self {
             GatewayError::RateLimited { wait, .. } => Some(*wait),
             GatewayError::LimitReached(r) => Some(r.wait),
-            GatewayError::LimitsUnavailable => Some(std::time::Duration::from_secs(1)),
+            GatewayError::LimitsUnavailable | GatewayError::ConversationsUnavailable => {
+                Some(std::time::Duration::from_secs(1))
+            }
             _ => None,
         }
     }

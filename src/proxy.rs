@@ -338,10 +338,11 @@ impl ProxyHttp for Gateway {
         header.insert_header(request_id::HEADER, ctx.request_id.as_str())
     }
 
-    /// Usage, TTFT and translation, one chunk at a time (exchange); the total deadline.
+    /// Usage, TTFT and translation, one chunk at a time (exchange); the total deadline; a
+    /// Responses conversation to keep goes to the main request (subrequest, conversations).
     fn upstream_response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -355,6 +356,9 @@ impl ProxyHttp for Gateway {
                 .into_up());
             }
             x.response_body(body, end_of_stream);
+            if let Some(turn) = x.take_turn() {
+                subrequest::keep(session, turn);
+            }
         }
         Ok(None)
     }
@@ -486,15 +490,26 @@ impl Gateway {
             x.routed_by(choice.route, choice.took);
             Ok(Box::new(x))
         });
-        let x = match built {
+        let mut x = match built {
             Ok(x) => x,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
+        if let Some(id) = x.continues() {
+            // Boxed, as every rare branch that awaits much (see request_filter).
+            match Box::pin(snapshot.conversations.get(id, &self.metrics)).await {
+                Ok(history) => x.set_history(history),
+                Err(_) => {
+                    let e = GatewayError::ConversationsUnavailable;
+                    return self.refuse(session, ctx, api, e).await;
+                }
+            }
+        }
         if !x.translates() && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
             return Ok(false);
         }
-        let (x, result) = subrequest::run(session, x).await;
+        let keep = (&*snapshot.conversations, &*self.metrics);
+        let (x, result) = subrequest::run(session, x, keep).await;
         ctx.exchange = x;
         result.map(|()| true)
     }

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::catalog::model_entry as entry;
 use crate::config::{Config, Origin, Provider};
+use crate::conversations::Conversations;
 use crate::dns::Addresses;
 use crate::endpoints::health::Health;
 use crate::quota::Quotas;
@@ -40,6 +41,9 @@ pub struct Snapshot {
     pub recall: Arc<Recall>,
     /// The state store replicas share, when configured (store).
     pub store: Option<Arc<Store>>,
+    /// Responses conversations kept for translated providers (`state_storage`); kept across
+    /// reloads while they are kept in the same place.
+    pub conversations: Arc<Conversations>,
     /// Where limits and budgets are counted (here, and in Redis when shared); what this
     /// process counted is kept across every reload.
     pub quotas: Quotas,
@@ -122,6 +126,18 @@ impl Snapshot {
             Some(p) if p.recall.is_for(&config.routing) => p.recall.clone(),
             _ => Arc::new(Recall::new(&config.routing)),
         };
+        // Shared by replicas only through `state.redis`, as limits are.
+        let shared = config
+            .state
+            .redis
+            .is_some()
+            .then(|| store.clone())
+            .flatten();
+        let conversations = Conversations::after(
+            previous.map(|p| &p.conversations),
+            &config.state_storage,
+            shared.clone(),
+        );
         Snapshot {
             rotation: (0..routes.group_count())
                 .map(|_| AtomicU64::new(0))
@@ -131,15 +147,8 @@ impl Snapshot {
             models,
             router: Router::of(&config),
             recall,
-            quotas: Quotas::after(
-                config
-                    .state
-                    .redis
-                    .is_some()
-                    .then(|| store.clone())
-                    .flatten(),
-                previous.map(|p| &p.quotas),
-            ),
+            quotas: Quotas::after(shared, previous.map(|p| &p.quotas)),
+            conversations,
             store,
             upstreams,
             config,

@@ -31,7 +31,9 @@ use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
+use crate::conversations::{Conversations, Turn};
 use crate::exchange::Exchange;
+use crate::metrics::Metrics;
 
 /// The subrequest's stand-in body; `request_body_filter` replaces it with the real one.
 pub const PLACEHOLDER: &[u8] = b" ";
@@ -42,6 +44,8 @@ pub const PLACEHOLDER: &[u8] = b" ";
 pub struct Handoff {
     exchange: Mutex<Option<Box<Exchange>>>,
     reframe: AtomicBool,
+    /// A Responses conversation to keep before the answer's end reaches the client.
+    turn: Mutex<Option<Turn>>,
 }
 
 impl Handoff {
@@ -69,6 +73,17 @@ fn handoff(session: &Session) -> Option<&Arc<Handoff>> {
 pub fn reframe(session: &Session) {
     if let Some(h) = handoff(session) {
         h.reframe.store(true, Ordering::Release);
+    }
+}
+
+/// In the subrequest, as a translated Responses answer ends: the conversation to keep. The
+/// main request keeps it before it passes the piece that ends the answer, so a follow-up sent
+/// the moment the client has the answer finds it.
+pub fn keep(session: &Session, turn: Turn) {
+    if let Some(h) = handoff(session) {
+        if let Ok(mut slot) = h.turn.lock() {
+            *slot = Some(turn);
+        }
     }
 }
 
@@ -102,10 +117,11 @@ const WIND_DOWN: Duration = Duration::from_secs(5);
 pub async fn run(
     session: &mut Session,
     exchange: Box<Exchange>,
+    keep: (&Conversations, &Metrics),
 ) -> (Option<Box<Exchange>>, Result<()>) {
     let handoff = Arc::new(Handoff::default());
     handoff.put(exchange);
-    let result = pipe(session, &handoff).await;
+    let result = pipe(session, &handoff, keep).await;
     (handoff.take(), result)
 }
 
@@ -223,7 +239,11 @@ async fn read_answer(
     Err("the answer broke off")
 }
 
-async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
+async fn pipe(
+    session: &mut Session,
+    handoff: &Arc<Handoff>,
+    (conversations, metrics): (&Conversations, &Metrics),
+) -> Result<()> {
     let (task, tx, mut rx) = start(session, handoff).await?;
 
     let mut framing = Framing::default();
@@ -241,6 +261,15 @@ async fn pipe(session: &mut Session, handoff: &Arc<Handoff>) -> Result<()> {
                 }
                 if tasks.is_empty() {
                     continue;
+                }
+                // Kept before the client sees the answer end (`keep`).
+                let turn = handoff.turn.lock().ok().and_then(|mut t| t.take());
+                if let Some(turn) = turn {
+                    let id = turn.id.clone();
+                    // Boxed: a rare branch, not to grow every request's future.
+                    if !Box::pin(conversations.put(turn, metrics)).await {
+                        log::warn!("response {id}: its conversation could not be kept ({}); a previous_response_id naming it will not be found", conversations.kind());
+                    }
                 }
                 match session.write_response_tasks(tasks).await {
                     Ok(finished) => done |= finished,

@@ -95,6 +95,15 @@ pub fn request(
 /// deployment path and an `api-version`), with the client's query kept.
 pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> String {
     let prefix = &provider.origin.path_prefix;
+    // Azure's Responses API is its `v1` API, beside the deployments: the deployment is the
+    // body's `model`, and no `api-version` is needed.
+    if provider.interface == Interface::AzureOpenAi && api == Api::Responses {
+        let root = prefix.strip_suffix("/deployments").unwrap_or(prefix);
+        return match query {
+            Some(q) => format!("{root}/v1/responses?{q}"),
+            None => format!("{root}/v1/responses"),
+        };
+    }
     if provider.interface == Interface::AzureOpenAi {
         let version = match query {
             Some(q) if q.split('&').any(|p| p.starts_with("api-version=")) => q.to_owned(),
@@ -107,6 +116,16 @@ pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> 
         Some(q) => format!("{prefix}{}?{q}", api.suffix()),
         None => format!("{prefix}{}", api.suffix()),
     }
+}
+
+/// What of a client's query string goes to an upstream spoken to in another API: only what
+/// the upstream's API needs of it (Azure's `api-version`).
+pub fn kept_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|p| p.starts_with("api-version="))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 #[cfg(test)]
@@ -133,6 +152,31 @@ mod tests {
             "/openai/v1/chat/completions?x=1"
         );
         assert_eq!(path(&bare, Api::Embeddings, "m", None), "/v1/embeddings");
+    }
+
+    #[test]
+    fn a_translated_request_keeps_only_the_query_its_upstream_needs() {
+        assert_eq!(kept_query(Some("beta=true")), None);
+        assert_eq!(kept_query(None), None);
+        assert_eq!(
+            kept_query(Some("beta=true&api-version=2024-10-21")).as_deref(),
+            Some("api-version=2024-10-21")
+        );
+    }
+
+    #[test]
+    fn azure_responses_go_to_its_v1_api() {
+        let azure = provider(
+            "model_providers: [{model: azure_openai/gpt-5, base_url: 'https://r.openai.azure.com', access_key: $K}]",
+        );
+        assert_eq!(
+            path(&azure, Api::Responses, "gpt-5", None),
+            "/openai/v1/responses"
+        );
+        assert_eq!(
+            path(&azure, Api::Responses, "gpt-5", Some("api-version=preview")),
+            "/openai/v1/responses?api-version=preview"
+        );
     }
 
     #[test]

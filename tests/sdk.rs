@@ -539,3 +539,150 @@ fn the_openai_sdk_responses_api_works_through_translation() {
         .all(|r| r.header("x-api-key") == Some("sk-ant-managed")));
     assert_eq!(got[0].json()["max_tokens"], 100);
 }
+
+/// Runs the conversation script through `a` and `b` (the same gateway, or two replicas) to a
+/// chat-completions upstream; checks what the SDK saw and what the upstream received: every
+/// turn carries the whole conversation before it, and `store: false` keeps nothing.
+fn conversations_continue(a: &Gateway, b: &Gateway, upstream: &Mock) {
+    let seen = run_script(
+        "conversation_client.py",
+        &[
+            format!("http://{}/v1", a.addr),
+            format!("http://{}/v1", b.addr),
+            "groq/llama-3.3-70b".into(),
+        ],
+        a,
+    );
+    assert_eq!(seen["turns"], json!(["Hello Ada", "Ada", "t0t1"]));
+    assert_eq!(seen["ids_distinct"], true);
+    assert_eq!(seen["tool"], json!({"call": "get_weather", "answer": "hi"}));
+    assert_eq!(
+        seen["unstored"],
+        json!({"status": 400, "code": "previous_response_not_found", "param": "previous_response_id"})
+    );
+
+    let got: Vec<Value> = upstream.received().iter().map(Received::json).collect();
+    // Three turns, two tool-loop turns, the unstored one; the follow-up of it never left.
+    assert_eq!(got.len(), 6, "{got:#?}");
+    let user = |text: &str| json!({"role": "user", "content": text});
+    let assistant = |text: &str| json!({"role": "assistant", "content": text});
+    assert_eq!(
+        got[1]["messages"],
+        json!([
+            user("My name is Ada."),
+            assistant("Hello Ada"),
+            user("What is my name?")
+        ]),
+        "instructions belong to their own turn; the history is the turns"
+    );
+    assert_eq!(
+        got[2]["messages"],
+        json!([
+            user("My name is Ada."),
+            assistant("Hello Ada"),
+            user("What is my name?"),
+            assistant("Ada"),
+            user("Spell it.")
+        ])
+    );
+    assert_eq!(got[2]["stream"], true);
+    assert!(got.iter().all(|b| b.get("previous_response_id").is_none()));
+    // The tool loop: the call came back from the kept conversation, the output from the client.
+    let loop_turn = &got[4]["messages"];
+    assert_eq!(loop_turn[0], user("Weather in Paris?"));
+    assert_eq!(
+        loop_turn[1]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    assert_eq!(
+        loop_turn[2],
+        json!({"role": "tool", "tool_call_id": loop_turn[1]["tool_calls"][0]["id"], "content": "18C, sunny"})
+    );
+    assert_eq!(got[5]["messages"], json!([user("Forget this.")]));
+}
+
+fn conversation_config(upstream: &Mock, extra: &str) -> Value {
+    yaml(&format!(
+        "model_providers:\n  - {{model: groq/llama-3.3-70b, base_url: '{}', access_key: sk-groq}}\n{extra}",
+        upstream.url()
+    ))
+}
+
+#[test]
+fn responses_conversations_are_kept_in_memory() {
+    let upstream = Mock::start();
+    let gw = Gateway::start(&conversation_config(&upstream, ""), &[]);
+    conversations_continue(&gw, &gw, &upstream);
+}
+
+#[test]
+fn responses_conversations_are_shared_by_replicas_through_redis() {
+    let redis = common::redis::Redis::start();
+    let upstream = Mock::start();
+    let config = conversation_config(&upstream, "state:\n  redis: {url: $REDIS_URL}\n");
+    let url = redis.url();
+    let one = Gateway::start(&config, &[("REDIS_URL", url.as_str())]);
+    let two = Gateway::start(&config, &[("REDIS_URL", url.as_str())]);
+    conversations_continue(&one, &two, &upstream);
+    let keys = redis.command(&["KEYS", "switchyard:response:*"]);
+    assert!(
+        keys.is_some_and(|k| k.starts_with('*')),
+        "kept under switchyard:response:"
+    );
+}
+
+#[test]
+fn responses_conversations_are_kept_in_postgres_across_restarts() {
+    let pg = common::postgres::Postgres::start();
+    let upstream = Mock::start();
+    let config = conversation_config(
+        &upstream,
+        "state_storage:\n  type: postgres\n  connection_string: $DATABASE_URL\n",
+    );
+    let url = pg.url();
+    let env = [("DATABASE_URL", url.as_str())];
+    // Turns alternate between two processes on one database: as across a restart.
+    let one = Gateway::start(&config, &env);
+    let two = Gateway::start(&config, &env);
+    conversations_continue(&one, &two, &upstream);
+    // Plano's table, one row per kept response (three turns and the two tool-loop turns).
+    let rows = pg
+        .query("SELECT count(*), count(DISTINCT provider) FROM conversation_states")
+        .unwrap();
+    assert_eq!(rows, "5|1");
+    let longest = pg
+        .query("SELECT max(jsonb_array_length(input_items)), min(model) FROM conversation_states")
+        .unwrap();
+    assert_eq!(longest, "6|llama-3.3-70b");
+
+    // With the database gone, a follow-up is refused (503, retry shortly), never sent without
+    // its history; a new conversation still goes through.
+    let id = pg
+        .query("SELECT response_id FROM conversation_states LIMIT 1")
+        .unwrap();
+    drop(pg);
+    let sent = upstream.received().len();
+    let follow_up =
+        json!({"model": "groq/llama-3.3-70b", "input": "More?", "previous_response_id": id});
+    let headers = [("content-type", "application/json")];
+    let r = common::request(
+        one.addr,
+        "POST",
+        "/v1/responses",
+        &headers,
+        follow_up.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "conversation_store_unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(upstream.received().len(), sent);
+    let fresh = json!({"model": "groq/llama-3.3-70b", "input": "Hi", "store": false});
+    let r = common::request(
+        one.addr,
+        "POST",
+        "/v1/responses",
+        &headers,
+        fresh.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+}

@@ -123,9 +123,10 @@ fn messages_to_an_anthropic_upstream_pass_through() {
 fn messages_client_to_an_openai_upstream_with_tools() {
     let (openai, anthropic) = (Mock::start(), Mock::start());
     let gw = start(&openai, &anthropic);
+    // Claude Code's query string belongs to the Messages API: not sent to a chat upstream.
     let resp = post(
         &gw,
-        "/v1/messages",
+        "/v1/messages?beta=true",
         &[
             ("x-api-key", "sk-client"),
             ("anthropic-version", "2023-06-01"),
@@ -655,4 +656,24 @@ fn responses_to_openai_pass_through() {
     expected["model"] = "gpt-4o".into();
     assert_eq!(got.body, expected.to_string().into_bytes());
     assert!(resp.header("x-switchyard-dropped-tools").is_none());
+}
+
+#[test]
+fn responses_to_azure_go_to_its_own_responses_api() {
+    let azure = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: azure_openai/gpt-5-deployment, base_url: '{}', access_key: sk-azure}}\n",
+        azure.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let body = json!({"model": "azure_openai/gpt-5-deployment", "input": "hi",
+                      "tools": [{"type": "web_search"}], "previous_response_id": "resp_1"});
+    let resp = post(&gw, "/v1/responses", &[], &body);
+    assert_eq!(resp.status, 200);
+    let got = azure.only();
+    assert_eq!(got.path, "/openai/v1/responses");
+    assert_eq!(got.header("api-key"), Some("sk-azure"));
+    let mut expected = body.clone();
+    expected["model"] = "gpt-5-deployment".into();
+    assert_eq!(got.body, expected.to_string().into_bytes());
 }

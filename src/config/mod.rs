@@ -46,6 +46,8 @@ pub struct Config {
     pub ratelimits: Vec<RateRule>,
     /// switchyard's `state`.
     pub state: StateSettings,
+    /// Plano's `state_storage`: where Responses conversations are kept for translated providers.
+    pub state_storage: StateStorage,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
     pub warnings: Vec<Problem>,
 }
@@ -153,6 +155,17 @@ pub struct RateRule {
 pub struct StateSettings {
     /// `state.redis`: shared by every replica; absent, each process counts for itself.
     pub redis: Option<RedisSettings>,
+}
+
+/// Plano's `state_storage`: where the conversations of `/v1/responses` (their
+/// `previous_response_id`) are kept for providers without a Responses API of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateStorage {
+    /// In the process (bounded), or in `state.redis` when that is configured, so replicas share.
+    #[default]
+    Memory,
+    /// PostgreSQL, Plano's `conversation_states` table.
+    Postgres { connection_string: Secret },
 }
 
 /// `state.redis`.
@@ -373,10 +386,12 @@ impl Default for Outlier {
 }
 
 impl Provider {
-    /// Whether the provider has a Responses API of its own (catalog::NATIVE_RESPONSES).
+    /// Whether the provider has a Responses API of its own (catalog::NATIVE_RESPONSES, and
+    /// Azure OpenAI's `v1` API).
     pub fn native_responses(&self) -> bool {
-        self.interface == Interface::OpenAi
-            && crate::catalog::NATIVE_RESPONSES.contains(&self.prefix.as_str())
+        self.interface == Interface::AzureOpenAi
+            || (self.interface == Interface::OpenAi
+                && crate::catalog::NATIVE_RESPONSES.contains(&self.prefix.as_str()))
     }
 
     /// The `Host` an endpoint is sent: `http_host`, else its origin's authority.

@@ -5,6 +5,7 @@
 //! An exchange lives in the request's context, or moves into the subrequest that carries the
 //! request (see [`crate::subrequest`]) and back before the request is logged.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ mod response;
 use crate::attempt::{self, Failure, Next, Plan};
 use crate::auth::{self, AuthStyle};
 use crate::body::{self, Inspected};
+use crate::conversations::{self, Conversation, Turn};
 use crate::endpoints::{self, health::InFlight};
 use crate::error::{classify, Class, GatewayError};
 use crate::intake::Request;
@@ -80,6 +82,11 @@ pub struct Exchange {
     waited: Duration,
     /// Whether any stage translates between APIs.
     translates: bool,
+    /// The conversation a Responses request continues (`previous_response_id`), when the
+    /// gateway keeps it (conversations); read before the first attempt.
+    history: Option<Arc<Conversation>>,
+    /// The conversation to keep once a translated Responses answer ended.
+    turn: Option<Turn>,
     /// The preference route taken and why (router), when preference routing ran.
     route: Option<String>,
     /// Time the preference-routing decision took (the router's, not the gateway's own).
@@ -97,6 +104,9 @@ struct Attempt {
     body: Bytes,
     auth: AuthStyle,
     translator: Option<ResponseTranslator>,
+    /// A translated Responses request as sent, history included: its input is kept with the
+    /// answer (conversations).
+    responses_body: Option<Bytes>,
     started: Instant,
     body_sent: bool,
     _in_flight: InFlight,
@@ -167,6 +177,8 @@ impl Exchange {
             upstream_time: Duration::ZERO,
             waited: Duration::ZERO,
             translates,
+            history: None,
+            turn: None,
             route: None,
             routing_time: Duration::ZERO,
         };
@@ -210,15 +222,11 @@ impl Exchange {
         let direction =
             Direction::between(self.api, provider.interface, provider.native_responses())
                 .map_err(GatewayError::NotSupported)?;
-        // A translated upstream keeps no responses, and neither (yet) does the gateway.
-        if matches!(
-            direction,
-            Direction::ResponsesToChat | Direction::ResponsesToMessages
-        ) {
-            if let Some(id) = &self.inspected.previous_response {
-                return Err(GatewayError::PreviousResponseNotFound(id.clone()));
-            }
-        }
+        // A translated upstream keeps no responses: the gateway does (conversations).
+        let responses_body = match direction {
+            Direction::ResponsesToChat | Direction::ResponsesToMessages => Some(self.continued()?),
+            _ => None,
+        };
         let (body, translator) = match direction {
             Direction::PassThrough => (body::with_model(&self.body, &self.inspected, &model), None),
             _ => {
@@ -227,14 +235,22 @@ impl Exchange {
                     model: &model,
                     default_max_tokens: provider.default_max_tokens,
                 };
+                let client_body = responses_body.as_ref().unwrap_or(&self.body);
                 let translated = direction
-                    .request(&self.body, &target)
+                    .request(client_body, &target)
                     .map_err(GatewayError::InvalidBody)?;
                 let translator = ResponseTranslator::new(direction, &model, &translated);
                 (translated.body, Some(translator))
             }
         };
         let upstream_api = direction.upstream_api(self.api);
+        // The client's query string belongs to the client's API (Claude Code's `?beta=true`):
+        // an upstream spoken to in another API gets only what that API needs.
+        let query = if upstream_api == self.api {
+            self.query.as_deref().map(Cow::Borrowed)
+        } else {
+            upstream::kept_query(self.query.as_deref()).map(Cow::Owned)
+        };
         self.plan.started(pidx);
         let address = snapshot.upstream(pidx).addresses.next_start() % addresses.len().max(1);
         self.attempt = Some(Attempt {
@@ -242,16 +258,42 @@ impl Exchange {
             addresses,
             address,
             address_tries: 1,
-            path: upstream::path(provider, upstream_api, &model, self.query.as_deref()),
+            path: upstream::path(provider, upstream_api, &model, query.as_deref()),
             body,
             auth: AuthStyle::for_upstream(provider.interface, upstream_api),
             translator,
+            responses_body,
             started: Instant::now(),
             body_sent: false,
             _in_flight: snapshot.upstream(pidx).health.start(),
         });
         self.watch = ResponseWatch::default();
         Ok(())
+    }
+
+    /// The response id a Responses request continues, when an attempt may be translated (a
+    /// provider with a Responses API of its own keeps its conversations itself).
+    pub fn continues(&self) -> Option<&str> {
+        (self.api == Api::Responses && self.translates)
+            .then_some(self.inspected.previous_response.as_deref())
+            .flatten()
+    }
+
+    /// The conversation [`Exchange::continues`], as kept (`None`: not kept).
+    pub fn set_history(&mut self, history: Option<Arc<Conversation>>) {
+        self.history = history;
+    }
+
+    /// The client's Responses body, continuing the conversation it names, if it names one.
+    fn continued(&self) -> std::result::Result<Bytes, GatewayError> {
+        let Some(id) = &self.inspected.previous_response else {
+            return Ok(self.body.clone());
+        };
+        let history = self
+            .history
+            .as_ref()
+            .ok_or_else(|| GatewayError::PreviousResponseNotFound(id.clone()))?;
+        conversations::continued(&self.body, history).map_err(GatewayError::InvalidBody)
     }
 
     /// The address the current attempt connects to.

@@ -9,6 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::Error;
 
 use super::Exchange;
+use crate::conversations;
 use crate::error::{classify, Class};
 
 impl Exchange {
@@ -57,11 +58,26 @@ impl Exchange {
         .then(|| Bytes::copy_from_slice(self.watch.partial_event()));
         let chunk = body.as_deref().unwrap_or(&[]);
         let piece = self.watch.body(chunk, end, Instant::now());
-        if let Some(t) = self.attempt.as_mut().and_then(|a| a.translator.as_mut()) {
-            *body = t.body(&piece, body.take(), end);
-        } else if self.watch.is_stream() {
+        if let Some(a) = self.attempt.as_mut() {
+            if let Some(t) = a.translator.as_mut() {
+                *body = t.body(&piece, body.take(), end);
+                // A Responses answer ended: what of the conversation to keep.
+                if let (Some(done), Some(sent)) = (t.take_done(), &a.responses_body) {
+                    let model = self.routed.as_ref().map_or("", |r| r.model.as_str());
+                    let provider = &self.snapshot.provider(a.provider).name;
+                    self.turn = conversations::turn(sent, &done, model, provider);
+                }
+                return;
+            }
+        }
+        if self.watch.is_stream() {
             *body = whole_events(held, body.take(), self.watch.partial_event().len());
         }
+    }
+
+    /// The conversation to keep, once a translated Responses answer ended (conversations).
+    pub fn take_turn(&mut self) -> Option<conversations::Turn> {
+        self.turn.take()
     }
 
     /// Whether the answer is an SSE stream.

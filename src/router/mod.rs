@@ -11,12 +11,11 @@
 //! leads to; `question` is what a request asks; `prompt` how the router is asked and how its
 //! answer is read; `turn` whose turn it is (`route_on_user_only`); `rank` the order of a route's
 //! models; `feeds` the cost and latency figures they are ranked by; `recall` what is remembered,
-//! in `memory`, the bounded, expiring store; `setup` the router of a config.
+//! in `crate::memory`, the bounded, expiring store; `setup` the router of a config.
 
 pub mod choose;
 pub mod decision;
 pub mod feeds;
-pub mod memory;
 pub mod prompt;
 pub mod question;
 mod rank;

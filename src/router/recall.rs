@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::decision::{Decision, Source};
-use super::memory::Memory;
 use crate::config::{Prefer, Routing};
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::session;
 use crate::store::Store;

@@ -334,7 +334,7 @@ impl ResponseTranslator {
 
     /// A whole answer, translated; a body that is not JSON after all passes unchanged, unless it
     /// is an error, which always takes the client's shape.
-    fn whole(&self, raw: &[u8], doc: Option<&Value>) -> Bytes {
+    fn whole(&mut self, raw: &[u8], doc: Option<&Value>) -> Bytes {
         let translated = if self.status >= 400 {
             Some(error_body(self.direction, self.status, raw, doc))
         } else {
@@ -354,9 +354,21 @@ impl ResponseTranslator {
             })
         };
         match translated {
-            Some(v) => Bytes::from(v.to_string()),
+            Some(v) => {
+                let bytes = Bytes::from(v.to_string());
+                if self.status < 400 && self.responses() {
+                    self.responses_stream.done = Some(v);
+                }
+                bytes
+            }
             None => Bytes::copy_from_slice(raw),
         }
+    }
+
+    /// The Responses object the client got, once the answer is whole (completed or
+    /// incomplete), taken once: what the gateway keeps of a conversation (conversations).
+    pub fn take_done(&mut self) -> Option<Value> {
+        self.responses_stream.done.take()
     }
 
     /// Whether the client speaks the Responses API through a translation.

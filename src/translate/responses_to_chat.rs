@@ -474,6 +474,8 @@ pub struct StreamState {
     finish: Option<String>,
     usage: Option<Value>,
     ended: bool,
+    /// The response as the terminal event gave it (completed or incomplete), until taken.
+    pub done: Option<Value>,
 }
 
 impl StreamState {
@@ -790,7 +792,8 @@ impl StreamState {
         } else {
             "response.incomplete"
         };
-        self.emit(out, kind, json!({"response": response}));
+        self.emit(out, kind, json!({"response": &response}));
+        self.done = Some(response);
         self.ended = true;
     }
 

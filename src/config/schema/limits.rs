@@ -1,6 +1,6 @@
 //! Plano's `ratelimits`, loaded as Plano documents them with its bugs fixed (a bad `unit` or a
-//! zero `tokens` is a load error naming the line, not a crash), and switchyard's `state`: where
-//! limits are counted.
+//! zero `tokens` is a load error naming the line, not a crash), switchyard's `state`: where
+//! limits are counted, and Plano's `state_storage`: where Responses conversations are kept.
 
 use super::*;
 
@@ -172,6 +172,57 @@ fn redis(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<RedisSetti
         on_error,
         key_prefix,
     })
+}
+
+/// `state_storage: {type: memory | postgres, connection_string}`. A connection string that does
+/// not parse still loads (Plano's own example holds `[USER]` and `[HOST]` placeholders): it is
+/// said as a warning, and conversations then answer 503 until it is fixed.
+pub(super) fn state_storage(r: &mut Report, path: &str, node: &Node, env: Env) -> StateStorage {
+    let Some(mut f) = Fields::of(r, path, node) else {
+        return StateStorage::default();
+    };
+    let kind = match f.take("type") {
+        Some((tp, tn)) => yaml::string(r, &tp, tn).map(|t| (t, tp, tn.line)),
+        None => {
+            r.error(path, node.line, "missing required key `type`");
+            None
+        }
+    };
+    let connection = f
+        .take("connection_string")
+        .and_then(|(cp, cn)| expanded(r, &cp, cn, env).map(|c| (c, cp, cn.line)));
+    f.finish(r, &[]);
+    let Some((kind, tp, line)) = kind else {
+        return StateStorage::default();
+    };
+    match (kind.as_str(), connection) {
+        ("memory", _) => StateStorage::Memory,
+        ("postgres", Some((c, cp, cline))) => {
+            if c.parse::<tokio_postgres::Config>().is_err() {
+                // Said without the string, which may hold a password.
+                r.warn(&cp, cline, "not a PostgreSQL connection string (postgres://user:password@host:port/database or key=value pairs): Responses conversations answer 503 until it is fixed");
+            }
+            StateStorage::Postgres {
+                connection_string: Secret::new(c),
+            }
+        }
+        ("postgres", None) => {
+            r.error(
+                path,
+                node.line,
+                "`connection_string` is required when `type` is `postgres`",
+            );
+            StateStorage::default()
+        }
+        (other, _) => {
+            r.error(
+                &tp,
+                line,
+                format!("unknown type `{other}`; expected memory or postgres"),
+            );
+            StateStorage::default()
+        }
+    }
 }
 
 /// A Redis URL (`$VAR` expanded); a bad one is said without the URL, which may hold a password.

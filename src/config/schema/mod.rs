@@ -14,7 +14,7 @@ use super::{
     Client, ClientAuth, Config, ConfigError, HealthCheck, KeyHeaders, LbPolicy, Listener,
     MetricsKind, MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer,
     Provider, RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
-    StateSettings, Timeouts, Unsupported,
+    StateSettings, StateStorage, Timeouts, Unsupported,
 };
 use crate::catalog::{self, Interface};
 
@@ -26,7 +26,7 @@ mod routing;
 mod server;
 
 use clients::clients;
-use limits::{ratelimits, state};
+use limits::{ratelimits, state, state_storage};
 use listener::{listeners, outlier, retry, timeouts};
 pub use provider::HOSTED_ROUTER;
 use provider::{hosted_router, provider, Entry, InlinePrefs};
@@ -45,7 +45,6 @@ const PLANNED_TOP_LEVEL: &[&str] = &[
     "prompt_caching",
     "tracing",
     "endpoints",
-    "state_storage",
     "agents",
     "filters",
     "prompt_targets",
@@ -210,6 +209,11 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         .map(|(path, node)| state(r, &path, node, env))
         .unwrap_or_default();
 
+    let state_storage = f
+        .take("state_storage")
+        .map(|(path, node)| state_storage(r, &path, node, env))
+        .unwrap_or_default();
+
     let server = f
         .take("server")
         .map(|(path, node)| server(r, &path, node))
@@ -232,6 +236,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         clients,
         ratelimits,
         state,
+        state_storage,
         warnings: Vec::new(),
     };
     cross_check(r, &config);

@@ -1,18 +1,18 @@
-//! What the router remembers: session pins (`X-Model-Affinity` → the first decision, for
-//! `routing.session_ttl_seconds`, at most `routing.session_max_entries`) and the decision cache
-//! (a hash of the routes and the selected conversation → the decision, so one turn never asks
-//! the router twice). Both are a bounded map whose entries expire; the clock is passed in.
+//! A bounded map whose entries expire, for what one process remembers: the router's session
+//! pins and decision cache (router::recall), and Responses conversations when no shared store
+//! keeps them (conversations). Bounded by count and, when asked, by bytes; the clock is passed in.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A map of at most `capacity` entries, each living `ttl` from its insertion. When full, the
-/// oldest entry makes room.
+/// A map of at most `capacity` entries (and `max_bytes` of their sizes), each living `ttl` from
+/// its insertion. When full, the oldest entries make room.
 pub struct Memory<K, V> {
     ttl: Duration,
     capacity: usize,
+    max_bytes: usize,
     inner: Mutex<Inner<K, V>>,
 }
 
@@ -22,12 +22,15 @@ struct Inner<K, V> {
     /// leaves a stale pair behind, skipped when it comes up).
     order: VecDeque<(K, u64)>,
     generation: u64,
+    /// The sizes of the live entries, summed.
+    bytes: usize,
 }
 
 struct Entry<V> {
     value: V,
     expires: Instant,
     generation: u64,
+    bytes: usize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
@@ -35,12 +38,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
         Memory {
             ttl,
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 generation: 0,
+                bytes: 0,
             }),
         }
+    }
+
+    /// The same map, also bounded by the sizes given to [`Memory::insert_sized`].
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The live value for `key`.
@@ -52,27 +63,39 @@ impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
 
     /// Keeps `value` for `key` from `now` on (replacing what was there).
     pub fn insert(&self, key: K, value: V, now: Instant) {
+        self.insert_sized(key, value, 0, now);
+    }
+
+    /// Keeps `value`, of size `bytes`, for `key` from `now` on (replacing what was there).
+    /// Returns whether it was kept: a value larger than the whole budget is not.
+    pub fn insert_sized(&self, key: K, value: V, bytes: usize, now: Instant) -> bool {
+        if bytes > self.max_bytes {
+            return false;
+        }
         let Ok(mut inner) = self.inner.lock() else {
-            return;
+            return false;
         };
         inner.generation += 1;
         let generation = inner.generation;
-        inner.entries.insert(
+        let old = inner.entries.insert(
             key.clone(),
             Entry {
                 value,
                 expires: now + self.ttl,
                 generation,
+                bytes,
             },
         );
+        inner.bytes = inner.bytes - old.map_or(0, |e| e.bytes) + bytes;
         inner.order.push_back((key, generation));
-        while inner.entries.len() > self.capacity {
+        while inner.entries.len() > self.capacity || inner.bytes > self.max_bytes {
             inner.evict_oldest();
         }
         // Stale order pairs (keys inserted again) never outnumber live entries by much.
         if inner.order.len() > 2 * self.capacity {
             inner.compact();
         }
+        true
     }
 
     /// Live entries (for tests and metrics).
@@ -95,7 +118,9 @@ impl<K: Hash + Eq + Clone, V> Inner<K, V> {
                 .get(&key)
                 .is_some_and(|e| e.generation == generation)
             {
-                self.entries.remove(&key);
+                if let Some(e) = self.entries.remove(&key) {
+                    self.bytes -= e.bytes;
+                }
                 return;
             }
         }
@@ -160,6 +185,23 @@ mod tests {
             "b was oldest"
         );
         assert_eq!(m.get(&"a".into(), t0 + Duration::from_secs(14)), Some(3));
+    }
+
+    #[test]
+    fn a_byte_budget_evicts_the_oldest_and_refuses_what_cannot_fit() {
+        let m = memory(600, 100).with_max_bytes(100);
+        let t0 = Instant::now();
+        assert!(m.insert_sized("a".into(), 1, 40, t0));
+        assert!(m.insert_sized("b".into(), 2, 40, t0));
+        assert!(m.insert_sized("c".into(), 3, 40, t0));
+        assert_eq!(m.get(&"a".into(), t0), None, "a made room for c");
+        assert_eq!(m.get(&"b".into(), t0), Some(2));
+        // Replacing an entry counts its new size, not both.
+        assert!(m.insert_sized("c".into(), 4, 60, t0));
+        assert_eq!(m.get(&"b".into(), t0), Some(2));
+        assert!(!m.insert_sized("huge".into(), 5, 101, t0));
+        assert_eq!(m.get(&"huge".into(), t0), None);
+        assert_eq!(m.inner.lock().unwrap().bytes, 100);
     }
 
     #[test]
