@@ -11,6 +11,9 @@ pub enum Interface {
     /// Azure OpenAI: OpenAI chat completions under `/openai/deployments/<model>/…?api-version=`,
     /// authenticated with an `api-key` header.
     AzureOpenAi,
+    /// Amazon Bedrock's Converse API: `/model/<id>/converse` and `/converse-stream` (binary
+    /// event stream), a Bedrock API key as a Bearer token.
+    Bedrock,
 }
 
 impl Interface {
@@ -19,6 +22,7 @@ impl Interface {
             Interface::OpenAi => "openai",
             Interface::Anthropic => "anthropic",
             Interface::AzureOpenAi => "azure_openai",
+            Interface::Bedrock => "amazon_bedrock",
         }
     }
 }
@@ -92,6 +96,15 @@ pub const CATALOG: &[BuiltIn] = &[
         host: None,
         path_prefix: "/openai/deployments",
     },
+    // The region is in the host (`bedrock-runtime.<region>.amazonaws.com`): `base_url` is
+    // required, as in Plano.
+    BuiltIn {
+        prefix: "amazon_bedrock",
+        aliases: &["amazon"],
+        interface: Interface::Bedrock,
+        host: None,
+        path_prefix: "",
+    },
 ];
 
 /// Providers with a Responses API of their own (`/v1/responses`), which gets Responses requests
@@ -102,7 +115,7 @@ pub const NATIVE_RESPONSES: &[&str] = &["openai", "xai", "vercel"];
 pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
 
 /// Prefixes in Plano's schema whose wire format switchyard does not speak yet.
-pub const NOT_YET_SUPPORTED: &[&str] = &["amazon_bedrock", "amazon", "chatgpt"];
+pub const NOT_YET_SUPPORTED: &[&str] = &["chatgpt"];
 
 /// Looks a prefix (or one of its aliases) up in the catalog.
 pub fn built_in(prefix: &str) -> Option<&'static BuiltIn> {
@@ -243,6 +256,8 @@ mod tests {
             None,
             "/openai/deployments",
         ),
+        ("amazon_bedrock", Interface::Bedrock, None, ""),
+        ("amazon", Interface::Bedrock, None, ""),
     ];
 
     #[test]

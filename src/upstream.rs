@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderValue};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
@@ -93,8 +94,28 @@ pub fn request(
 
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
 /// deployment path and an `api-version`), with the client's query kept.
-pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> String {
+pub fn path(
+    provider: &Provider,
+    api: Api,
+    model: &str,
+    query: Option<&str>,
+    stream: bool,
+) -> String {
     let prefix = &provider.origin.path_prefix;
+    // Bedrock: the model in the path, percent-encoded (an ARN's `/` as `%2F`: with a literal
+    // one Bedrock answers 200 with an error), the stream another operation.
+    if api == Api::Converse {
+        let id = utf8_percent_encode(model, MODEL_ID);
+        let operation = if stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        return match query {
+            Some(q) => format!("{prefix}/model/{id}/{operation}?{q}"),
+            None => format!("{prefix}/model/{id}/{operation}"),
+        };
+    }
     // Azure's Responses API is its `v1` API, beside the deployments: the deployment is the
     // body's `model`, and no `api-version` is needed.
     if provider.interface == Interface::AzureOpenAi && api == Api::Responses {
@@ -117,6 +138,15 @@ pub fn path(provider: &Provider, api: Api, model: &str, query: Option<&str>) -> 
         None => format!("{prefix}{}", api.suffix()),
     }
 }
+
+/// What of a Bedrock model id is percent-encoded in its path: all but letters, digits and
+/// `-._~:` (an inference profile's `us.amazon.nova-pro-v1:0` stays as it is).
+const MODEL_ID: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':');
 
 /// What of a client's query string goes to an upstream spoken to in another API: only what
 /// the upstream's API needs of it (Azure's `api-version`).
@@ -144,14 +174,17 @@ mod tests {
         let groq = provider("model_providers: [{model: groq/llama, access_key: $K}]");
         let bare = provider("model_providers: [{model: custom/m, base_url: 'http://h/'}]");
         assert_eq!(
-            path(&openai, Api::Chat, "gpt-4o", None),
+            path(&openai, Api::Chat, "gpt-4o", None, false),
             "/v1/chat/completions"
         );
         assert_eq!(
-            path(&groq, Api::Chat, "llama", Some("x=1")),
+            path(&groq, Api::Chat, "llama", Some("x=1"), false),
             "/openai/v1/chat/completions?x=1"
         );
-        assert_eq!(path(&bare, Api::Embeddings, "m", None), "/v1/embeddings");
+        assert_eq!(
+            path(&bare, Api::Embeddings, "m", None, false),
+            "/v1/embeddings"
+        );
     }
 
     #[test]
@@ -170,12 +203,40 @@ mod tests {
             "model_providers: [{model: azure_openai/gpt-5, base_url: 'https://r.openai.azure.com', access_key: $K}]",
         );
         assert_eq!(
-            path(&azure, Api::Responses, "gpt-5", None),
+            path(&azure, Api::Responses, "gpt-5", None, false),
             "/openai/v1/responses"
         );
         assert_eq!(
-            path(&azure, Api::Responses, "gpt-5", Some("api-version=preview")),
+            path(
+                &azure,
+                Api::Responses,
+                "gpt-5",
+                Some("api-version=preview"),
+                false
+            ),
             "/openai/v1/responses?api-version=preview"
+        );
+    }
+
+    #[test]
+    fn bedrock_paths_name_the_model_encoded_and_the_operation() {
+        let bedrock = provider(
+            "model_providers: [{model: amazon_bedrock/us.amazon.nova-pro-v1:0, base_url: 'https://bedrock-runtime.us-west-2.amazonaws.com', access_key: $K}]",
+        );
+        assert_eq!(
+            path(
+                &bedrock,
+                Api::Converse,
+                "us.amazon.nova-pro-v1:0",
+                None,
+                false
+            ),
+            "/model/us.amazon.nova-pro-v1:0/converse"
+        );
+        let arn = "arn:aws:bedrock:us-west-2:123:inference-profile/us.anthropic.claude-3-5";
+        assert_eq!(
+            path(&bedrock, Api::Converse, arn, None, true),
+            "/model/arn:aws:bedrock:us-west-2:123:inference-profile%2Fus.anthropic.claude-3-5/converse-stream"
         );
     }
 
@@ -185,11 +246,17 @@ mod tests {
             "model_providers: [{model: azure_openai/gpt-4o, base_url: 'https://r.openai.azure.com', access_key: $K}]",
         );
         assert_eq!(
-            path(&azure, Api::Chat, "gpt-4o", None),
+            path(&azure, Api::Chat, "gpt-4o", None, false),
             format!("/openai/deployments/gpt-4o/chat/completions?api-version={AZURE_API_VERSION}")
         );
         assert_eq!(
-            path(&azure, Api::Chat, "gpt-4o", Some("api-version=2024-10-21")),
+            path(
+                &azure,
+                Api::Chat,
+                "gpt-4o",
+                Some("api-version=2024-10-21"),
+                false
+            ),
             "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
         );
     }

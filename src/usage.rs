@@ -1,15 +1,18 @@
 //! Watching a response as it passes: time to first token and the upstream's token usage.
 //!
 //! Usage is read from what the provider reports, never estimated: OpenAI's `usage` object (in a
-//! JSON body, or in the final chunk of a stream sent with `stream_options.include_usage`) and
+//! JSON body, or in the final chunk of a stream sent with `stream_options.include_usage`),
 //! Anthropic's (`usage` in a Messages body; `message_start` and `message_delta` events in a
-//! stream). SSE is scanned line by line across arbitrary chunk boundaries.
+//! stream) and Bedrock's (`usage` in a Converse body; the `metadata` event of a stream). SSE is
+//! scanned line by line across arbitrary chunk boundaries; Bedrock's binary event stream is
+//! decoded into events of the same kind (named by their type).
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::translate::eventstream::{self, Decoder};
 use crate::translate::sse::{Event, Framer};
 
 /// Tokens the upstream reported for one request.
@@ -33,6 +36,15 @@ struct RawUsage {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+    // Bedrock
+    #[serde(rename = "inputTokens")]
+    bedrock_input: Option<u64>,
+    #[serde(rename = "outputTokens")]
+    bedrock_output: Option<u64>,
+    #[serde(rename = "cacheReadInputTokens")]
+    bedrock_cache_read: Option<u64>,
+    #[serde(rename = "cacheWriteInputTokens")]
+    bedrock_cache_write: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,10 +63,14 @@ impl Usage {
     /// Applies reported fields over what is known (Anthropic streams report in two events,
     /// and `message_delta`'s `output_tokens` is cumulative).
     fn merge(&mut self, raw: &RawUsage) {
-        if let Some(n) = raw.prompt_tokens.or(raw.input_tokens) {
+        if let Some(n) = raw.prompt_tokens.or(raw.input_tokens).or(raw.bedrock_input) {
             self.prompt = n;
         }
-        if let Some(n) = raw.completion_tokens.or(raw.output_tokens) {
+        if let Some(n) = raw
+            .completion_tokens
+            .or(raw.output_tokens)
+            .or(raw.bedrock_output)
+        {
             self.completion = n;
         }
         if let Some(n) = raw
@@ -62,10 +78,11 @@ impl Usage {
             .as_ref()
             .and_then(|d| d.cached_tokens)
             .or(raw.cache_read_input_tokens)
+            .or(raw.bedrock_cache_read)
         {
             self.cache_read = n;
         }
-        if let Some(n) = raw.cache_creation_input_tokens {
+        if let Some(n) = raw.cache_creation_input_tokens.or(raw.bedrock_cache_write) {
             self.cache_write = n;
         }
     }
@@ -137,12 +154,15 @@ enum Mode {
         parse: bool,
     },
     Sse(Framer),
+    /// Bedrock's binary event stream (`application/vnd.amazon.eventstream`), decoded into
+    /// events; after a decoding error nothing more is read.
+    Frames(Decoder, bool),
 }
 
 impl ResponseWatch {
     /// Whether the response is an SSE stream.
     pub fn is_stream(&self) -> bool {
-        matches!(self.mode, Mode::Sse(_))
+        matches!(self.mode, Mode::Sse(_) | Mode::Frames(..))
     }
 
     /// The part of an SSE event held back, waiting for its end (empty when none).
@@ -160,6 +180,8 @@ impl ResponseWatch {
         let content_type = content_type.unwrap_or("").to_ascii_lowercase();
         self.mode = if content_type.starts_with("text/event-stream") && !(whole && status >= 400) {
             Mode::Sse(Framer::default())
+        } else if content_type.starts_with(eventstream::CONTENT_TYPE) && status < 400 {
+            Mode::Frames(Decoder::default(), false)
         } else if whole || content_type.contains("json") {
             Mode::Whole {
                 buf: Vec::new(),
@@ -215,6 +237,26 @@ impl ResponseWatch {
                 };
                 Piece::Whole(buf, doc)
             }
+            Mode::Frames(decoder, failed) => {
+                let events = frames(decoder, failed, chunk, end);
+                if !events.is_empty() {
+                    self.first_token.get_or_insert(now);
+                }
+                for event in &events {
+                    match event.name.as_deref() {
+                        Some("metadata") => {
+                            self.ended = true;
+                            let mut usage = Usage::default();
+                            if usage.merge_json(event.data.as_bytes()) {
+                                self.usage = Some(usage);
+                            }
+                        }
+                        Some(name) if name.ends_with("Exception") => self.ended = true,
+                        _ => {}
+                    }
+                }
+                Piece::Events(events)
+            }
             Mode::Sse(framer) => {
                 let mut events = framer.push(chunk);
                 if end {
@@ -238,6 +280,42 @@ impl ResponseWatch {
                 Piece::Events(events)
             }
         }
+    }
+}
+
+/// The events of a piece of Bedrock's event stream: each message as an event named by its
+/// `:event-type` (an exception by its `:exception-type`). A stream that cannot be decoded, or
+/// ends inside a message, ends with an `internalServerException` of the gateway's own.
+fn frames(decoder: &mut Decoder, failed: &mut bool, chunk: &[u8], end: bool) -> Vec<Event> {
+    if *failed {
+        return Vec::new();
+    }
+    let mut events: Vec<Event> = match decoder.push(chunk) {
+        Ok(messages) => messages
+            .into_iter()
+            .map(|m| Event {
+                name: Some(m.name),
+                data: String::from_utf8_lossy(&m.payload).into_owned(),
+            })
+            .collect(),
+        Err(e) => {
+            *failed = true;
+            return vec![broken(&format!(
+                "the upstream's event stream is corrupt: {e}"
+            ))];
+        }
+    };
+    if end && decoder.pending() > 0 {
+        *failed = true;
+        events.push(broken("the upstream's event stream ended inside a message"));
+    }
+    events
+}
+
+fn broken(message: &str) -> Event {
+    Event {
+        name: Some("internalServerException".into()),
+        data: serde_json::json!({ "message": message }).to_string(),
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{providers, yaml, Gateway, Mock};
@@ -25,12 +25,24 @@ fn claude_code() -> PathBuf {
 /// home, with nothing that would call out to the internet; killed after 90 s.
 fn run_claude_code(gw: &Gateway, key: &str, prompt: &str, args: &[&str]) -> Output {
     let home = common::temp_dir("claude-home");
-    let mut child = Command::new(claude_code())
+    run_claude_code_in(gw, &home, key, prompt, args)
+}
+
+/// Like [`run_claude_code`], working in `dir` (also its home).
+fn run_claude_code_in(
+    gw: &Gateway,
+    dir: &std::path::Path,
+    key: &str,
+    prompt: &str,
+    args: &[&str],
+) -> Output {
+    let home = dir;
+    let child = Command::new(claude_code())
         .arg("-p")
         .arg(prompt)
         .args(args)
-        .current_dir(&home)
-        .env("HOME", &home)
+        .current_dir(home)
+        .env("HOME", home)
         .env("ANTHROPIC_BASE_URL", format!("http://{}", gw.addr))
         .env("ANTHROPIC_API_KEY", key)
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
@@ -42,15 +54,31 @@ fn run_claude_code(gw: &Gateway, key: &str, prompt: &str, args: &[&str]) -> Outp
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    finish(child, "Claude Code")
+}
+
+/// The agent's output once it exits; killed after 90 s.
+fn finish(mut child: Child, agent: &str) -> Output {
     let deadline = Instant::now() + Duration::from_secs(90);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("Claude Code did not finish in 90 s");
+            panic!("{agent} did not finish in 90 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+/// The agent succeeded and its answer quotes the file the model had it print.
+fn assert_quoted_the_file(out: &Output, gw: &Gateway) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", gw.logs());
+    assert!(
+        stdout.contains("The file says: the owl flies at midnight"),
+        "{stdout}\n{stderr}"
+    );
 }
 
 /// README's quick start: Claude Code pointed at conf/gateway.yaml as written (only Anthropic's
@@ -121,4 +149,136 @@ fn claude_code_works_against_the_quick_start_config() {
             assert_eq!(entry["error"], Value::Null, "{entry}");
         }
     }
+}
+
+fn codex() -> PathBuf {
+    let bin =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/agents/node_modules/.bin/codex");
+    assert!(
+        bin.exists(),
+        "Codex CLI is not installed: run scripts/setup --for-tests"
+    );
+    bin
+}
+
+/// Codex CLI (which speaks only the Responses API) through switchyard to a Claude model on an
+/// Anthropic-interface mock that plays the model: it calls Codex's shell tool to print a file,
+/// Codex runs it, and the model's answer quotes what the file says. Run as a user would: `codex
+/// exec` in a scratch home whose config names switchyard as the provider; nothing else is
+/// called (no login, updates or telemetry).
+#[test]
+fn codex_cli_completes_a_tool_loop_through_translation() {
+    let anthropic = Mock::start();
+    anthropic.set_mode("agent=notes.txt");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: anthropic/claude-sonnet-4-5, base_url: '{}', access_key: sk-ant-managed}}\n",
+        anthropic.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let home = common::temp_dir("codex-home");
+    let work = common::temp_dir("codex-work");
+    std::fs::write(work.join("notes.txt"), "the owl flies at midnight\n").unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            r#"model = "claude-sonnet-4-5"
+model_provider = "switchyard"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+check_for_update_on_startup = false
+
+[model_providers.switchyard]
+name = "switchyard"
+base_url = "http://{}/v1"
+env_key = "SWITCHYARD_KEY"
+wire_api = "responses"
+"#,
+            gw.addr
+        ),
+    )
+    .unwrap();
+    let child = Command::new(codex())
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "Read notes.txt and tell me what it says.",
+        ])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("CODEX_HOME", &home)
+        .env("SWITCHYARD_KEY", "sk-codex-client")
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_quoted_the_file(&finish(child, "Codex"), &gw);
+
+    // Two model turns reached the upstream, as Messages with the provider's key; the second
+    // carries the shell's output as the tool result.
+    let turns: Vec<Value> = anthropic
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .map(|r| {
+            assert_eq!(r.header("x-api-key"), Some("sk-ant-managed"));
+            assert_eq!(common::strict::refusal(r), None);
+            r.json()
+        })
+        .collect();
+    assert_eq!(turns.len(), 2, "{turns:#?}");
+    let result = turns[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(result.contains("the owl flies at midnight"), "{result}");
+}
+
+/// Claude Code (which speaks only the Messages API) through switchyard to an OpenAI-interface
+/// model on a mock that plays the model: it calls Claude Code's Bash tool to print a file, Claude
+/// Code runs it, and the answer quotes the file. Every model turn reaches the upstream as a chat
+/// completion the real API would take, with the provider's key.
+#[test]
+fn claude_code_completes_a_tool_loop_through_translation() {
+    let openai = Mock::start();
+    openai.set_mode("agent=notes.txt");
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-4o, base_url: '{}', access_key: sk-openai-managed}}\n",
+        openai.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let work = common::temp_dir("claude-work");
+    std::fs::write(work.join("notes.txt"), "the owl flies at midnight\n").unwrap();
+    let out = run_claude_code_in(
+        &gw,
+        &work,
+        "sk-ant-from-claude-code",
+        "Read notes.txt and tell me what it says.",
+        &["--model", "gpt-4o", "--allowedTools", "Bash"],
+    );
+    assert_quoted_the_file(&out, &gw);
+    let turns: Vec<Value> = openai
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .map(|r| {
+            assert_eq!(r.header("authorization"), Some("Bearer sk-openai-managed"));
+            assert_eq!(common::strict::refusal(r), None);
+            r.json()
+        })
+        .collect();
+    let answered = turns
+        .iter()
+        .find(|t| t["messages"].as_array().unwrap().last().unwrap()["role"] == "tool")
+        .expect("a turn carrying the tool's result");
+    let result = answered["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(result.contains("the owl flies at midnight"), "{result}");
 }

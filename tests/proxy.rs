@@ -506,27 +506,23 @@ fn a_provider_switchyard_does_not_speak_yet_answers_501_and_the_rest_serves() {
         r#"
 model_providers:
   - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-managed}}
-  - {{model: amazon_bedrock/us.anthropic.claude-sonnet-4, base_url: '{url}', access_key: k, name: bedrock-sonnet}}
+  - {{model: chatgpt/gpt-5, base_url: '{url}', name: chatgpt-five}}
 model_aliases:
-  coding: {{target: bedrock-sonnet}}
+  coding: {{target: chatgpt-five}}
 "#,
         url = mock.url()
     ));
     let gw = Gateway::start(&config, &[]);
     assert!(gw
         .logs()
-        .contains("provider `amazon_bedrock` is not supported by switchyard yet"));
-    for model in [
-        "coding",
-        "bedrock-sonnet",
-        "amazon_bedrock/us.anthropic.claude-sonnet-4",
-    ] {
+        .contains("provider `chatgpt` is not supported by switchyard yet"));
+    for model in ["coding", "chatgpt-five", "chatgpt/gpt-5"] {
         let resp = chat(gw.addr, &[], &json!({"model": model}));
         assert_gateway_error(&resp, 501, "provider_not_supported");
         assert!(resp.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("amazon_bedrock"));
+            .contains("chatgpt"));
     }
     // In the Anthropic client's shape on /v1/messages.
     let resp = request(

@@ -686,3 +686,56 @@ fn responses_conversations_are_kept_in_postgres_across_restarts() {
     );
     assert_eq!(r.status, 200);
 }
+
+/// The OpenAI SDK (chat, Responses) and the Anthropic SDK (Messages) on an Amazon Bedrock model:
+/// every answer, JSON and streamed, comes from Converse and its binary event stream.
+#[test]
+fn both_sdks_work_with_a_bedrock_model() {
+    let bedrock = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: amazon_bedrock/us.amazon.nova-pro-v1:0, base_url: '{}', access_key: bedrock-key}}\n",
+        bedrock.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let seen = run_script(
+        "bedrock_client.py",
+        &[
+            format!("http://{}", gw.addr),
+            "amazon_bedrock/us.amazon.nova-pro-v1:0".into(),
+        ],
+        &gw,
+    );
+    let input = common::BEDROCK_USAGE["inputTokens"].as_u64().unwrap();
+    let cache = 2 + 1; // the mock's cache reads and writes
+    assert_eq!(
+        seen["chat"],
+        json!({"text": "hi", "prompt_tokens": input + cache})
+    );
+    assert_eq!(
+        seen["chat_stream"],
+        json!({"text": "t0t1t2", "completion_tokens": 5})
+    );
+    assert_eq!(
+        seen["chat_tool"],
+        json!({"name": "get_weather", "arguments": {"city": "Paris"}})
+    );
+    assert_eq!(seen["messages"]["text"], "hi");
+    assert_eq!(seen["messages"]["stop_reason"], "end_turn");
+    assert_eq!(
+        seen["messages_stream"],
+        json!({"text": "t0t1", "output_tokens": 5})
+    );
+    assert_eq!(seen["responses"]["text"], "hi");
+    assert_eq!(
+        seen["responses_stream"],
+        json!({"text": "t0t1", "status": "completed"})
+    );
+    let got = bedrock.received();
+    assert_eq!(got.len(), 7);
+    assert!(got.iter().all(|r| r
+        .path
+        .starts_with("/model/us.amazon.nova-pro-v1:0/converse")));
+    assert!(got
+        .iter()
+        .all(|r| r.header("authorization") == Some("Bearer bedrock-key")));
+}

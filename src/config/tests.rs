@@ -534,20 +534,17 @@ fn a_plano_router_model_is_an_openai_compatible_provider_at_its_base_url() {
 #[test]
 fn an_unsupported_provider_loads_with_a_warning_and_its_aliases_resolve() {
     let c = Config::from_yaml(
-        "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: amazon_bedrock/us.anthropic.claude-sonnet-4, base_url: 'https://bedrock.example', access_key: k, name: bedrock-sonnet}\n  - {model: chatgpt/gpt-5}\nmodel_aliases:\n  coding: {target: bedrock-sonnet}\n",
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: chatgpt/gpt-5-codex, base_url: 'https://chatgpt.example', name: codex}\n  - {model: chatgpt/gpt-5}\nmodel_aliases:\n  coding: {target: codex}\n",
         &|_| None,
     )
     .unwrap();
     assert_eq!(c.providers.len(), 1);
     let names: Vec<&str> = c.unsupported.iter().map(|u| u.name.as_str()).collect();
-    assert_eq!(names, ["bedrock-sonnet", "chatgpt/gpt-5"]);
-    assert_eq!(
-        c.aliases,
-        [("coding".to_owned(), "bedrock-sonnet".to_owned())]
-    );
+    assert_eq!(names, ["codex", "chatgpt/gpt-5"]);
+    assert_eq!(c.aliases, [("coding".to_owned(), "codex".to_owned())]);
     let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
     assert!(
-        warned.iter().any(|w| w.contains("model_providers[1].model (line 3): provider `amazon_bedrock` is not supported by switchyard yet: requests for `bedrock-sonnet` are answered 501")),
+        warned.iter().any(|w| w.contains("model_providers[1].model (line 3): provider `chatgpt` is not supported by switchyard yet: requests for `codex` are answered 501")),
         "{warned:?}"
     );
     assert!(

@@ -223,9 +223,10 @@ impl Exchange {
             Direction::between(self.api, provider.interface, provider.native_responses())
                 .map_err(GatewayError::NotSupported)?;
         // A translated upstream keeps no responses: the gateway does (conversations).
-        let responses_body = match direction {
-            Direction::ResponsesToChat | Direction::ResponsesToMessages => Some(self.continued()?),
-            _ => None,
+        let responses_body = if direction.responses() {
+            Some(self.continued()?)
+        } else {
+            None
         };
         let (body, translator) = match direction {
             Direction::PassThrough => (body::with_model(&self.body, &self.inspected, &model), None),
@@ -258,7 +259,13 @@ impl Exchange {
             addresses,
             address,
             address_tries: 1,
-            path: upstream::path(provider, upstream_api, &model, query.as_deref()),
+            path: upstream::path(
+                provider,
+                upstream_api,
+                &model,
+                query.as_deref(),
+                self.inspected.stream,
+            ),
             body,
             auth: AuthStyle::for_upstream(provider.interface, upstream_api),
             translator,

@@ -270,8 +270,8 @@ fn cache_last(blocks: &mut [Value], m: &Value) {
 }
 
 /// Appends blocks to the conversation, merging into the last message when the role repeats
-/// (Anthropic wants user and assistant turns to alternate).
-fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+/// (Anthropic and Bedrock's Converse want user and assistant turns to alternate).
+pub(super) fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
     if blocks.is_empty() {
         return;
     }

@@ -36,6 +36,18 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
         match m.get("role").and_then(Value::as_str) {
             Some("user") => user(&mut messages, m.get("content"), target)?,
             Some("assistant") => messages.push(assistant(m.get("content"), names)),
+            // Claude Code puts its environment in a `system` turn between the others (2.1.x):
+            // a system message where it stands, as chat takes them.
+            Some("system") => {
+                let text = match m.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(blocks)) => join_text(blocks),
+                    _ => String::new(),
+                };
+                if !text.is_empty() {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+            }
             other => {
                 return Err(format!(
                     "unsupported message role `{}`",

@@ -1,19 +1,24 @@
 //! Translation between the client's API and the upstream's: OpenAI chat completions ↔ Anthropic
-//! Messages, requests, JSON responses, SSE streams and errors.
+//! Messages ↔ Amazon Bedrock Converse, requests, JSON responses, streams and errors.
 //!
-//! | client ↓ / upstream → | OpenAI interface          | Anthropic interface       |
-//! |-----------------------|---------------------------|---------------------------|
-//! | `/v1/chat/completions`| pass through              | `chat_to_messages`        |
-//! | `/v1/messages`        | `messages_to_chat`        | pass through              |
-//! | `/v1/responses`       | native (`openai`, `xai`, `vercel`) or `responses_to_chat` | `responses_to_chat`, then `chat_to_messages` |
-//! | `/v1/completions`, `/v1/embeddings` | pass through | not expressible: 400     |
+//! | client ↓ / upstream → | OpenAI interface          | Anthropic interface       | Bedrock (Converse) |
+//! |-----------------------|---------------------------|---------------------------|--------------------|
+//! | `/v1/chat/completions`| pass through              | `chat_to_messages`        | `chat_to_converse` |
+//! | `/v1/messages`        | `messages_to_chat`        | pass through              | `messages_to_chat`, then `chat_to_converse` |
+//! | `/v1/responses`       | native (`openai`, `xai`, `vercel`, Azure) or `responses_to_chat` | `responses_to_chat`, then `chat_to_messages` | `responses_to_chat`, then `chat_to_converse` |
+//! | `/v1/completions`, `/v1/embeddings` | pass through | not expressible: 400     | not expressible: 400 |
+//!
+//! Every translation goes through chat completions: the client's API to chat, chat to the
+//! upstream's, and back the same way ([`Direction::client`], [`Direction::wire`]).
 //!
 //! Pass-through traffic keeps every byte but `model`. Translated traffic keeps every field the
 //! other side can express; the rest (e.g. OpenAI's `n`, `logprobs`; Anthropic's `top_k`) is
 //! dropped.
 
+pub mod chat_to_converse;
 pub mod chat_to_messages;
 pub mod count_tokens;
+pub mod eventstream;
 pub mod limits;
 pub mod messages_to_chat;
 pub mod names;
@@ -45,6 +50,9 @@ pub enum Api {
     /// An upstream's own model list (`GET /models`), which the gateway asks wildcard
     /// providers for (models); never a client's path of its own.
     Models,
+    /// Amazon Bedrock's Converse (`/model/<id>/converse`, `…/converse-stream`); never a
+    /// client's path.
+    Converse,
 }
 
 impl Api {
@@ -71,6 +79,7 @@ impl Api {
             Api::CountTokens => "/messages/count_tokens",
             Api::Responses => "/responses",
             Api::Models => "/models",
+            Api::Converse => "/converse",
         }
     }
 
@@ -93,6 +102,21 @@ pub enum Direction {
     ResponsesToChat,
     /// Responses client, Anthropic Messages upstream: through chat, both ways.
     ResponsesToMessages,
+    /// OpenAI chat client, Amazon Bedrock (Converse) upstream.
+    ChatToConverse,
+    /// Anthropic Messages client, Bedrock upstream: through chat, both ways.
+    MessagesToConverse,
+    /// Responses client, Bedrock upstream: through chat, both ways.
+    ResponsesToConverse,
+}
+
+/// The APIs a translation passes between: the client's side, or the upstream's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Chat,
+    Messages,
+    Responses,
+    Converse,
 }
 
 impl Direction {
@@ -104,6 +128,13 @@ impl Direction {
         native_responses: bool,
     ) -> Result<Direction, String> {
         match (client, upstream) {
+            (Api::Chat, Interface::Bedrock) => Ok(Direction::ChatToConverse),
+            (Api::Messages, Interface::Bedrock) => Ok(Direction::MessagesToConverse),
+            (Api::Responses, Interface::Bedrock) => Ok(Direction::ResponsesToConverse),
+            (_, Interface::Bedrock) => Err(format!(
+                "{} is not available for Amazon Bedrock providers",
+                client.suffix()
+            )),
             (Api::Responses, Interface::Anthropic) => Ok(Direction::ResponsesToMessages),
             (Api::Responses, _) if !native_responses => Ok(Direction::ResponsesToChat),
             (Api::Messages, Interface::AzureOpenAi) => Ok(Direction::MessagesToChat),
@@ -124,12 +155,43 @@ impl Direction {
 
     /// The API the upstream is spoken to in.
     pub fn upstream_api(self, client: Api) -> Api {
-        match self {
-            Direction::PassThrough => client,
-            Direction::ChatToMessages => Api::Messages,
-            Direction::MessagesToChat | Direction::ResponsesToChat => Api::Chat,
-            Direction::ResponsesToMessages => Api::Messages,
+        match self.wire() {
+            _ if self == Direction::PassThrough => client,
+            Side::Messages => Api::Messages,
+            Side::Converse => Api::Converse,
+            _ => Api::Chat,
         }
+    }
+
+    /// The client's side of a translation.
+    pub fn client(self) -> Side {
+        match self {
+            Direction::PassThrough | Direction::ChatToMessages | Direction::ChatToConverse => {
+                Side::Chat
+            }
+            Direction::MessagesToChat | Direction::MessagesToConverse => Side::Messages,
+            Direction::ResponsesToChat
+            | Direction::ResponsesToMessages
+            | Direction::ResponsesToConverse => Side::Responses,
+        }
+    }
+
+    /// The upstream's side of a translation (its wire API).
+    pub fn wire(self) -> Side {
+        match self {
+            Direction::PassThrough | Direction::MessagesToChat | Direction::ResponsesToChat => {
+                Side::Chat
+            }
+            Direction::ChatToMessages | Direction::ResponsesToMessages => Side::Messages,
+            Direction::ChatToConverse
+            | Direction::MessagesToConverse
+            | Direction::ResponsesToConverse => Side::Converse,
+        }
+    }
+
+    /// Whether the client speaks the Responses API through this translation.
+    pub fn responses(self) -> bool {
+        self.client() == Side::Responses
     }
 
     /// Translates a request body for `target`.
@@ -139,21 +201,25 @@ impl Direction {
         let mut include_usage = value["stream_options"]["include_usage"] == true;
         let mut names = ToolNames::default();
         let mut echo = responses_to_chat::Echo::default();
-        let out = match self {
-            Direction::PassThrough => return Err("nothing to translate".into()),
-            Direction::ChatToMessages => chat_to_messages::request(&value, target, &mut names)?,
-            Direction::MessagesToChat => messages_to_chat::request(&value, target, &mut names)?,
-            Direction::ResponsesToChat | Direction::ResponsesToMessages => {
+        if self == Direction::PassThrough {
+            return Err("nothing to translate".into());
+        }
+        // The client's API to chat, then chat to the upstream's.
+        let chat = match self.client() {
+            Side::Messages => messages_to_chat::request(&value, target, &mut names)?,
+            Side::Responses => {
                 let (chat, kept) = responses_to_chat::request(&value, target)?;
                 echo = kept;
                 // The terminal event carries usage: the chat stream in between reports it.
                 include_usage = true;
-                if self == Direction::ResponsesToMessages {
-                    chat_to_messages::request(&chat, target, &mut names)?
-                } else {
-                    chat
-                }
+                chat
             }
+            _ => value,
+        };
+        let out = match self.wire() {
+            Side::Messages => chat_to_messages::request(&chat, target, &mut names)?,
+            Side::Converse => chat_to_converse::request(&chat, target, &mut names)?,
+            _ => chat,
         };
         Ok(Translated {
             body: Bytes::from(out.to_string()),
@@ -223,18 +289,22 @@ fn openai_error_of_type(
 /// An upstream error body, re-shaped for the client.
 fn error_body(direction: Direction, status: u16, body: &[u8], parsed: Option<&Value>) -> Value {
     let raw = || String::from_utf8_lossy(body).trim().to_owned();
-    match direction {
-        Direction::MessagesToChat => {
-            let message = parsed
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(raw);
+    // OpenAI's and Anthropic's `error.message`, Bedrock's top-level `message`.
+    let said = |v: &Value| {
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["message"].as_str())
+            .or_else(|| v["Message"].as_str())
+            .map(str::to_owned)
+    };
+    match direction.client() {
+        Side::Messages => {
+            let message = parsed.and_then(said).unwrap_or_else(raw);
             anthropic_error(status, &message)
         }
         _ => {
             let e = parsed.map(|v| &v["error"]);
-            let message = e
-                .and_then(|e| e["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(raw);
+            let message = parsed.and_then(said).unwrap_or_else(raw);
             let kind = e
                 .and_then(|e| e["type"].as_str())
                 .unwrap_or(openai_error_type(status));
@@ -255,10 +325,13 @@ pub struct ResponseTranslator {
     direction: Direction,
     model: String,
     status: u16,
+    /// Wire to chat: Anthropic events, Converse events.
     chat_stream: chat_to_messages::StreamState,
+    converse_stream: chat_to_converse::StreamState,
+    /// Chat to the client: Anthropic events, Responses events.
     messages_stream: messages_to_chat::StreamState,
     responses_stream: responses_to_chat::StreamState,
-    /// Responses from Anthropic: the chat stream `chat_stream` writes, read back as events.
+    /// Between two translations: the chat stream the first writes, read back as events.
     chat_events: sse::Framer,
 }
 
@@ -270,11 +343,16 @@ impl ResponseTranslator {
         chat_stream.names = request.names.clone();
         let mut messages_stream = messages_to_chat::StreamState::new(model);
         messages_stream.names = request.names.clone();
+        let mut converse_stream = chat_to_converse::StreamState::new(model);
+        // A client of another API reads the usage from the chat stream in between.
+        converse_stream.include_usage = request.include_usage || direction.client() != Side::Chat;
+        converse_stream.names = request.names.clone();
         ResponseTranslator {
             direction,
             model: model.to_owned(),
             status: 0,
             chat_stream,
+            converse_stream,
             messages_stream,
             responses_stream: responses_to_chat::StreamState::new(request.echo.clone()),
             chat_events: sse::Framer::default(),
@@ -290,6 +368,9 @@ impl ResponseTranslator {
         if !stream {
             header.remove_header(&http::header::TRANSFER_ENCODING);
             let _ = header.insert_header(http::header::CONTENT_TYPE, "application/json");
+        } else if self.direction.wire() == Side::Converse {
+            // Bedrock's binary event stream becomes server-sent events.
+            let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
         }
         let dropped = &self.responses_stream.echo.dropped_tools;
         if !dropped.is_empty() {
@@ -304,25 +385,26 @@ impl ResponseTranslator {
             Piece::Events(events) => {
                 let mut text = String::new();
                 for event in events {
-                    match self.direction {
-                        Direction::ChatToMessages => text.push_str(&self.chat_stream.event(event)),
-                        Direction::MessagesToChat => {
-                            text.push_str(&self.messages_stream.event(event));
-                        }
-                        Direction::ResponsesToChat => {
-                            text.push_str(&self.responses_stream.event(event));
-                        }
-                        Direction::ResponsesToMessages => {
+                    match self.direction.wire() {
+                        Side::Messages => {
                             let chat = self.chat_stream.event(event);
-                            for chat_event in self.chat_events.push(chat.as_bytes()) {
-                                text.push_str(&self.responses_stream.event(&chat_event));
-                            }
+                            self.chat_text(&chat, &mut text);
                         }
-                        Direction::PassThrough => {}
+                        Side::Converse => {
+                            let chat = self.converse_stream.event(event);
+                            self.chat_text(&chat, &mut text);
+                        }
+                        _ => self.chat_event(event, &mut text),
                     }
                 }
-                if end && self.status < 400 && self.responses() {
-                    text.push_str(&self.responses_stream.end());
+                if end && self.status < 400 {
+                    if self.direction.wire() == Side::Converse {
+                        let chat = self.converse_stream.end();
+                        self.chat_text(&chat, &mut text);
+                    }
+                    if self.direction.responses() {
+                        text.push_str(&self.responses_stream.end());
+                    }
                 }
                 (!text.is_empty()).then(|| Bytes::from(text))
             }
@@ -332,31 +414,53 @@ impl ResponseTranslator {
         }
     }
 
+    /// Chat chunks the wire's stream became, for the client: as they are to a chat client,
+    /// else read back as events and translated again.
+    fn chat_text(&mut self, chat: &str, text: &mut String) {
+        if self.direction.client() == Side::Chat {
+            text.push_str(chat);
+            return;
+        }
+        for event in self.chat_events.push(chat.as_bytes()) {
+            self.chat_event(&event, text);
+        }
+    }
+
+    /// One chat event, in the client's API.
+    fn chat_event(&mut self, event: &sse::Event, text: &mut String) {
+        match self.direction.client() {
+            Side::Messages => text.push_str(&self.messages_stream.event(event)),
+            Side::Responses => text.push_str(&self.responses_stream.event(event)),
+            _ => {}
+        }
+    }
+
     /// A whole answer, translated; a body that is not JSON after all passes unchanged, unless it
     /// is an error, which always takes the client's shape.
     fn whole(&mut self, raw: &[u8], doc: Option<&Value>) -> Bytes {
         let translated = if self.status >= 400 {
             Some(error_body(self.direction, self.status, raw, doc))
         } else {
-            doc.map(|v| match self.direction {
-                Direction::ChatToMessages => chat_to_messages::response(v, &self.chat_stream.names),
-                Direction::MessagesToChat => {
-                    messages_to_chat::response(v, &self.model, &self.messages_stream.names)
+            doc.map(|v| {
+                let names = &self.chat_stream.names;
+                let chat = match self.direction.wire() {
+                    Side::Messages => chat_to_messages::response(v, names),
+                    Side::Converse => chat_to_converse::response(v, &self.model, names),
+                    _ => v.clone(),
+                };
+                match self.direction.client() {
+                    Side::Messages => messages_to_chat::response(&chat, &self.model, names),
+                    Side::Responses => {
+                        responses_to_chat::response(&chat, &self.responses_stream.echo)
+                    }
+                    _ => chat,
                 }
-                Direction::ResponsesToChat => {
-                    responses_to_chat::response(v, &self.responses_stream.echo)
-                }
-                Direction::ResponsesToMessages => {
-                    let chat = chat_to_messages::response(v, &self.chat_stream.names);
-                    responses_to_chat::response(&chat, &self.responses_stream.echo)
-                }
-                Direction::PassThrough => v.clone(),
             })
         };
         match translated {
             Some(v) => {
                 let bytes = Bytes::from(v.to_string());
-                if self.status < 400 && self.responses() {
+                if self.status < 400 && self.direction.responses() {
                     self.responses_stream.done = Some(v);
                 }
                 bytes
@@ -369,14 +473,6 @@ impl ResponseTranslator {
     /// incomplete), taken once: what the gateway keeps of a conversation (conversations).
     pub fn take_done(&mut self) -> Option<Value> {
         self.responses_stream.done.take()
-    }
-
-    /// Whether the client speaks the Responses API through a translation.
-    fn responses(&self) -> bool {
-        matches!(
-            self.direction,
-            Direction::ResponsesToChat | Direction::ResponsesToMessages
-        )
     }
 }
 

@@ -85,6 +85,34 @@ fn chat_request_to_messages() {
     );
 }
 
+/// Claude Code 2.1 sends a `system` turn among the messages (its environment): it stays a
+/// system message where it stands.
+#[test]
+fn a_system_turn_among_the_messages_stays_where_it_is() {
+    let input = json!({"model": "m", "max_tokens": 10, "system": "You are Claude Code.",
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment"}, {"type": "text", "text": "cwd: /w"}]},
+        {"role": "user", "content": "go"}
+    ]});
+    let body = Direction::MessagesToChat
+        .request(
+            input.to_string().as_bytes(),
+            &test_target(Direction::MessagesToChat, "gpt-4o"),
+        )
+        .unwrap()
+        .body;
+    let chat: Value = serde_json::from_slice(&body).unwrap();
+    let roles: Vec<&str> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "system", "user"]);
+    assert_eq!(chat["messages"][2]["content"], "# Environment\ncwd: /w");
+}
+
 #[test]
 fn messages_request_to_chat() {
     let input = read("messages_request_tools_images.json");

@@ -72,6 +72,15 @@ impl Received {
 /// - `late_end_ms=M` (with `sse=N`): the body ends M ms after the final event, as some
 ///   upstreams end theirs;
 /// - `lenient`: skips the checks below, for a test that sends a malformed body on purpose.
+/// - `exception=NAME` (Bedrock streams): an exception frame of that type after the first delta.
+/// - `agent=FILE` (Messages or chat completions): plays a coding agent's model: asked by the
+///   user, it calls the request's shell tool to print FILE; given the tool's result, it answers
+///   quoting it.
+///
+/// A request to Bedrock's Converse paths (`/model/<id>/converse`, `…/converse-stream`) is
+/// answered as Bedrock answers: a Converse JSON body, or its binary event stream (`sse=N` text
+/// deltas, default 2; `tools`, `reply`), with [`BEDROCK_USAGE`]; `status` as Bedrock's error
+/// (`{"message"}` and `x-amzn-ErrorType`).
 ///
 /// Before any of that, a chat-completions or Messages request the real API would refuse (its
 /// limits, required fields, tool-call pairing: `strict.rs`) is answered as that API answers it:
@@ -277,6 +286,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        if let Some(file) = &opts.agent {
+            if !agent(&mut socket, file, &req, port).await {
+                return;
+            }
+            continue;
+        }
+        if let Some(stream) = converse_operation(&req.path) {
+            if !bedrock(&mut socket, &opts, &req, stream, port).await {
+                return;
+            }
+            continue;
+        }
         if let Some(n) = opts.sse {
             let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ntransfer-encoding: chunked\r\n\r\n");
             if socket.write_all(head.as_bytes()).await.is_err() {
@@ -360,6 +381,322 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// The text of the latest tool result in a Messages or chat request, if its last turn carries
+/// one.
+fn last_tool_result(body: &Value) -> Option<String> {
+    let last = body["messages"].as_array()?.last()?;
+    if last["role"] == "tool" {
+        return Some(match &last["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+            _ => String::new(),
+        });
+    }
+    let block = last["content"]
+        .as_array()?
+        .iter()
+        .find(|b| b["type"] == "tool_result")?;
+    Some(match &block["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    })
+}
+
+/// A call of the request's shell tool that prints `file`, with the arguments its schema asks
+/// for (`cmd` string, `command` string or argv list).
+fn shell_call(body: &Value, file: &str) -> Option<(String, Value)> {
+    use serde_json::json;
+    body["tools"].as_array()?.iter().find_map(|t| {
+        // Messages: `name`, `input_schema`; chat: `function.name`, `function.parameters`.
+        let name = t["name"].as_str().or(t["function"]["name"].as_str())?;
+        let schema = t
+            .get("input_schema")
+            .unwrap_or(&t["function"]["parameters"]);
+        let props = &schema["properties"];
+        let input = if props.get("cmd").is_some() {
+            json!({"cmd": format!("cat {file}")})
+        } else if props["command"]["type"] == "array" {
+            json!({"command": ["cat", file]})
+        } else if props.get("command").is_some() {
+            json!({"command": format!("cat {file}")})
+        } else {
+            return None;
+        };
+        Some((name.to_owned(), input))
+    })
+}
+
+/// Answers as a coding agent's model would (mode `agent`), in Messages events or JSON.
+async fn agent<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    file: &str,
+    req: &Received,
+    port: u16,
+) -> bool {
+    use serde_json::json;
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+    let (block, delta, stop) = match last_tool_result(&body) {
+        Some(result) => {
+            // Agents wrap a command's output in their own lines; its last line is the file's.
+            let text = format!(
+                "The file says: {}",
+                result.trim().lines().last().unwrap_or_default()
+            );
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": text}),
+                "end_turn",
+            )
+        }
+        None => match shell_call(&body, file) {
+            Some((name, input)) => (
+                json!({"type": "tool_use", "id": "toolu_agent_1", "name": name, "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+                "tool_use",
+            ),
+            None => (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": "no shell tool was offered"}),
+                "end_turn",
+            ),
+        },
+    };
+    if req
+        .path
+        .split('?')
+        .next()
+        .is_some_and(|p| p.ends_with("/chat/completions"))
+    {
+        return agent_chat(socket, &body, &block, &delta, stop, port).await;
+    }
+    let usage = json!({"input_tokens": 10, "output_tokens": 5});
+    if body["stream"] != true {
+        let mut content = block.clone();
+        match stop {
+            "tool_use" => {
+                content["input"] =
+                    serde_json::from_str(delta["partial_json"].as_str().unwrap_or("{}"))
+                        .unwrap_or_default()
+            }
+            _ => content["text"] = delta["text"].clone(),
+        }
+        let answer = json!({"id": "msg_agent", "type": "message", "role": "assistant", "model": body["model"],
+                            "content": [content], "stop_reason": stop, "stop_sequence": null, "usage": usage});
+        return write_json(socket, 200, &answer, port, "").await;
+    }
+    let named = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let events = [
+        named("message_start", json!({"type": "message_start", "message": {"id": "msg_agent", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}})),
+        named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": block})),
+        named("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": delta})),
+        named("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        named("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 5}})),
+        named("message_stop", json!({"type": "message_stop"})),
+    ]
+    .concat();
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n", events.len());
+    socket
+        .write_all(format!("{head}{events}").as_bytes())
+        .await
+        .is_ok()
+}
+
+/// The agent's answer (`agent`) as a chat completion, JSON or streamed.
+async fn agent_chat<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    body: &Value,
+    block: &Value,
+    delta: &Value,
+    stop: &str,
+    port: u16,
+) -> bool {
+    use serde_json::json;
+    let (message, finish) = if stop == "tool_use" {
+        let call = json!({"id": "call_agent_1", "type": "function",
+                          "function": {"name": block["name"], "arguments": delta["partial_json"]}});
+        (
+            json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+            "tool_calls",
+        )
+    } else {
+        (
+            json!({"role": "assistant", "content": delta["text"]}),
+            "stop",
+        )
+    };
+    let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    if body["stream"] != true {
+        let answer = json!({"id": "chatcmpl-agent", "object": "chat.completion", "created": 1, "model": body["model"],
+                            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage});
+        return write_json(socket, 200, &answer, port, "").await;
+    }
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-agent", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut first = message.clone();
+    if let Some(calls) = first["tool_calls"].as_array_mut() {
+        calls[0]["index"] = 0.into();
+    }
+    let mut events = chunk(first, Value::Null) + &chunk(json!({}), finish.into());
+    if body["stream_options"]["include_usage"] == true {
+        events.push_str(&format!("data: {}\n\n", json!({"id": "chatcmpl-agent", "object": "chat.completion.chunk", "created": 1,
+                                                        "model": body["model"], "choices": [], "usage": usage})));
+    }
+    events.push_str("data: [DONE]\n\n");
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n", events.len());
+    socket
+        .write_all(format!("{head}{events}").as_bytes())
+        .await
+        .is_ok()
+}
+
+/// Whether `path` is Bedrock's Converse (`Some(false)`) or ConverseStream (`Some(true)`).
+fn converse_operation(path: &str) -> Option<bool> {
+    let path = path.split('?').next().unwrap_or("");
+    if !path.starts_with("/model/") {
+        return None;
+    }
+    if path.ends_with("/converse-stream") {
+        Some(true)
+    } else {
+        path.ends_with("/converse").then_some(false)
+    }
+}
+
+/// The usage every Bedrock answer reports.
+pub static BEDROCK_USAGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"inputTokens": 10, "outputTokens": 5, "totalTokens": 18, "cacheReadInputTokens": 2, "cacheWriteInputTokens": 1}),
+);
+
+/// Answers a Converse request as Bedrock does; false when the client is gone.
+async fn bedrock<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    opts: &Mode,
+    req: &Received,
+    stream: bool,
+    port: u16,
+) -> bool {
+    use serde_json::json;
+    use switchyard::translate::eventstream;
+    if let Some(code) = opts.status {
+        let kind = match code {
+            429 => "ThrottlingException",
+            503 => "ServiceUnavailableException",
+            403 => "AccessDeniedException",
+            _ => "ValidationException",
+        };
+        let extra = format!(
+            "x-amzn-ErrorType: {kind}:http://internal.amazon.com/coral/com.amazon.bedrock/\r\n"
+        );
+        return write_json(
+            socket,
+            code,
+            &json!({"message": format!("mock {kind}")}),
+            port,
+            &extra,
+        )
+        .await;
+    }
+    let tool = tool_name(&req.body);
+    if !stream {
+        let content = if opts.tools {
+            json!([{"text": "Checking."}, {"toolUse": {"toolUseId": "tooluse_1", "name": tool, "input": {"city": "Paris"}}}])
+        } else {
+            json!([{"text": opts.reply.as_deref().unwrap_or("hi")}])
+        };
+        let stop = if opts.tools { "tool_use" } else { "end_turn" };
+        let body = json!({"output": {"message": {"role": "assistant", "content": content}},
+                          "stopReason": stop, "usage": BEDROCK_USAGE.clone(), "metrics": {"latencyMs": 1}});
+        return write_json(socket, 200, &body, port, "").await;
+    }
+    let frame = |name: &str, v: Value| eventstream::event(name, v.to_string().as_bytes());
+    let mut frames = vec![frame(
+        "messageStart",
+        json!({"role": "assistant", "p": "abc"}),
+    )];
+    let stop = if opts.tools {
+        frames.push(frame("contentBlockStart", json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": tool}}, "p": "ab"})));
+        for piece in ["{\"city\":", " \"Par", "is\"}"] {
+            frames.push(frame(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}, "p": "a"}),
+            ));
+        }
+        "tool_use"
+    } else {
+        let n = opts.sse.unwrap_or(2);
+        for i in 0..n {
+            let text = match &opts.reply {
+                Some(r) if i == 0 => r.clone(),
+                Some(_) => continue,
+                None => format!("t{i}"),
+            };
+            frames.push(frame(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": text}, "p": "abcd"}),
+            ));
+            if let (0, Some(name)) = (i, &opts.exception) {
+                frames.push(eventstream::encode(
+                    &[
+                        (":exception-type", name),
+                        (":content-type", "application/json"),
+                        (":message-type", "exception"),
+                    ],
+                    json!({"message": format!("mock {name}")})
+                        .to_string()
+                        .as_bytes(),
+                ));
+                break;
+            }
+        }
+        "end_turn"
+    };
+    if opts.exception.is_none() {
+        frames.push(frame(
+            "contentBlockStop",
+            json!({"contentBlockIndex": 0, "p": "ab"}),
+        ));
+        frames.push(frame(
+            "messageStop",
+            json!({"stopReason": stop, "p": "abc"}),
+        ));
+        frames.push(frame(
+            "metadata",
+            json!({"usage": BEDROCK_USAGE.clone(), "metrics": {"latencyMs": 1}, "p": "abcde"}),
+        ));
+    }
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\nx-mock-port: {port}\r\ntransfer-encoding: chunked\r\n\r\n");
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for f in frames {
+        // `split`: frames cut into 5-byte pieces, across preludes, headers and checksums.
+        let pieces: Vec<&[u8]> = if opts.split {
+            f.chunks(5).collect()
+        } else {
+            vec![&f[..]]
+        };
+        for piece in pieces {
+            let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+            chunk.extend_from_slice(piece);
+            chunk.extend_from_slice(b"\r\n");
+            if socket.write_all(&chunk).await.is_err() {
+                return false;
+            }
+            if opts.split {
+                let _ = socket.flush().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    socket.write_all(b"0\r\n\r\n").await.is_ok()
 }
 
 /// Writes a JSON answer with `extra` header lines; false when the client is gone.
@@ -505,6 +842,10 @@ struct Mode {
     completion_tokens: Option<u64>,
     /// JSON answers carry the provider's own [`RATELIMIT_HEADERS`].
     ratelimit_headers: bool,
+    /// Bedrock streams: an exception frame of this type after the first delta.
+    exception: Option<String>,
+    /// Play a coding agent's model around this file (see the type's docs).
+    agent: Option<String>,
 }
 
 /// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
@@ -548,6 +889,7 @@ fn tool_name(request: &[u8]) -> String {
     first["name"]
         .as_str()
         .or(first["function"]["name"].as_str())
+        .or(body["toolConfig"]["tools"][0]["toolSpec"]["name"].as_str())
         .unwrap_or("get_weather")
         .to_owned()
 }
@@ -700,6 +1042,8 @@ fn parse_mode(mode: &str) -> Mode {
             "late_end_ms" => m.late_end_ms = v.parse().ok(),
             "completion_tokens" => m.completion_tokens = v.parse().ok(),
             "ratelimit_headers" => m.ratelimit_headers = true,
+            "exception" => m.exception = Some(v.to_owned()),
+            "agent" => m.agent = Some(v.to_owned()),
             _ => panic!("unknown mock mode {part}"),
         }
     }

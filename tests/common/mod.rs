@@ -375,6 +375,56 @@ pub fn request(
     conn.read_response()
 }
 
+/// A POST of a JSON body to `path`.
+pub fn post_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Value) -> Response {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    request(addr, "POST", path, &all, body.to_string().as_bytes())
+}
+
+/// A POST of a JSON body that is answered with a stream: its events, each (event name, data as
+/// JSON or, when not JSON, as text). Asserts a 200 with `text/event-stream`.
+pub fn post_stream(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Vec<(Option<String>, Value)> {
+    let body = body.to_string();
+    let mut conn = Conn::open(addr);
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    conn.send_head("POST", path, &all, Some(body.len()));
+    conn.stream.write_all(body.as_bytes()).unwrap();
+    let (status, head) = conn.read_head();
+    assert_eq!(status, 200);
+    assert!(head
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
+    let mut text = Vec::new();
+    while let Some(chunk) = conn.read_chunk() {
+        text.extend(chunk);
+    }
+    String::from_utf8(text)
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = Some(n.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+            (name, data)
+        })
+        .collect()
+}
+
 /// A POST of a JSON body to `/v1/chat/completions`.
 pub fn chat(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> Response {
     let mut all = vec![("content-type", "application/json")];

@@ -38,6 +38,84 @@ pub fn refusal(req: &Received) -> Option<(u16, Value)> {
         };
         return anthropic_refusal(&body, count_tokens).map(|m| anthropic(&m));
     }
+    if path.ends_with("/converse") || path.ends_with("/converse-stream") {
+        let Some(body) = body.filter(Value::is_object) else {
+            return Some(bedrock(
+                "Malformed input request, please reformat your input and try again.",
+            ));
+        };
+        return converse_refusal(&body).map(|m| bedrock(&m));
+    }
+    None
+}
+
+/// Bedrock's ValidationException (HTTP 400, `{"message"}`; the type in `x-amzn-ErrorType`).
+fn bedrock(message: &str) -> (u16, Value) {
+    (400, json!({"message": message}))
+}
+
+/// What Bedrock's Converse refuses (its API reference and the ValidationExceptions it answers).
+fn converse_refusal(body: &Value) -> Option<String> {
+    let known = [
+        "messages",
+        "system",
+        "inferenceConfig",
+        "toolConfig",
+        "guardrailConfig",
+        "additionalModelRequestFields",
+        "additionalModelResponseFieldPaths",
+        "outputConfig",
+        "performanceConfig",
+        "promptVariables",
+        "requestMetadata",
+        "serviceTier",
+    ];
+    if let Some(k) = body
+        .as_object()?
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+    {
+        return Some(format!("Malformed input request: extraneous key [{k}] is not permitted, please reformat your input and try again."));
+    }
+    let messages = body["messages"].as_array()?;
+    if messages.first().is_some_and(|m| m["role"] != "user") {
+        return Some("A conversation must start with a user message. Try again with a conversation that starts with a user message.".into());
+    }
+    let mut uses_tools = false;
+    for (i, pair) in messages.windows(2).enumerate() {
+        if pair[0]["role"] == pair[1]["role"] {
+            return Some(format!("A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again. (messages[{}])", i + 1));
+        }
+    }
+    for (i, m) in messages.iter().enumerate() {
+        for (j, block) in m["content"].as_array().into_iter().flatten().enumerate() {
+            let keys = block.as_object().map_or(0, |b| b.len());
+            if keys != 1 {
+                return Some(format!(
+                    "messages.{i}.content.{j}: a content block must have exactly one member"
+                ));
+            }
+            if let Some(u) = block.get("toolUse") {
+                uses_tools = true;
+                if !u["input"].is_object() {
+                    return Some(format!(
+                        "messages.{i}.content.{j}.toolUse.input must be a JSON object"
+                    ));
+                }
+            }
+            uses_tools |= block.get("toolResult").is_some();
+            if let Some(image) = block.get("image") {
+                if image["source"]["bytes"].as_str().is_none() {
+                    return Some(format!(
+                        "messages.{i}.content.{j}.image.source: bytes are required"
+                    ));
+                }
+            }
+        }
+    }
+    if uses_tools && body.get("toolConfig").is_none() {
+        return Some("The toolConfig field must be defined when using toolUse and toolResult content blocks.".into());
+    }
     None
 }
 
