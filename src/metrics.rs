@@ -15,6 +15,7 @@ use pingora_prometheus::prometheus::{
 };
 
 use crate::error::{classify, Class};
+use crate::translate::Api;
 use crate::usage::Usage;
 
 /// Label value for requests that matched no provider.
@@ -127,7 +128,21 @@ pub struct Metrics {
     budget_remaining: IntGaugeVec,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    /// `switchyard_client_api_requests_total` by `api`, one child per client API, made at
+    /// registration: a request's count is one atomic add.
+    apis: [IntCounter; CLIENT_APIS.len()],
+    conversations: IntCounterVec,
 }
+
+/// The client APIs, as `switchyard_client_api_requests_total` names them.
+const CLIENT_APIS: [(Api, &str); 6] = [
+    (Api::Chat, "chat_completions"),
+    (Api::Completions, "completions"),
+    (Api::Embeddings, "embeddings"),
+    (Api::Messages, "messages"),
+    (Api::CountTokens, "count_tokens"),
+    (Api::Responses, "responses"),
+];
 
 /// One endpoint's children of the families every request touches, for requests without a
 /// gateway key, kept with the snapshot: each is looked up by its label values once, on first
@@ -178,6 +193,8 @@ pub struct RequestRecord<'a> {
     /// requests only.
     pub overhead: Option<Duration>,
     pub usage: Option<Usage>,
+    /// The API the client spoke.
+    pub api: Option<Api>,
 }
 
 /// Whole-request latency: LLM calls run from milliseconds to many minutes.
@@ -198,6 +215,13 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Creates the metrics and registers them (and `switchyard_build_info`) in `registry`.
     pub fn register(registry: &Registry) -> Result<Metrics, pingora_prometheus::prometheus::Error> {
+        let client_apis = IntCounterVec::new(
+            Opts::new(
+                "switchyard_client_api_requests_total",
+                "Model requests by the API the client spoke",
+            ),
+            &["api"],
+        )?;
         let m = Metrics {
             requests: IntCounterVec::new(
                 Opts::new("switchyard_requests_total", "Model requests, by outcome"),
@@ -317,6 +341,14 @@ impl Metrics {
                 ),
                 &["op"],
             )?,
+            apis: CLIENT_APIS.map(|(_, name)| client_apis.with_label_values(&[name])),
+            conversations: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_conversations_total",
+                    "Responses conversations kept and continued for translated providers",
+                ),
+                &["result"],
+            )?,
             connections: IntGauge::new(
                 "switchyard_downstream_connections",
                 "Client connections open",
@@ -329,6 +361,7 @@ impl Metrics {
                 &["reason"],
             )?,
         };
+        registry.register(Box::new(client_apis))?;
         let build_info = IntGaugeVec::new(
             Opts::new("switchyard_build_info", "Build information"),
             &["version"],
@@ -357,6 +390,7 @@ impl Metrics {
         registry.register(Box::new(m.budget_remaining.clone()))?;
         registry.register(Box::new(m.store_duration.clone()))?;
         registry.register(Box::new(m.store_errors.clone()))?;
+        registry.register(Box::new(m.conversations.clone()))?;
         for reason in Closed::ALL {
             m.connections_closed.with_label_values(&[reason.as_str()]);
         }
@@ -402,6 +436,12 @@ impl Metrics {
         }
     }
 
+    /// What became of a Responses conversation (conversations): `kept`, `not_kept` (the store
+    /// failed), `continued`, `not_found`, `unavailable` (the store did not answer).
+    pub fn conversation(&self, result: &str) {
+        self.conversations.with_label_values(&[result]).inc();
+    }
+
     /// A client connection opened (`+1`) or closed (`-1`).
     pub fn connections(&self, delta: i64) {
         self.connections.add(delta);
@@ -425,6 +465,9 @@ impl Metrics {
         let labels = [provider, model];
         let client = r.client.unwrap_or(ANONYMOUS);
         let class = status_class(r.status);
+        if let Some(i) = CLIENT_APIS.iter().position(|(a, _)| Some(*a) == r.api) {
+            self.apis[i].inc();
+        }
         // A named client's children are looked up each time: clients are many, endpoints few.
         let anonymous = r.series.filter(|_| r.client.is_none());
         kept(
@@ -564,6 +607,7 @@ mod tests {
                 cache_read: 8,
                 cache_write: 0,
             }),
+            api: Some(Api::Chat),
         });
         m.request_started();
         m.request_finished(&RequestRecord {
@@ -580,6 +624,9 @@ mod tests {
             r#"switchyard_time_to_first_token_seconds_count{model="openai/gpt-4o",provider="openai"} 1"#,
             r#"switchyard_in_flight_requests 0"#,
             r#"switchyard_config_reloads_total{result="failure"} 0"#,
+            // Every client API from the start; the one request that named its API counted.
+            r#"switchyard_client_api_requests_total{api="chat_completions"} 1"#,
+            r#"switchyard_client_api_requests_total{api="responses"} 0"#,
             r#"switchyard_build_info{version=""#,
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
@@ -606,6 +653,7 @@ mod tests {
                 completion: 1,
                 ..Usage::default()
             }),
+            api: Some(Api::Messages),
         };
         for (client, status) in [(None, 200), (None, 200), (Some("alice"), 200), (None, 502)] {
             m.request_started();
@@ -645,6 +693,7 @@ mod tests {
             ttft: Some(Duration::from_millis(1)),
             overhead: Some(Duration::from_micros(1)),
             usage: Some(Usage::default()),
+            api: Some(Api::Responses),
             ..RequestRecord::default()
         });
         m.upstream_error("openai", UpstreamErrorClass::Connect);
@@ -659,6 +708,7 @@ mod tests {
         m.budget_left("a", 9);
         m.store_call("check", Some(Duration::from_micros(300)));
         m.store_call("check", None);
+        m.conversation("kept");
         let readme = include_str!("../README.md");
         let families = registry.gather();
         assert!(families.len() >= 17, "{}", families.len());

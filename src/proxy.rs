@@ -417,6 +417,7 @@ impl ProxyHttp for Gateway {
                     .map(|t| t.duration_since(ctx.started)),
                 overhead: x.and_then(|x| x.overhead(duration)),
                 usage: x.and_then(Exchange::usage),
+                api: ctx.api,
             });
         }
         if self.access_log.enabled() {
@@ -497,8 +498,17 @@ impl Gateway {
         if let Some(id) = x.continues() {
             // Boxed, as every rare branch that awaits much (see request_filter).
             match Box::pin(snapshot.conversations.get(id, &self.metrics)).await {
-                Ok(history) => x.set_history(history),
+                Ok(history) => {
+                    let result = if history.is_some() {
+                        "continued"
+                    } else {
+                        "not_found"
+                    };
+                    self.metrics.conversation(result);
+                    x.set_history(history);
+                }
                 Err(_) => {
+                    self.metrics.conversation("unavailable");
                     let e = GatewayError::ConversationsUnavailable;
                     return self.refuse(session, ctx, api, e).await;
                 }

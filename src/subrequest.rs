@@ -267,7 +267,9 @@ async fn pipe(
                 if let Some(turn) = turn {
                     let id = turn.id.clone();
                     // Boxed: a rare branch, not to grow every request's future.
-                    if !Box::pin(conversations.put(turn, metrics)).await {
+                    let kept = Box::pin(conversations.put(turn, metrics)).await;
+                    metrics.conversation(if kept { "kept" } else { "not_kept" });
+                    if !kept {
                         log::warn!("response {id}: its conversation could not be kept ({}); a previous_response_id naming it will not be found", conversations.kind());
                     }
                 }

@@ -88,6 +88,15 @@ fn traffic(gw: &Gateway) {
         );
         assert_eq!(chat(gw.addr, &[], &common::ask("dead/model")).status, 502);
         assert_eq!(chat(gw.addr, &[], &common::ask("nope")).status, 404);
+        // A Responses client on a translated provider: a conversation kept.
+        let responses = json!({"model": "anthropic/claude-sonnet-4-5", "input": "hi"});
+        let r = common::post_json(
+            gw.addr,
+            "/v1/responses",
+            &[("x-mock", "anthropic")],
+            &responses,
+        );
+        assert_eq!(r.status, 200);
         // A client with a budget, counted in Redis.
         let alice = [("authorization", "Bearer sk-gw-alice")];
         assert_eq!(chat(gw.addr, &alice, &openai).status, 200);

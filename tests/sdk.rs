@@ -8,6 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{yaml, Gateway, Mock, Received};
 use serde_json::{json, Value};
@@ -613,6 +614,24 @@ fn responses_conversations_are_kept_in_memory() {
     let upstream = Mock::start();
     let gw = Gateway::start(&conversation_config(&upstream, ""), &[]);
     conversations_continue(&gw, &gw, &upstream);
+    // Five turns kept (the unstored one not), three continued, one follow-up not found; seven
+    // Responses requests in all.
+    let sample = |s: &str| common::sample_value(&gw.metrics(), s);
+    common::wait_for("the last request's metrics", Duration::from_secs(3), || {
+        sample(r#"switchyard_client_api_requests_total{api="responses"}"#) == 7.0
+    });
+    assert_eq!(
+        sample(r#"switchyard_conversations_total{result="kept"}"#),
+        5.0
+    );
+    assert_eq!(
+        sample(r#"switchyard_conversations_total{result="continued"}"#),
+        3.0
+    );
+    assert_eq!(
+        sample(r#"switchyard_conversations_total{result="not_found"}"#),
+        1.0
+    );
 }
 
 #[test]
