@@ -14,6 +14,9 @@ pub enum Interface {
     /// Amazon Bedrock's Converse API: `/model/<id>/converse` and `/converse-stream` (binary
     /// event stream), a Bedrock API key as a Bearer token.
     Bedrock,
+    /// The ChatGPT Codex backend (`chatgpt/`, a ChatGPT subscription): the Responses API,
+    /// streamed only and keeping nothing (`store: false`), with the client's own ChatGPT token.
+    ChatGpt,
 }
 
 impl Interface {
@@ -23,6 +26,7 @@ impl Interface {
             Interface::Anthropic => "anthropic",
             Interface::AzureOpenAi => "azure_openai",
             Interface::Bedrock => "amazon_bedrock",
+            Interface::ChatGpt => "chatgpt",
         }
     }
 }
@@ -105,6 +109,25 @@ pub const CATALOG: &[BuiltIn] = &[
         host: None,
         path_prefix: "",
     },
+    // Its path replaces `/v1`: requests go to `/backend-api/codex/responses` (Plano's default).
+    BuiltIn {
+        prefix: "chatgpt",
+        aliases: &[],
+        interface: Interface::ChatGpt,
+        host: Some("chatgpt.com"),
+        path_prefix: "/backend-api/codex",
+    },
+];
+
+/// The headers the ChatGPT Codex backend expects from its own client, sent to `chatgpt`
+/// providers unless the entry's `headers` give them (Plano sends the same; the account id comes
+/// from `CHATGPT_ACCOUNT_ID` when it is set, and each process has its own `session_id`).
+pub const CHATGPT_HEADERS: &[(&str, &str)] = &[
+    ("originator", "codex_cli_rs"),
+    (
+        "user-agent",
+        "codex_cli_rs/0.0.0 (Unknown 0; unknown) unknown",
+    ),
 ];
 
 /// Providers with a Responses API of their own (`/v1/responses`), which gets Responses requests
@@ -113,9 +136,6 @@ pub const NATIVE_RESPONSES: &[&str] = &["openai", "xai", "vercel"];
 
 /// The `api-version` sent to Azure OpenAI unless the client gives one (Plano's default).
 pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
-
-/// Prefixes in Plano's schema whose wire format switchyard does not speak yet.
-pub const NOT_YET_SUPPORTED: &[&str] = &["chatgpt"];
 
 /// Looks a prefix (or one of its aliases) up in the catalog.
 pub fn built_in(prefix: &str) -> Option<&'static BuiltIn> {
@@ -258,6 +278,12 @@ mod tests {
         ),
         ("amazon_bedrock", Interface::Bedrock, None, ""),
         ("amazon", Interface::Bedrock, None, ""),
+        (
+            "chatgpt",
+            Interface::ChatGpt,
+            Some("chatgpt.com"),
+            "/backend-api/codex",
+        ),
     ];
 
     #[test]

@@ -43,9 +43,6 @@ pub enum GatewayError {
     /// answer: the request is not sent without its history.
     #[error("The conversation of `previous_response_id` cannot be read right now: the conversation store does not answer; retry shortly")]
     ConversationsUnavailable,
-    /// The model and its provider prefix (`amazon_bedrock`, `chatgpt`).
-    #[error("The model `{0}` is served by provider `{1}`, which switchyard does not support yet")]
-    ProviderNotSupported(String, String),
     #[error("The request body was not received in time")]
     ClientTimeout,
     #[error("The request could not be read")]
@@ -220,7 +217,6 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => 502,
             GatewayError::NotSupported(_) => 400,
             GatewayError::PreviousResponseNotFound(_) => 400,
-            GatewayError::ProviderNotSupported(..) => 501,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::ClientTimeout => 408,
             GatewayError::Unreadable => 400,
@@ -248,7 +244,6 @@ impl GatewayError {
             GatewayError::UpstreamFailed(..) => "upstream_error",
             GatewayError::NotSupported(_) => "unsupported_for_provider",
             GatewayError::PreviousResponseNotFound(_) => "previous_response_not_found",
-            GatewayError::ProviderNotSupported(..) => "provider_not_supported",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::ClientTimeout => "request_timeout",
             GatewayError::Unreadable => "invalid_request",

@@ -114,14 +114,7 @@ fn resolve(
         .map_err(|e| match e {
             ResolveError::MissingModel => GatewayError::MissingModel,
             ResolveError::UnknownModel => {
-                let requested = requested.unwrap_or_default();
-                let model = snapshot.resolver.unalias(requested);
-                match snapshot.config.unsupported.iter().find(|u| u.is(model)) {
-                    Some(u) => {
-                        GatewayError::ProviderNotSupported(requested.to_owned(), u.prefix.clone())
-                    }
-                    None => GatewayError::ModelNotFound(requested.to_owned()),
-                }
+                GatewayError::ModelNotFound(requested.unwrap_or_default().to_owned())
             }
         })?;
     Ok((route.group, route.upstream_model.into_owned()))

@@ -656,7 +656,7 @@ impl Gateway {
         e: GatewayError,
     ) -> Result<bool> {
         match &e {
-            GatewayError::ModelNotFound(m) | GatewayError::ProviderNotSupported(m, _) => {
+            GatewayError::ModelNotFound(m) => {
                 ctx.model = Some(m.clone());
             }
             GatewayError::RateLimited {

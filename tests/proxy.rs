@@ -499,56 +499,6 @@ fn models_and_health_are_served_locally() {
     assert!(mock.received().is_empty());
 }
 
-#[test]
-fn a_provider_switchyard_does_not_speak_yet_answers_501_and_the_rest_serves() {
-    let mock = Mock::start();
-    let config = yaml(&format!(
-        r#"
-model_providers:
-  - {{model: openai/gpt-4o, base_url: '{url}', access_key: sk-managed}}
-  - {{model: chatgpt/gpt-5, base_url: '{url}', name: chatgpt-five}}
-model_aliases:
-  coding: {{target: chatgpt-five}}
-"#,
-        url = mock.url()
-    ));
-    let gw = Gateway::start(&config, &[]);
-    assert!(gw
-        .logs()
-        .contains("provider `chatgpt` is not supported by switchyard yet"));
-    for model in ["coding", "chatgpt-five", "chatgpt/gpt-5"] {
-        let resp = chat(gw.addr, &[], &json!({"model": model}));
-        assert_gateway_error(&resp, 501, "provider_not_supported");
-        assert!(resp.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("chatgpt"));
-    }
-    // In the Anthropic client's shape on /v1/messages.
-    let resp = request(
-        gw.addr,
-        "POST",
-        "/v1/messages",
-        &[],
-        json!({"model": "coding", "max_tokens": 5, "messages": []})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(resp.status, 501);
-    assert_eq!(resp.json()["type"], "error");
-    assert!(mock.received().is_empty());
-    // Not listed (it cannot answer); the rest of the file serves.
-    let listed = request(gw.addr, "GET", "/v1/models", &[], b"").json();
-    let ids: Vec<&str> = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["openai/gpt-4o"]);
-    assert_eq!(chat(gw.addr, &[], &common::ask("gpt-4o")).status, 200);
-}
-
 /// Each list is asked through the proxy phase like any provider request: with the credential in
 /// the upstream's own form, counted as an upstream attempt.
 #[test]

@@ -350,6 +350,10 @@ fn the_provider_table() {
                 "/v1/messages",
                 json!({"model": model, "max_tokens": 5, "messages": []}),
             ),
+            // The Codex backend serves Responses clients.
+            switchyard::catalog::Interface::ChatGpt => {
+                ("/v1/responses", json!({"model": model, "input": "hi"}))
+            }
             _ => (
                 "/v1/chat/completions",
                 json!({"model": model, "messages": []}),
@@ -380,6 +384,11 @@ fn the_provider_table() {
             ),
             switchyard::catalog::Interface::OpenAi => (
                 format!("{}/chat/completions", b.path_prefix),
+                "authorization",
+                "Bearer sk-table".to_owned(),
+            ),
+            switchyard::catalog::Interface::ChatGpt => (
+                format!("{}/responses", b.path_prefix),
                 "authorization",
                 "Bearer sk-table".to_owned(),
             ),
@@ -650,4 +659,91 @@ fn responses_to_azure_go_to_its_own_responses_api() {
     let mut expected = body.clone();
     expected["model"] = "gpt-5-deployment".into();
     assert_eq!(got.body, expected.to_string().into_bytes());
+}
+
+/// Plano's `chatgpt/*` (a ChatGPT subscription through the Codex backend): Responses clients
+/// with their own ChatGPT token; the backend's rules applied (`store: false`, streamed, an input
+/// list, its client's headers); a client that asked for JSON gets the stream gathered, its
+/// `output` filled from the done items when the backend sends the final one empty; the gateway
+/// keeps the conversation (the backend takes no `previous_response_id`); the backend's
+/// `{"detail"}` errors in OpenAI's shape.
+#[test]
+fn responses_clients_use_a_chatgpt_subscription() {
+    let backend = Mock::start();
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: chatgpt/*, base_url: '{}'}}\n",
+        backend.url()
+    ));
+    let gw = Gateway::start(&config, &[("CHATGPT_ACCOUNT_ID", "acct-123")]);
+    let token = [("authorization", "Bearer chatgpt-access-token")];
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &[token[0], ("x-mock", "empty_final")],
+        &json!({"model": "chatgpt/gpt-5.4", "input": "hi", "instructions": "Be brief."}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    let first = r.json();
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["output"][0]["content"][0]["text"], "t0t1");
+    let got = backend.only();
+    assert_eq!(got.path, "/backend-api/codex/responses");
+    assert_eq!(
+        got.header("authorization"),
+        Some("Bearer chatgpt-access-token")
+    );
+    assert_eq!(got.header("chatgpt-account-id"), Some("acct-123"));
+    assert_eq!(got.header("originator"), Some("codex_cli_rs"));
+    assert!(got.header("session_id").is_some_and(|s| s.len() == 36));
+    let sent = got.json();
+    assert_eq!(sent["model"], "gpt-5.4");
+    assert_eq!(sent["store"], false);
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(
+        sent["input"],
+        json!([{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}])
+    );
+
+    // Streamed, continuing the first: the events as the backend sent them, the final one
+    // whole; the history from the gateway, no previous_response_id upstream.
+    let events = stream(
+        &gw,
+        "/v1/responses",
+        &[token[0], ("x-mock", "empty_final")],
+        &json!({"model": "chatgpt/gpt-5.4", "input": "And?", "stream": true, "previous_response_id": first["id"]}),
+    );
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("response.completed"));
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], "t0t1");
+    let sent = backend.received()[1].json();
+    assert!(sent.get("previous_response_id").is_none());
+    let input = sent["input"].as_array().unwrap();
+    assert_eq!(input.len(), 3, "{input:?}");
+    assert_eq!(input[1]["content"][0]["text"], "t0t1");
+    assert_eq!(input[2], json!({"role": "user", "content": "And?"}));
+
+    // The backend's error, in OpenAI's shape; a chat client is told what the backend serves.
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &[token[0], ("x-mock", "status=400,detail")],
+        &json!({"model": "chatgpt/gpt-5.4", "input": "hi"}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["message"], "mock detail");
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        &token,
+        &json!({"model": "chatgpt/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "unsupported_for_provider");
+    assert_eq!(backend.received().len(), 3);
 }

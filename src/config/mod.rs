@@ -27,9 +27,6 @@ pub struct Config {
     /// The model listener (Plano allows one).
     pub listener: Listener,
     pub providers: Vec<Provider>,
-    /// Providers whose wire format switchyard does not speak yet (`amazon_bedrock`, `chatgpt`):
-    /// the file still loads, with a warning, and requests for them get a 501.
-    pub unsupported: Vec<Unsupported>,
     /// `model_aliases`: alias → target model, in file order.
     pub aliases: Vec<(String, String)>,
     /// Top-level `routing_preferences`, with v0.3.0 inline preferences migrated into it.
@@ -50,23 +47,6 @@ pub struct Config {
     pub state_storage: StateStorage,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
     pub warnings: Vec<Problem>,
-}
-
-/// A `model_providers` entry of a provider switchyard does not speak yet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unsupported {
-    pub name: String,
-    /// `provider/id` as written.
-    pub model: String,
-    pub id: String,
-    pub prefix: String,
-}
-
-impl Unsupported {
-    /// Whether a requested (alias-resolved) model names this provider.
-    pub fn is(&self, model: &str) -> bool {
-        self.name == model || self.model == model || self.id == model
-    }
 }
 
 /// The `type: model` listener.

@@ -530,26 +530,33 @@ fn a_plano_router_model_is_an_openai_compatible_provider_at_its_base_url() {
     );
 }
 
-/// A provider switchyard does not speak yet does not stop the rest of the file from serving.
+/// `chatgpt/` as Plano sets it up: the Codex backend, the client's own token (no key), the
+/// backend's client headers and the account id from the environment; a header the entry gives
+/// wins.
 #[test]
-fn an_unsupported_provider_loads_with_a_warning_and_its_aliases_resolve() {
+fn a_chatgpt_provider_gets_the_codex_backend_defaults() {
+    let env = |k: &str| (k == "CHATGPT_ACCOUNT_ID").then(|| "acct-9".to_owned());
     let c = Config::from_yaml(
-        "model_providers:\n  - {model: openai/gpt-4o, access_key: k}\n  - {model: chatgpt/gpt-5-codex, base_url: 'https://chatgpt.example', name: codex}\n  - {model: chatgpt/gpt-5}\nmodel_aliases:\n  coding: {target: codex}\n",
-        &|_| None,
+        "model_providers:\n  - {model: chatgpt/*}\n  - {model: chatgpt/gpt-5.4, name: own, headers: {originator: mine}}\n",
+        &env,
     )
     .unwrap();
-    assert_eq!(c.providers.len(), 1);
-    let names: Vec<&str> = c.unsupported.iter().map(|u| u.name.as_str()).collect();
-    assert_eq!(names, ["codex", "chatgpt/gpt-5"]);
-    assert_eq!(c.aliases, [("coding".to_owned(), "codex".to_owned())]);
-    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
-    assert!(
-        warned.iter().any(|w| w.contains("model_providers[1].model (line 3): provider `chatgpt` is not supported by switchyard yet: requests for `codex` are answered 501")),
-        "{warned:?}"
-    );
-    assert!(
-        warned.iter().any(|w| w.contains("provider `chatgpt`")),
-        "{warned:?}"
+    let p = &c.providers[0];
+    assert!(p.passthrough_auth);
+    assert_eq!(p.origin.host, "chatgpt.com");
+    assert_eq!(p.origin.path_prefix, "/backend-api/codex");
+    let header = |p: &crate::config::Provider, name: &str| {
+        p.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.expose().to_owned())
+    };
+    assert_eq!(header(p, "originator").as_deref(), Some("codex_cli_rs"));
+    assert_eq!(header(p, "chatgpt-account-id").as_deref(), Some("acct-9"));
+    assert!(header(p, "session_id").is_some());
+    assert_eq!(
+        header(&c.providers[1], "originator").as_deref(),
+        Some("mine")
     );
 }
 

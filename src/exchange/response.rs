@@ -44,8 +44,8 @@ impl Exchange {
     pub fn reframed(&self) -> bool {
         self.attempt
             .as_ref()
-            .is_some_and(|a| a.translator.is_some())
-            && !self.watch.is_stream()
+            .and_then(|a| a.translator.as_ref())
+            .is_some_and(|t| !self.watch.is_stream() || t.gathers())
     }
 
     /// A piece of the current attempt's response body, read once by the watch (usage, TTFT) and

@@ -17,6 +17,7 @@
 
 pub mod chat_to_converse;
 pub mod chat_to_messages;
+pub mod chatgpt;
 pub mod count_tokens;
 pub mod eventstream;
 pub mod limits;
@@ -108,6 +109,9 @@ pub enum Direction {
     MessagesToConverse,
     /// Responses client, Bedrock upstream: through chat, both ways.
     ResponsesToConverse,
+    /// Responses client, the ChatGPT Codex backend: the same API under the backend's rules
+    /// (`chatgpt`).
+    ResponsesToChatGpt,
 }
 
 /// The APIs a translation passes between: the client's side, or the upstream's wire.
@@ -128,6 +132,11 @@ impl Direction {
         native_responses: bool,
     ) -> Result<Direction, String> {
         match (client, upstream) {
+            (Api::Responses, Interface::ChatGpt) => Ok(Direction::ResponsesToChatGpt),
+            (_, Interface::ChatGpt) => Err(format!(
+                "{} is not available for chatgpt providers yet: the ChatGPT Codex backend serves Responses clients (/v1/responses)",
+                client.suffix()
+            )),
             (Api::Chat, Interface::Bedrock) => Ok(Direction::ChatToConverse),
             (Api::Messages, Interface::Bedrock) => Ok(Direction::MessagesToConverse),
             (Api::Responses, Interface::Bedrock) => Ok(Direction::ResponsesToConverse),
@@ -159,7 +168,8 @@ impl Direction {
             _ if self == Direction::PassThrough => client,
             Side::Messages => Api::Messages,
             Side::Converse => Api::Converse,
-            _ => Api::Chat,
+            Side::Responses => Api::Responses,
+            Side::Chat => Api::Chat,
         }
     }
 
@@ -172,7 +182,8 @@ impl Direction {
             Direction::MessagesToChat | Direction::MessagesToConverse => Side::Messages,
             Direction::ResponsesToChat
             | Direction::ResponsesToMessages
-            | Direction::ResponsesToConverse => Side::Responses,
+            | Direction::ResponsesToConverse
+            | Direction::ResponsesToChatGpt => Side::Responses,
         }
     }
 
@@ -186,6 +197,7 @@ impl Direction {
             Direction::ChatToConverse
             | Direction::MessagesToConverse
             | Direction::ResponsesToConverse => Side::Converse,
+            Direction::ResponsesToChatGpt => Side::Responses,
         }
     }
 
@@ -203,6 +215,16 @@ impl Direction {
         let mut echo = responses_to_chat::Echo::default();
         if self == Direction::PassThrough {
             return Err("nothing to translate".into());
+        }
+        let client_stream = value["stream"] == true;
+        if self == Direction::ResponsesToChatGpt {
+            return Ok(Translated {
+                body: Bytes::from(chatgpt::request(&value, target)?.to_string()),
+                include_usage,
+                names,
+                echo,
+                client_stream,
+            });
         }
         // The client's API to chat, then chat to the upstream's.
         let chat = match self.client() {
@@ -226,6 +248,7 @@ impl Direction {
             include_usage,
             names,
             echo,
+            client_stream,
         })
     }
 }
@@ -240,6 +263,8 @@ pub struct Translated {
     pub names: ToolNames,
     /// A Responses request's fields its answer echoes, and how its tools map back.
     pub echo: responses_to_chat::Echo,
+    /// Whether the client asked for a stream.
+    pub client_stream: bool,
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -295,6 +320,8 @@ fn error_body(direction: Direction, status: u16, body: &[u8], parsed: Option<&Va
             .as_str()
             .or_else(|| v["message"].as_str())
             .or_else(|| v["Message"].as_str())
+            // The ChatGPT Codex backend's `{"detail": "…"}`.
+            .or_else(|| v["detail"].as_str())
             .map(str::to_owned)
     };
     match direction.client() {
@@ -333,6 +360,10 @@ pub struct ResponseTranslator {
     responses_stream: responses_to_chat::StreamState,
     /// Between two translations: the chat stream the first writes, read back as events.
     chat_events: sse::Framer,
+    /// The ChatGPT Codex backend's stream (`ResponsesToChatGpt`).
+    chatgpt: chatgpt::StreamState,
+    /// Whether the client asked for a stream (the Codex backend always streams).
+    client_stream: bool,
 }
 
 impl ResponseTranslator {
@@ -356,7 +387,15 @@ impl ResponseTranslator {
             messages_stream,
             responses_stream: responses_to_chat::StreamState::new(request.echo.clone()),
             chat_events: sse::Framer::default(),
+            chatgpt: chatgpt::StreamState::default(),
+            client_stream: request.client_stream,
         }
+    }
+
+    /// Whether a stream is gathered into one JSON answer (a client that asked for none, of an
+    /// upstream that only streams): whoever writes it frames it.
+    pub fn gathers(&self) -> bool {
+        self.direction == Direction::ResponsesToChatGpt && !self.client_stream
     }
 
     /// The response header. A translated body has another length, so the upstream's
@@ -365,7 +404,7 @@ impl ResponseTranslator {
     pub fn header(&mut self, header: &mut ResponseHeader, stream: bool) {
         self.status = header.status.as_u16();
         header.remove_header(&http::header::CONTENT_LENGTH);
-        if !stream {
+        if !stream || self.gathers() {
             header.remove_header(&http::header::TRANSFER_ENCODING);
             let _ = header.insert_header(http::header::CONTENT_TYPE, "application/json");
         } else if self.direction.wire() == Side::Converse {
@@ -382,6 +421,26 @@ impl ResponseTranslator {
     /// `end`: the last piece).
     pub fn body(&mut self, piece: &Piece, original: Option<Bytes>, end: bool) -> Option<Bytes> {
         match piece {
+            Piece::Events(events) if self.direction == Direction::ResponsesToChatGpt => {
+                let mut text = String::new();
+                for event in events {
+                    let out = self.chatgpt.event(event);
+                    if self.client_stream {
+                        text.push_str(&out);
+                    }
+                }
+                // What the client got, once: kept with its conversation when it completed.
+                if end && self.status < 400 {
+                    let last = self.chatgpt.whole();
+                    if matches!(last["status"].as_str(), Some("completed" | "incomplete")) {
+                        self.responses_stream.done = Some(last.clone());
+                    }
+                    if !self.client_stream {
+                        text = last.to_string();
+                    }
+                }
+                (!text.is_empty()).then(|| Bytes::from(text))
+            }
             Piece::Events(events) => {
                 let mut text = String::new();
                 for event in events {
@@ -442,6 +501,10 @@ impl ResponseTranslator {
             Some(error_body(self.direction, self.status, raw, doc))
         } else {
             doc.map(|v| {
+                // A Responses object from the Codex backend, had it not streamed.
+                if self.direction == Direction::ResponsesToChatGpt {
+                    return v.clone();
+                }
                 let names = &self.chat_stream.names;
                 let chat = match self.direction.wire() {
                     Side::Messages => chat_to_messages::response(v, names),
@@ -497,6 +560,7 @@ impl Translated {
             include_usage,
             names: ToolNames::default(),
             echo: responses_to_chat::Echo::default(),
+            client_stream: true,
         }
     }
 }

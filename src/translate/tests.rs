@@ -494,6 +494,7 @@ fn long_tool_names_are_shortened_and_restored_in_answers_and_streams() {
         include_usage: false,
         names,
         echo: Default::default(),
+        client_stream: false,
     };
     // The whole answer.
     let answer = serde_json::json!({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls",

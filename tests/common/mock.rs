@@ -77,6 +77,11 @@ impl Received {
 ///   user, it calls the request's shell tool to print FILE; given the tool's result, it answers
 ///   quoting it.
 ///
+/// A Responses request (a path ending in `/responses`) is answered in the Responses API's shape:
+/// a response object, or with `"stream": true` in the body its events (`sse=N` text deltas,
+/// default 2; `reply`); `empty_final`: the final event's `output` is empty, as the ChatGPT Codex
+/// backend sometimes sends it; `detail` (with `status`): the backend's `{"detail"}` error.
+///
 /// A request to Bedrock's Converse paths (`/model/<id>/converse`, `…/converse-stream`) is
 /// answered as Bedrock answers: a Converse JSON body, or its binary event stream (`sse=N` text
 /// deltas, default 2; `tools`, `reply`), with [`BEDROCK_USAGE`]; `status` as Bedrock's error
@@ -288,6 +293,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if let Some(file) = &opts.agent {
             if !agent(&mut socket, file, &req, port).await {
+                return;
+            }
+            continue;
+        }
+        if req
+            .path
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with("/responses"))
+        {
+            if !responses(&mut socket, &opts, &req, port).await {
                 return;
             }
             continue;
@@ -550,6 +566,105 @@ async fn agent_chat<S: AsyncWrite + Unpin>(
                                                         "model": body["model"], "choices": [], "usage": usage})));
     }
     events.push_str("data: [DONE]\n\n");
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n", events.len());
+    socket
+        .write_all(format!("{head}{events}").as_bytes())
+        .await
+        .is_ok()
+}
+
+/// Answers a Responses request (see the type's docs); false when the client is gone.
+async fn responses<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    opts: &Mode,
+    req: &Received,
+    port: u16,
+) -> bool {
+    use serde_json::json;
+    if let Some(code) = opts.status {
+        let body = if opts.detail {
+            json!({"detail": "mock detail"})
+        } else {
+            json!({"error": {"message": "mock error", "type": "mock", "code": code}})
+        };
+        return write_json(socket, code, &body, port, "").await;
+    }
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+    let deltas: Vec<String> = match &opts.reply {
+        Some(r) => vec![r.clone()],
+        None => (0..opts.sse.unwrap_or(2))
+            .map(|i| format!("t{i}"))
+            .collect(),
+    };
+    let text = deltas.concat();
+    let item = json!({"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                      "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let usage = json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0},
+                       "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13});
+    let response = |status: &str, output: Value| {
+        json!({"id": "resp_mock", "object": "response", "created_at": 1, "status": status,
+               "model": body["model"], "output": output, "parallel_tool_calls": true,
+               "tool_choice": "auto", "tools": [], "usage": if status == "completed" { usage.clone() } else { Value::Null }})
+    };
+    if body["stream"] != true {
+        return write_json(socket, 200, &response("completed", json!([item])), port, "").await;
+    }
+    let mut seq = 0;
+    let mut events = String::new();
+    let mut emit = |kind: &str, mut data: Value| {
+        data["type"] = kind.into();
+        data["sequence_number"] = seq.into();
+        seq += 1;
+        events.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
+    };
+    emit(
+        "response.created",
+        json!({"response": response("in_progress", json!([]))}),
+    );
+    emit(
+        "response.in_progress",
+        json!({"response": response("in_progress", json!([]))}),
+    );
+    let mut open = item.clone();
+    open["status"] = "in_progress".into();
+    open["content"] = json!([]);
+    emit(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": open}),
+    );
+    emit(
+        "response.content_part.added",
+        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                               "part": {"type": "output_text", "text": "", "annotations": []}}),
+    );
+    for d in &deltas {
+        emit(
+            "response.output_text.delta",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": d}),
+        );
+    }
+    emit(
+        "response.output_text.done",
+        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text}),
+    );
+    emit(
+        "response.content_part.done",
+        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                              "part": {"type": "output_text", "text": text, "annotations": []}}),
+    );
+    emit(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": item}),
+    );
+    let output = if opts.empty_final {
+        json!([])
+    } else {
+        json!([item])
+    };
+    emit(
+        "response.completed",
+        json!({"response": response("completed", output)}),
+    );
     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-mock-port: {port}\r\ncontent-length: {}\r\n\r\n", events.len());
     socket
         .write_all(format!("{head}{events}").as_bytes())
@@ -846,6 +961,10 @@ struct Mode {
     exception: Option<String>,
     /// Play a coding agent's model around this file (see the type's docs).
     agent: Option<String>,
+    /// Responses streams: the final event's `output` empty.
+    empty_final: bool,
+    /// With `status`: the ChatGPT Codex backend's `{"detail"}` error body.
+    detail: bool,
 }
 
 /// The real API's refusal of `req`, unless the mode is lenient or the mock serves a benchmark
@@ -1044,6 +1163,8 @@ fn parse_mode(mode: &str) -> Mode {
             "ratelimit_headers" => m.ratelimit_headers = true,
             "exception" => m.exception = Some(v.to_owned()),
             "agent" => m.agent = Some(v.to_owned()),
+            "empty_final" => m.empty_final = true,
+            "detail" => m.detail = true,
             _ => panic!("unknown mock mode {part}"),
         }
     }

@@ -14,7 +14,7 @@ use super::{
     Client, ClientAuth, Config, ConfigError, HealthCheck, KeyHeaders, LbPolicy, Listener,
     MetricsKind, MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer,
     Provider, RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
-    StateSettings, StateStorage, Timeouts, Unsupported,
+    StateSettings, StateStorage, Timeouts,
 };
 use crate::catalog::{self, Interface};
 
@@ -29,7 +29,7 @@ use clients::clients;
 use limits::{ratelimits, state, state_storage};
 use listener::{listeners, outlier, retry, timeouts};
 pub use provider::HOSTED_ROUTER;
-use provider::{hosted_router, provider, Entry, InlinePrefs};
+use provider::{hosted_router, provider, InlinePrefs};
 use routing::{
     inline_preferences, metrics_sources, migrate_inline_preferences, routing, routing_preferences,
 };
@@ -130,32 +130,27 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         (None, None) => None,
     };
     let mut providers = Vec::new();
-    let mut unsupported = Vec::new();
     if let Some((path, node)) = providers_node {
         for (i, item) in yaml::list(r, &path, node)
             .unwrap_or_default()
             .iter()
             .enumerate()
         {
-            match provider(r, &index(&path, i), item, env) {
-                Some(Entry::Served(p, prefs)) => {
-                    inline_prefs.push((p.model.clone(), prefs));
-                    providers.push(*p);
-                }
-                Some(Entry::Unsupported(u)) => unsupported.push(u),
-                None => {}
+            if let Some((p, prefs)) = provider(r, &index(&path, i), item, env) {
+                inline_prefs.push((p.model.clone(), prefs));
+                providers.push(p);
             }
         }
     }
 
     let aliases = f
         .take("model_aliases")
-        .map(|(path, node)| model_aliases(r, &path, node, &providers, &unsupported))
+        .map(|(path, node)| model_aliases(r, &path, node, &providers))
         .unwrap_or_default();
 
     let mut routing_preferences = f
         .take("routing_preferences")
-        .map(|(path, node)| routing_preferences(r, &path, node, &providers, &unsupported))
+        .map(|(path, node)| routing_preferences(r, &path, node, &providers))
         .unwrap_or_default();
     migrate_inline_preferences(&mut routing_preferences, inline_prefs);
 
@@ -226,7 +221,6 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         version,
         listener,
         providers,
-        unsupported,
         aliases,
         routing_preferences,
         routing,
@@ -248,7 +242,6 @@ fn model_aliases(
     path: &str,
     node: &Node,
     providers: &[Provider],
-    unsupported: &[Unsupported],
 ) -> Vec<(String, String)> {
     let Some(mut f) = Fields::of(r, path, node) else {
         return Vec::new();
@@ -274,7 +267,7 @@ fn model_aliases(
             .iter()
             .any(|p| !p.is_wildcard() && (p.name == target || p.model == target || p.id == target));
         // An alias of a provider switchyard does not speak yet still loads; it answers 501.
-        if served || unsupported.iter().any(|u| u.is(&target)) {
+        if served {
             out.push((alias.to_owned(), target));
         } else {
             r.error(

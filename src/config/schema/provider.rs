@@ -6,13 +6,12 @@ use super::*;
 /// A provider's v0.3.0 inline routing preferences: (name, description).
 pub(super) type InlinePrefs = Vec<(String, String)>;
 
-/// A `model_providers` entry, once read.
-pub(super) enum Entry {
-    Served(Box<Provider>, InlinePrefs),
-    Unsupported(Unsupported),
-}
-
-pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Option<Entry> {
+pub(super) fn provider(
+    r: &mut Report,
+    path: &str,
+    node: &Node,
+    env: Env,
+) -> Option<(Provider, InlinePrefs)> {
     let mut f = Fields::of(r, path, node)?;
     let errors_before = r.errors.len();
 
@@ -107,10 +106,11 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
         Some((key, headers)) => (Some(key), Some(headers)),
         None => (None, None),
     };
+    // A ChatGPT subscription has no API key: the client's own token goes (Plano's default).
     let passthrough_auth = f
         .take("passthrough_auth")
         .and_then(|(p, n)| yaml::boolean(r, &p, n))
-        .unwrap_or(false);
+        .unwrap_or(prefix == "chatgpt" && access_key.is_none());
     let default = f
         .take("default")
         .and_then(|(p, n)| yaml::boolean(r, &p, n))
@@ -123,10 +123,13 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
         }
         Some(host)
     });
-    let headers = f
+    let mut headers = f
         .take("headers")
         .map(|(p, n)| extra_headers(r, &p, n, env))
         .unwrap_or_default();
+    if prefix == "chatgpt" {
+        chatgpt_headers(&mut headers, env);
+    }
     let http2 = f
         .take("http2")
         .and_then(|(p, n)| yaml::boolean(r, &p, n))
@@ -251,23 +254,6 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
     // Wire API and origin: explicit interface, else the catalog, else OpenAI when a base_url is
     // given for an unknown prefix (the Plano passthrough rule's own example omits the interface).
     let built_in = catalog::built_in(&prefix);
-    if built_in.is_none()
-        && explicit_interface.is_none()
-        && catalog::NOT_YET_SUPPORTED.contains(&prefix.as_str())
-    {
-        let name = name.unwrap_or_else(|| model.clone());
-        r.warn(
-            &model_path,
-            model_line,
-            format!("provider `{prefix}` is not supported by switchyard yet: requests for `{name}` are answered 501"),
-        );
-        return Some(Entry::Unsupported(Unsupported {
-            name,
-            model,
-            id,
-            prefix,
-        }));
-    }
     let (interface, default_path) = match (explicit_interface, built_in) {
         (Some(found), _) => found,
         (None, Some(b)) => (b.interface, b.path_prefix),
@@ -338,7 +324,7 @@ pub(super) fn provider(r: &mut Report, path: &str, node: &Node, env: Env) -> Opt
         internal: false,
         line: node.line,
     };
-    Some(Entry::Served(Box::new(provider), inline_prefs))
+    Some((provider, inline_prefs))
 }
 
 /// Splits `http(s)://host[:port][/path]`. An empty or `/` path means "the provider's default".
@@ -373,6 +359,42 @@ pub(super) fn parse_base_url(raw: &str) -> Result<Origin, &'static str> {
         port,
         path_prefix: path,
     })
+}
+
+/// The ChatGPT Codex backend's headers (catalog::CHATGPT_HEADERS, the account id, a session id)
+/// where the entry does not set them.
+fn chatgpt_headers(headers: &mut Vec<(String, Secret)>, env: Env) {
+    let mut add = |name: &str, value: String| {
+        if !headers.iter().any(|(n, _)| n == name) {
+            headers.push((name.to_owned(), Secret::new(value)));
+        }
+    };
+    for (name, value) in catalog::CHATGPT_HEADERS {
+        add(name, (*value).to_owned());
+    }
+    if let Some(account) = env("CHATGPT_ACCOUNT_ID").filter(|a| HeaderValue::from_str(a).is_ok()) {
+        add("chatgpt-account-id", account);
+    }
+    add("session_id", session_id());
+}
+
+/// A random-enough id for this process's ChatGPT session (time and process id, hashed).
+fn session_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let state = RandomState::new();
+    let a = state.hash_one((nanos, std::process::id()));
+    let b = state.hash_one(a);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 pub(super) fn extra_headers(
@@ -444,12 +466,8 @@ pub(super) fn hosted_router(router_model: &str, env: Env) -> Option<Provider> {
     ))
     .ok()?;
     let mut scratch = Report::default();
-    match provider(&mut scratch, "plano-orchestrator", &node, env) {
-        Some(Entry::Served(mut p, _)) => {
-            p.internal = true;
-            p.line = 0;
-            Some(*p)
-        }
-        _ => None,
-    }
+    let (mut p, _) = provider(&mut scratch, "plano-orchestrator", &node, env)?;
+    p.internal = true;
+    p.line = 0;
+    Some(p)
 }

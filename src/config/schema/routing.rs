@@ -21,7 +21,6 @@ pub(super) fn routing_preferences(
     path: &str,
     node: &Node,
     providers: &[Provider],
-    unsupported: &[Unsupported],
 ) -> Vec<RoutingPreference> {
     let mut out = Vec::new();
     for (p, item, mut f) in yaml::mappings(r, path, node) {
@@ -39,11 +38,7 @@ pub(super) fn routing_preferences(
                     let Some(name) = yaml::string(r, &jp, m) else {
                         continue;
                     };
-                    if !providers.iter().any(|p| p.name == name || p.model == name)
-                        && !unsupported
-                            .iter()
-                            .any(|u| u.name == name || u.model == name)
-                    {
+                    if !providers.iter().any(|p| p.name == name || p.model == name) {
                         r.error(
                             &jp,
                             m.line,
