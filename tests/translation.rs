@@ -747,3 +747,69 @@ fn responses_clients_use_a_chatgpt_subscription() {
     assert_eq!(r.json()["error"]["code"], "unsupported_for_provider");
     assert_eq!(backend.received().len(), 3);
 }
+
+/// Claude's thinking round-trips through a stateless Responses client (Codex's way: `store:
+/// false`, `include: ["reasoning.encrypted_content"]`, the whole history every turn): the
+/// reasoning item carries the thinking and its signature in `encrypted_content`, and the next
+/// turn of the tool loop gives them back to Anthropic first in the assistant's turn, with
+/// thinking still on (the strict mock refuses a loop turn without them).
+#[test]
+fn claude_thinking_round_trips_through_encrypted_content() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let tools = json!([{"type": "function", "name": "get_weather", "description": "Weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let ask = json!({"role": "user", "content": "Weather in Paris?"});
+    let turn = |input: Value, stream: bool| {
+        json!({"model": "anthropic/claude-sonnet-4-5", "input": input, "tools": tools, "stream": stream,
+               "reasoning": {"effort": "low"}, "include": ["reasoning.encrypted_content"],
+               "store": false, "max_output_tokens": 4000})
+    };
+    let events = stream(
+        &gw,
+        "/v1/responses",
+        &[("x-mock", "anthropic,thinking,tools,sse=1")],
+        &turn(json!([ask]), true),
+    );
+    let (name, done) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("response.completed"));
+    let output = done["response"]["output"].as_array().unwrap().clone();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(output[0]["summary"][0]["text"], "Let me think.");
+    let sealed = output[0]["encrypted_content"].as_str().unwrap();
+    assert!(sealed.contains(common::THINKING_SIGNATURE), "{sealed}");
+    let call = output
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    let first = anthropic.received()[0].json();
+    assert_eq!(first["thinking"]["type"], "enabled");
+
+    // The next turn: everything so far, the call's output last.
+    let mut input = vec![ask.clone()];
+    input.extend(output.iter().cloned());
+    input
+        .push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": "18C"}));
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &[("x-mock", "anthropic,thinking")],
+        &turn(Value::Array(input), false),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let second = anthropic.received()[1].json();
+    assert_eq!(second["thinking"]["type"], "enabled");
+    let assistant = &second["messages"][1];
+    assert_eq!(assistant["role"], "assistant");
+    assert_eq!(
+        assistant["content"][0],
+        json!({"type": "thinking", "thinking": "Let me think.", "signature": common::THINKING_SIGNATURE})
+    );
+    assert_eq!(assistant["content"][1]["type"], "tool_use");
+    // The JSON answer seals its thinking the same way.
+    let answer = r.json();
+    assert!(answer["output"][0]["encrypted_content"]
+        .as_str()
+        .is_some_and(|s| s.contains(common::THINKING_SIGNATURE)));
+}

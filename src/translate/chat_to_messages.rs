@@ -20,6 +20,12 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
         .get("messages")
         .and_then(Value::as_array)
         .ok_or("`messages` must be a list")?;
+    let max_tokens = obj
+        .get("max_completion_tokens")
+        .or_else(|| obj.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| target.anthropic_max_tokens());
+    let thinking = thinking_budget(obj, list, max_tokens);
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let mut blocks = match role {
@@ -30,7 +36,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
                 continue;
             }
             "user" => user_blocks(m.get("content")),
-            "assistant" => assistant_blocks(m, names),
+            "assistant" => assistant_blocks(m, names, thinking.is_some()),
             "tool" => Ok(vec![tool_result(m)]),
             other => Err(format!("unsupported message role `{other}`")),
         }
@@ -51,30 +57,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
     if !system.is_empty() {
         out.insert("system".into(), system.into());
     }
-    let max_tokens = obj
-        .get("max_completion_tokens")
-        .or_else(|| obj.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| target.anthropic_max_tokens());
     out.insert("max_tokens".into(), max_tokens.into());
-    // `reasoning_effort` turns Claude's thinking on (target::EFFORT_BUDGETS); the budget stays
-    // under max_tokens, which counts thinking as OpenAI's limit counts reasoning.
-    // Within a tool loop Anthropic wants the turn's earlier thinking blocks back, which an
-    // OpenAI history cannot carry: thinking starts only on a turn that ends with the user. And
-    // it refuses thinking with a forced tool (`required`, a named function).
-    let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
-    let forced_tool = match obj.get("tool_choice") {
-        Some(Value::String(s)) => s == "required",
-        Some(Value::Object(_)) => true,
-        _ => false,
-    };
-    let thinking = obj
-        .get("reasoning_effort")
-        .and_then(Value::as_str)
-        .filter(|_| !loop_continues && !forced_tool)
-        .and_then(budget_for)
-        .map(|budget| budget.min(max_tokens.saturating_sub(1)))
-        .filter(|budget| *budget >= MIN_THINKING_BUDGET);
     if let Some(budget) = thinking {
         out.insert(
             "thinking".into(),
@@ -382,8 +365,25 @@ fn image_block(url: &str) -> Result<Value, String> {
     Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
 }
 
-fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, String> {
-    let mut blocks = text_blocks(m.get("content"));
+fn assistant_blocks(
+    m: &Value,
+    names: &mut ToolNames,
+    thinking: bool,
+) -> Result<Vec<Value>, String> {
+    // The turn's thinking, given back first, as Anthropic wants it (only with thinking on).
+    let mut blocks: Vec<Value> = m["thinking_blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|_| thinking)
+        .filter(|b| match b["type"].as_str() {
+            Some("thinking") => b["thinking"].is_string() && b["signature"].is_string(),
+            Some("redacted_thinking") => b["data"].is_string(),
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    blocks.extend(text_blocks(m.get("content")));
     // An earlier refusal is what the assistant said.
     if let Some(refusal) = m
         .get("refusal")
@@ -411,6 +411,37 @@ fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, Stri
     Ok(blocks)
 }
 
+/// The thinking budget of a request: `reasoning_effort` turns Claude's thinking on
+/// (target::EFFORT_BUDGETS); the budget stays under max_tokens, which counts thinking as
+/// OpenAI's limit counts reasoning. Within a tool loop Anthropic wants the turn's thinking
+/// blocks back: thinking continues a loop only when the assistant's turn carries them
+/// (`thinking_blocks`, which a Responses client gives back as `encrypted_content`), and
+/// otherwise starts on a turn that ends with the user. It is refused with a forced tool
+/// (`required`, a named function).
+fn thinking_budget(obj: &Map<String, Value>, list: &[Value], max_tokens: u64) -> Option<u64> {
+    let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
+    let given_back = list
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .is_some_and(|m| {
+            m["thinking_blocks"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty())
+        });
+    let forced_tool = match obj.get("tool_choice") {
+        Some(Value::String(s)) => s == "required",
+        Some(Value::Object(_)) => true,
+        _ => false,
+    };
+    obj.get("reasoning_effort")
+        .and_then(Value::as_str)
+        .filter(|_| (!loop_continues || given_back) && !forced_tool)
+        .and_then(budget_for)
+        .map(|budget| budget.min(max_tokens.saturating_sub(1)))
+        .filter(|budget| *budget >= MIN_THINKING_BUDGET)
+}
+
 /// Anthropic `stop_reason` → OpenAI `finish_reason`; always one of OpenAI's values.
 pub fn finish_reason(stop: Option<&str>) -> Value {
     match stop {
@@ -434,6 +465,18 @@ pub fn usage(u: &Value) -> Value {
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cache_read},
     })
+}
+
+/// A Messages answer's thinking blocks as they came (with their signatures), for a client that
+/// can give them back (Responses: `reasoning.encrypted_content`); `None` when it has none.
+pub fn thinking_blocks(msg: &Value) -> Option<Value> {
+    let blocks: Vec<Value> = msg["content"]
+        .as_array()?
+        .iter()
+        .filter(|b| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")))
+        .cloned()
+        .collect();
+    (!blocks.is_empty()).then(|| blocks.into())
 }
 
 /// Translates a Messages response into a chat completion; shortened tool names get their
@@ -498,6 +541,9 @@ pub struct StreamState {
     pub include_usage: bool,
     /// Tool names shortened in the request, restored here.
     pub names: ToolNames,
+    /// Whether thinking signatures go on as `reasoning_signature` deltas (the gateway's own,
+    /// read by the Responses translation; a chat client gets none).
+    pub keep_signatures: bool,
     done: bool,
 }
 
@@ -554,6 +600,9 @@ impl StreamState {
                     }
                     Some("thinking_delta") => {
                         self.chunk(json!({"reasoning_content": d["thinking"]}), Value::Null)
+                    }
+                    Some("signature_delta") if self.keep_signatures => {
+                        self.chunk(json!({"reasoning_signature": d["signature"]}), Value::Null)
                     }
                     _ => String::new(),
                 }

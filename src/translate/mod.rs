@@ -371,6 +371,8 @@ impl ResponseTranslator {
     pub fn new(direction: Direction, model: &str, request: &Translated) -> ResponseTranslator {
         let mut chat_stream = chat_to_messages::StreamState::default();
         chat_stream.include_usage = request.include_usage;
+        // A Responses client can give Anthropic's thinking back (`encrypted_content`).
+        chat_stream.keep_signatures = direction.responses();
         chat_stream.names = request.names.clone();
         let mut messages_stream = messages_to_chat::StreamState::new(model);
         messages_stream.names = request.names.clone();
@@ -507,7 +509,17 @@ impl ResponseTranslator {
                 }
                 let names = &self.chat_stream.names;
                 let chat = match self.direction.wire() {
-                    Side::Messages => chat_to_messages::response(v, names),
+                    Side::Messages => {
+                        let mut chat = chat_to_messages::response(v, names);
+                        // A Responses client can give Anthropic's thinking back.
+                        if let (true, Some(blocks)) = (
+                            self.direction.responses(),
+                            chat_to_messages::thinking_blocks(v),
+                        ) {
+                            chat["choices"][0]["message"]["thinking_blocks"] = blocks;
+                        }
+                        chat
+                    }
                     Side::Converse => chat_to_converse::response(v, &self.model, names),
                     _ => v.clone(),
                 };

@@ -29,6 +29,28 @@ pub struct Echo {
     custom: Vec<String>,
     /// Hosted tools left out of the upstream request (reported in a header).
     pub dropped_tools: Vec<String>,
+    /// The client asked for `reasoning.encrypted_content`: Anthropic's thinking, signatures
+    /// included, goes in it, to be given back on the next turn.
+    pub encrypted_reasoning: bool,
+}
+
+/// What starts the gateway's own `encrypted_content`: Anthropic thinking blocks as JSON, which
+/// a later request gives back (another provider's encrypted reasoning is never read).
+const THINKING_PREFIX: &str = "switchyard.thinking.v1:";
+
+/// `blocks` (Anthropic thinking blocks) as a reasoning item's `encrypted_content`.
+fn encrypted(blocks: &Value) -> Value {
+    format!("{THINKING_PREFIX}{blocks}").into()
+}
+
+/// The thinking blocks in a reasoning item's `encrypted_content`, if the gateway wrote it.
+fn thinking_of(item: &Value) -> Option<Value> {
+    let text = item["encrypted_content"]
+        .as_str()?
+        .strip_prefix(THINKING_PREFIX)?;
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(Value::is_array)
 }
 
 /// The schema of a `custom` tool's one argument.
@@ -41,7 +63,13 @@ pub fn request(body: &Value, target: &Target) -> Result<(Value, Echo), String> {
     let obj = body
         .as_object()
         .ok_or("the request body must be a JSON object")?;
-    let mut echo = Echo::default();
+    let mut echo = Echo {
+        encrypted_reasoning: obj
+            .get("include")
+            .and_then(Value::as_array)
+            .is_some_and(|i| i.iter().any(|v| v == "reasoning.encrypted_content")),
+        ..Echo::default()
+    };
     for key in [
         "tools",
         "tool_choice",
@@ -142,7 +170,14 @@ pub fn request(body: &Value, target: &Target) -> Result<(Value, Echo), String> {
 /// Input items as chat messages, in order. A run of `function_call` items is one assistant
 /// message with several tool calls; reasoning and hosted-tool items have no chat form.
 fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), String> {
+    // Thinking the gateway handed out in `encrypted_content`, for the assistant turn after it.
+    let mut thinking: Option<Value> = None;
     for item in items {
+        if item["type"] == "reasoning" {
+            thinking = thinking_of(item).or(thinking);
+            continue;
+        }
+        let before = messages.len();
         let kind = item["type"]
             .as_str()
             .unwrap_or(if item.get("role").is_some() {
@@ -195,6 +230,14 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), String>
             // Reasoning (another model's, or encrypted), references to stored items and
             // hosted-tool calls have no chat counterpart.
             _ => {}
+        }
+        // The assistant turn this item began or joined carries the thinking before it.
+        if let Some(last) = messages.last_mut().filter(|m| m["role"] == "assistant") {
+            if let Some(blocks) = thinking.take() {
+                last["thinking_blocks"] = blocks;
+            }
+        } else if messages.len() > before {
+            thinking = None;
         }
     }
     Ok(())
@@ -412,7 +455,11 @@ pub fn response(chat: &Value, echo: &Echo) -> Value {
         .as_str()
         .filter(|t| !t.is_empty())
     {
-        output.push(reasoning_item(&new_id("rs"), thinking));
+        let mut item = reasoning_item(&new_id("rs"), thinking);
+        if let (true, Some(blocks)) = (echo.encrypted_reasoning, message.get("thinking_blocks")) {
+            item["encrypted_content"] = encrypted(blocks);
+        }
+        output.push(item);
     }
     let text = message["content"].as_str().unwrap_or_default();
     if let Some(refusal) = message["refusal"].as_str() {
@@ -448,6 +495,8 @@ enum Open {
     Reasoning {
         id: String,
         text: String,
+        /// Anthropic's signature of the thinking, when the stream gave one.
+        signature: String,
     },
     Call {
         id: String,
@@ -549,7 +598,11 @@ impl StreamState {
         self.emit(out, part_event, part);
         let text = String::new();
         let open = if reasoning {
-            Open::Reasoning { id, text }
+            Open::Reasoning {
+                id,
+                text,
+                signature: String::new(),
+            }
         } else {
             Open::Message { id, text }
         };
@@ -586,7 +639,11 @@ impl StreamState {
                 );
                 message_item(&id, &text, "completed")
             }
-            Open::Reasoning { id, text } => {
+            Open::Reasoning {
+                id,
+                text,
+                signature,
+            } => {
                 self.emit(
                     out,
                     "response.reasoning_summary_text.done",
@@ -598,7 +655,13 @@ impl StreamState {
                     json!({"item_id": id, "output_index": index, "summary_index": 0,
                            "part": {"type": "summary_text", "text": text}}),
                 );
-                reasoning_item(&id, &text)
+                let mut item = reasoning_item(&id, &text);
+                if self.echo.encrypted_reasoning && !signature.is_empty() {
+                    let blocks =
+                        json!([{"type": "thinking", "thinking": text, "signature": signature}]);
+                    item["encrypted_content"] = encrypted(&blocks);
+                }
+                item
             }
             Open::Call {
                 id,
@@ -677,6 +740,15 @@ impl StreamState {
                 json!({"item_id": id, "output_index": index, "summary_index": 0, "delta": t}),
             );
         }
+        // The gateway's own delta (from Anthropic's `signature_delta`): the open thinking's
+        // signature.
+        if let Some(sig) = delta["reasoning_signature"].as_str() {
+            for (_, item) in &mut self.open {
+                if let Open::Reasoning { signature, .. } = item {
+                    signature.push_str(sig);
+                }
+            }
+        }
         if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
             let index = self.text_item(&mut out, false);
             let id = self.append(index, t);
@@ -699,7 +771,7 @@ impl StreamState {
     fn append(&mut self, index: usize, t: &str) -> String {
         for (i, item) in &mut self.open {
             if *i == index {
-                if let Open::Message { id, text } | Open::Reasoning { id, text } = item {
+                if let Open::Message { id, text } | Open::Reasoning { id, text, .. } = item {
                     text.push_str(t);
                     return id.clone();
                 }
@@ -935,6 +1007,21 @@ mod tests {
 
     /// Holds a Responses stream to the rules the SDK's helper and Codex enforce; returns the
     /// event types and the terminal response.
+    #[test]
+    fn only_the_gateways_own_encrypted_reasoning_is_given_back() {
+        let blocks = json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"}]);
+        let ours = json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": encrypted(&blocks)});
+        let openais = json!({"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAAAABo-opaque"});
+        let call =
+            json!({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"});
+        let output = json!({"type": "function_call_output", "call_id": "c1", "output": "ok"});
+        let body = json!({"input": [{"role": "user", "content": "hi"}, ours, call, output, openais, call, output]});
+        let (chat, _) = request(&body, &target()).unwrap();
+        let messages = chat["messages"].as_array().unwrap();
+        assert_eq!(messages[1]["thinking_blocks"], blocks);
+        assert_eq!(messages[3].get("thinking_blocks"), None, "{messages:?}");
+    }
+
     fn check(text: &str) -> (Vec<String>, Value) {
         let events: Vec<(String, Value)> = text
             .split("\n\n")

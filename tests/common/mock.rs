@@ -55,7 +55,8 @@ impl Received {
 /// - `sse=N,gap_ms=M,cut`: like sse, then the connection is cut without the final chunk;
 /// - `delay_ms=M`: waits M ms before answering (and records if the client hung up meanwhile);
 /// - `anthropic`: Anthropic Messages shapes (JSON, or with `sse=N` the Messages events), with
-///   [`ANTHROPIC_USAGE`];
+///   [`ANTHROPIC_USAGE`]; with `thinking`, a thinking block (signed [`THINKING_SIGNATURE`])
+///   comes first;
 /// - `usage` (with `sse=N`): a final OpenAI usage chunk with [`OPENAI_STREAM_USAGE`];
 /// - `completion_tokens=N`: OpenAI answers report N completion tokens;
 /// - `tools`: a call of the request's first tool (else `get_weather`) with `{"city":"Paris"}`
@@ -963,6 +964,8 @@ struct Mode {
     agent: Option<String>,
     /// Responses streams: the final event's `output` empty.
     empty_final: bool,
+    /// Anthropic answers begin with a signed thinking block.
+    thinking: bool,
     /// With `status`: the ChatGPT Codex backend's `{"detail"}` error body.
     detail: bool,
 }
@@ -1017,16 +1020,24 @@ fn tool_name(request: &[u8]) -> String {
 fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
     use serde_json::json;
     match (opts.anthropic, opts.tools) {
-        (true, false) => json!({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": opts.reply.as_deref().unwrap_or("hi")}],
-            "stop_reason": "end_turn", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
-        }),
-        (true, true) => json!({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": tool_name(request), "input": {"city": "Paris"}}],
-            "stop_reason": "tool_use", "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
-        }),
+        (true, tools) => {
+            let mut content = Vec::new();
+            if opts.thinking {
+                content.push(json!({"type": "thinking", "thinking": "Let me think.", "signature": THINKING_SIGNATURE}));
+            }
+            if tools {
+                content.push(json!({"type": "text", "text": "Checking."}));
+                content.push(json!({"type": "tool_use", "id": "toolu_1", "name": tool_name(request), "input": {"city": "Paris"}}));
+            } else {
+                content
+                    .push(json!({"type": "text", "text": opts.reply.as_deref().unwrap_or("hi")}));
+            }
+            json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": if tools { "tool_use" } else { "end_turn" },
+                "stop_sequence": null, "usage": ANTHROPIC_USAGE.clone()
+            })
+        }
         (false, tools) => {
             let message = if tools {
                 json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": tool_name(request), "arguments": "{\"city\":\"Paris\"}"}}]})
@@ -1053,6 +1064,9 @@ fn json_answer(opts: &Mode, model: Value, request: &[u8]) -> Value {
     }
 }
 
+/// The signature of the mock's thinking (mode `thinking`).
+pub const THINKING_SIGNATURE: &str = "sig-mock-EqQBCkYIBxgCKkDp";
+
 /// The usage every Anthropic-shaped answer reports.
 pub static ANTHROPIC_USAGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
     || serde_json::json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2, "cache_creation_input_tokens": 1}),
@@ -1075,21 +1089,32 @@ fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
         )];
+        // A thinking block first (`thinking`) moves the answer's block to index 1.
+        let at = u32::from(opts.thinking);
+        if opts.thinking {
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+            content.push(named("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me think."}})));
+            content.push(named("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": THINKING_SIGNATURE}})));
+            content.push(named(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+        }
         let delta = |d: Value| {
             named(
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": d}),
+                json!({"type": "content_block_delta", "index": at, "delta": d}),
             )
         };
         let stop = if opts.tools {
-            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})));
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": at, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})));
             content.extend(
                 args.iter()
                     .map(|a| delta(json!({"type": "input_json_delta", "partial_json": a}))),
             );
             "tool_use"
         } else {
-            content.push(named("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            content.push(named("content_block_start", json!({"type": "content_block_start", "index": at, "content_block": {"type": "text", "text": ""}})));
             content.extend(
                 (0..n).map(|i| delta(json!({"type": "text_delta", "text": format!("t{i}")}))),
             );
@@ -1098,7 +1123,7 @@ fn sse_events(n: u32, opts: &Mode) -> (Vec<String>, Vec<String>) {
         let tail = vec![
             named(
                 "content_block_stop",
-                json!({"type": "content_block_stop", "index": 0}),
+                json!({"type": "content_block_stop", "index": at}),
             ),
             named(
                 "message_delta",
@@ -1164,6 +1189,7 @@ fn parse_mode(mode: &str) -> Mode {
             "exception" => m.exception = Some(v.to_owned()),
             "agent" => m.agent = Some(v.to_owned()),
             "empty_final" => m.empty_final = true,
+            "thinking" => m.thinking = true,
             "detail" => m.detail = true,
             _ => panic!("unknown mock mode {part}"),
         }

@@ -376,6 +376,22 @@ fn anthropic_refusal(body: &Value, count_tokens: bool) -> Option<String> {
         if body["temperature"].as_f64().is_some_and(|t| t != 1.0) {
             return Some("`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility".into());
         }
+        // Within a tool loop the assistant's turn must give its thinking back, first.
+        let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
+        let continues = messages.last().is_some_and(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+        });
+        let last_assistant = messages.iter().rev().find(|m| m["role"] == "assistant");
+        if let (true, Some(a)) = (continues, last_assistant) {
+            let first = a["content"].as_array().and_then(|c| c.first());
+            if !first.is_some_and(|b| {
+                matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking"))
+            }) {
+                return Some("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`.".into());
+            }
+        }
     }
     let mut cache_controls = body["tools"]
         .as_array()
