@@ -514,6 +514,13 @@ impl Gateway {
                 }
             }
         }
+        // A follow-up to a provider's own response goes to the credential that minted it.
+        if let Some(endpoint) = x
+            .follows_up()
+            .and_then(|id| snapshot.conversations.pinned(id))
+        {
+            x.prefer(&endpoint);
+        }
         if !x.translates() && !session.retry_buffer_truncated() {
             ctx.exchange = Some(x);
             return Ok(false);

@@ -813,3 +813,53 @@ fn claude_thinking_round_trips_through_encrypted_content() {
         .as_str()
         .is_some_and(|s| s.contains(common::THINKING_SIGNATURE)));
 }
+
+/// A follow-up (`previous_response_id`) to a provider with its own Responses API goes to the
+/// endpoint that answered the response it follows: an id one key minted is unknown to another.
+/// Two OpenAI endpoints of one model, with their own keys, take turns otherwise.
+#[test]
+fn a_native_responses_follow_up_goes_to_the_endpoint_that_answered() {
+    let (a, b) = (Mock::start(), Mock::start());
+    let config = yaml(&format!(
+        "model_providers:\n  - {{model: openai/gpt-5, base_url: '{}', access_key: sk-key-a}}\n  - {{model: openai/gpt-5, base_url: '{}', access_key: sk-key-b}}\n",
+        a.url(),
+        b.url()
+    ));
+    let gw = Gateway::start(&config, &[]);
+    let minter = |id: &str| {
+        if id == format!("resp_mock_{}", a.addr.port()) {
+            &a
+        } else {
+            &b
+        }
+    };
+    for round in 0..3 {
+        // Two new conversations (the endpoints take turns), then their follow-ups in the other
+        // order, where taking turns would send each to the wrong endpoint.
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let hi = json!({"model": "openai/gpt-5", "input": "hi"});
+                let r = post(&gw, "/v1/responses", &[], &hi);
+                assert_eq!(r.status, 200);
+                r.json()["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1], "round {round}: both endpoints answered");
+        for id in ids.iter().rev() {
+            let follow =
+                json!({"model": "openai/gpt-5", "input": "and?", "previous_response_id": id});
+            assert_eq!(post(&gw, "/v1/responses", &[], &follow).status, 200);
+            // The endpoint that minted the id (its port is in it) got the follow-up.
+            let got = minter(id).received().pop().unwrap();
+            assert_eq!(
+                got.json()["previous_response_id"],
+                id.as_str(),
+                "round {round}"
+            );
+        }
+    }
+    assert!(
+        !a.received().is_empty() && !b.received().is_empty(),
+        "both endpoints served"
+    );
+}

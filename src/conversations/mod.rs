@@ -59,6 +59,10 @@ pub struct Turn {
 pub struct Conversations {
     storage: StateStorage,
     kept: Kept,
+    /// Responses of providers with a Responses API of their own: id → the endpoint that
+    /// answered, so a follow-up goes to the same credential (an id one key minted is unknown to
+    /// another). In this process.
+    pins: Memory<String, Arc<str>>,
 }
 
 enum Kept {
@@ -87,7 +91,18 @@ impl Conversations {
         Conversations {
             storage: storage.clone(),
             kept,
+            pins: Memory::new(MEMORY_AGE, MAX_ENTRIES),
         }
+    }
+
+    /// Remembers that endpoint `endpoint` answered response `id`.
+    pub fn pin(&self, id: String, endpoint: &str) {
+        self.pins.insert(id, endpoint.into(), Instant::now());
+    }
+
+    /// The endpoint that answered response `id`, if this process saw it.
+    pub fn pinned(&self, id: &str) -> Option<Arc<str>> {
+        self.pins.get(&id.to_owned(), Instant::now())
     }
 
     /// The conversations of the previous configuration when they are kept in the same place,

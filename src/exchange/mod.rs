@@ -87,6 +87,9 @@ pub struct Exchange {
     history: Option<Arc<Conversation>>,
     /// The conversation to keep once a translated Responses answer ended.
     turn: Option<Turn>,
+    /// A Responses answer passed through: its id names the endpoint for a follow-up
+    /// (conversations' pins).
+    pins_answer: bool,
     /// The preference route taken and why (router), when preference routing ran.
     route: Option<String>,
     /// Time the preference-routing decision took (the router's, not the gateway's own).
@@ -179,6 +182,7 @@ impl Exchange {
             translates,
             history: None,
             turn: None,
+            pins_answer: false,
             route: None,
             routing_time: Duration::ZERO,
         };
@@ -245,6 +249,7 @@ impl Exchange {
             }
         };
         let upstream_api = direction.upstream_api(self.api);
+        self.pins_answer = self.api == Api::Responses && direction == Direction::PassThrough;
         // The client's query string belongs to the client's API (Claude Code's `?beta=true`):
         // an upstream spoken to in another API gets only what that API needs.
         let query = if upstream_api == self.api {
@@ -284,6 +289,30 @@ impl Exchange {
         (self.api == Api::Responses && self.translates)
             .then_some(self.inspected.previous_response.as_deref())
             .flatten()
+    }
+
+    /// The response a Responses request to a provider with its own Responses API follows up.
+    pub fn follows_up(&self) -> Option<&str> {
+        (self.api == Api::Responses && !self.translates)
+            .then_some(self.inspected.previous_response.as_deref())
+            .flatten()
+    }
+
+    /// Sends the first attempt to the endpoint named `endpoint` when it serves the first stage:
+    /// the one that answered the response this request follows up.
+    pub fn prefer(&mut self, endpoint: &str) {
+        let group = self.plan.stage().group;
+        let members = &self.snapshot.resolver.group(group).members;
+        if let Some(&pidx) = members
+            .iter()
+            .find(|&&i| self.snapshot.provider(i).name == endpoint)
+        {
+            self.next = Some(Next {
+                endpoint: Some(pidx),
+                wait: Duration::ZERO,
+                failover: None,
+            });
+        }
     }
 
     /// The conversation [`Exchange::continues`], as kept (`None`: not kept).

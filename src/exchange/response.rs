@@ -11,6 +11,7 @@ use pingora::Error;
 use super::Exchange;
 use crate::conversations;
 use crate::error::{classify, Class};
+use crate::usage::Piece;
 
 impl Exchange {
     /// The response header of the current attempt: watched, and translated if needed.
@@ -70,8 +71,35 @@ impl Exchange {
                 return;
             }
         }
+        if self.pins_answer {
+            self.pin(&piece);
+        }
         if self.watch.is_stream() {
             *body = whole_events(held, body.take(), self.watch.partial_event().len());
+        }
+    }
+
+    /// A Responses answer passed through: remembers which endpoint minted its id (from the
+    /// JSON body, or the stream's first event), once.
+    fn pin(&mut self, piece: &Piece) {
+        #[derive(serde::Deserialize)]
+        struct Minted {
+            id: Option<String>,
+            response: Option<Box<Minted>>,
+        }
+        let minted = match piece {
+            Piece::Whole(raw, _) => serde_json::from_slice::<Minted>(raw).ok(),
+            Piece::Events(events) if !events.is_empty() => {
+                serde_json::from_str::<Minted>(&events[0].data).ok()
+            }
+            // Nothing whole yet.
+            _ => return,
+        };
+        self.pins_answer = false;
+        let id = minted.and_then(|m| m.id.or_else(|| m.response.and_then(|r| r.id)));
+        if let (Some(id), Some(a)) = (id, &self.attempt) {
+            let endpoint = &self.snapshot.provider(a.provider).name;
+            self.snapshot.conversations.pin(id, endpoint);
         }
     }
 

@@ -603,7 +603,7 @@ async fn responses<S: AsyncWrite + Unpin>(
     let usage = json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0},
                        "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13});
     let response = |status: &str, output: Value| {
-        json!({"id": "resp_mock", "object": "response", "created_at": 1, "status": status,
+        json!({"id": format!("resp_mock_{port}"), "object": "response", "created_at": 1, "status": status,
                "model": body["model"], "output": output, "parallel_tool_calls": true,
                "tool_choice": "auto", "tools": [], "usage": if status == "completed" { usage.clone() } else { Value::Null }})
     };
