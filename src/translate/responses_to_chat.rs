@@ -102,11 +102,21 @@ pub fn request(body: &Value, target: &Target) -> Result<(Value, Echo), String> {
     out.insert("model".into(), target.model.into());
     out.insert("messages".into(), messages.into());
     let mut tools = Vec::new();
+    // Codex's lighter requests declare their tools in `additional_tools` input items instead of
+    // `tools`: offered the same way.
+    let declared = obj
+        .get("input")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|item| item["type"] == "additional_tools")
+        .flat_map(|item| item["tools"].as_array().into_iter().flatten());
     for tool in obj
         .get("tools")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .chain(declared)
     {
         tool_of(tool, None, &mut tools, &mut echo);
     }
@@ -1007,6 +1017,23 @@ mod tests {
 
     /// Holds a Responses stream to the rules the SDK's helper and Codex enforce; returns the
     /// event types and the terminal response.
+    #[test]
+    fn tools_declared_in_the_input_are_offered_too() {
+        let body = json!({"input": [
+            {"type": "additional_tools", "role": "developer", "tools": [
+                {"type": "namespace", "name": "functions", "tools": [{"type": "custom", "name": "exec"}]}
+            ]},
+            {"role": "user", "content": "hello"}
+        ]});
+        let (chat, echo) = request(&body, &target()).unwrap();
+        assert_eq!(chat["tools"][0]["function"]["name"], "exec");
+        assert_eq!(
+            chat["messages"],
+            json!([{"role": "user", "content": "hello"}])
+        );
+        assert_eq!(echo.custom, ["exec"]);
+    }
+
     #[test]
     fn only_the_gateways_own_encrypted_reasoning_is_given_back() {
         let blocks = json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"}]);
