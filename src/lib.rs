@@ -52,6 +52,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod side_call;
+pub mod sigv4;
 pub mod state;
 pub mod store;
 pub mod subrequest;

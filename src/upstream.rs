@@ -14,6 +14,7 @@ use crate::auth::{self, AuthStyle};
 use crate::catalog::{Interface, AZURE_API_VERSION};
 use crate::config::Provider;
 use crate::request_id;
+use crate::sigv4;
 use crate::state::Snapshot;
 use crate::translate::Api;
 
@@ -60,14 +61,14 @@ pub fn peer(
 }
 
 /// Turns the client's header (already stripped of hop-by-hop fields by Pingora) into the
-/// provider's: its path and host, framing for the rewritten `body_len`, the request id and
-/// the credential.
+/// provider's: its path and host, framing for the rewritten `body`, the request id and the
+/// credential (or, for Bedrock with AWS credentials, the request's signature).
 pub fn request(
     req: &mut RequestHeader,
     provider: &Provider,
     host: &HeaderValue,
     path: &str,
-    body_len: usize,
+    body: &[u8],
     auth: AuthStyle,
     request_id: &str,
 ) -> Result<()> {
@@ -86,10 +87,28 @@ pub fn request(
     ] {
         auth::remove(req, &name);
     }
-    req.insert_header(header::CONTENT_LENGTH, body_len)?;
+    req.insert_header(header::CONTENT_LENGTH, body.len())?;
     req.insert_header(header::HOST, host.clone())?;
     req.insert_header(request_id::HEADER, request_id)?;
-    auth::apply(req, provider, auth)
+    auth::apply(req, provider, auth)?;
+    if let Some(creds) = &provider.aws {
+        // What is signed is what is sent: this body, this content type, this path.
+        req.insert_header(header::CONTENT_TYPE, "application/json")?;
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let signed = sigv4::Signed {
+            method: req.method.as_str(),
+            host: host.to_str().unwrap_or_default(),
+            path,
+            query,
+            content_type: "application/json",
+            body,
+            service: "bedrock",
+        };
+        for (name, value) in sigv4::sign(&signed, creds, std::time::SystemTime::now()) {
+            req.insert_header(name, value)?;
+        }
+    }
+    Ok(())
 }
 
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
@@ -284,7 +303,7 @@ mod tests {
             &p,
             &HeaderValue::from_str(&p.host_header()).unwrap(),
             "/v1/chat/completions?x=1",
-            18,
+            &[b' '; 18],
             AuthStyle::Bearer,
             "req-1",
         )

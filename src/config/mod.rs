@@ -148,6 +148,17 @@ pub enum StateStorage {
     Postgres { connection_string: Secret },
 }
 
+/// The standard AWS credentials, read from the environment at load (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and the region requests are signed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    /// From the `base_url` host (`bedrock-runtime.<region>.amazonaws.com`), else `AWS_REGION`.
+    pub region: String,
+}
+
 /// `state.redis`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
@@ -271,6 +282,9 @@ pub struct Provider {
     pub default_max_tokens: Option<u64>,
     /// Added by the gateway, not written in the config (Plano's hosted router): not listed.
     pub internal: bool,
+    /// An Amazon Bedrock provider without an `access_key`: the AWS credentials of the
+    /// environment its requests are signed with (sigv4).
+    pub aws: Option<AwsCredentials>,
     /// The line of the entry, for messages about it.
     pub line: u64,
 }

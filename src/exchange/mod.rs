@@ -520,7 +520,7 @@ impl Exchange {
             self.snapshot.provider(a.provider),
             &self.snapshot.upstream(a.provider).host_header,
             &a.path,
-            a.body.len(),
+            &a.body,
             a.auth,
             &self.request_id,
         )

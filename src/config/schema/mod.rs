@@ -11,10 +11,10 @@ use http::{HeaderName, HeaderValue, Uri};
 use super::values::{expand_env, parse_duration, parse_size, Secret};
 use super::yaml::{self, index, Fields, Node, Report, Value};
 use super::{
-    Client, ClientAuth, Config, ConfigError, HealthCheck, KeyHeaders, LbPolicy, Listener,
-    MetricsKind, MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides, Prefer,
-    Provider, RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings, Sink,
-    StateSettings, StateStorage, Timeouts,
+    AwsCredentials, Client, ClientAuth, Config, ConfigError, HealthCheck, KeyHeaders, LbPolicy,
+    Listener, MetricsKind, MetricsSource, ModelLimit, OnStoreError, Origin, Outlier, Overrides,
+    Prefer, Provider, RateRule, RedisSettings, Retry, Routing, RoutingPreference, ServerSettings,
+    Sink, StateSettings, StateStorage, Timeouts,
 };
 use crate::catalog::{self, Interface};
 

@@ -296,6 +296,10 @@ pub(super) fn provider(
     if r.errors.len() > errors_before {
         return None;
     }
+    // Bedrock without a key: requests signed with the environment's AWS credentials, if any.
+    let aws = (interface == Interface::Bedrock && access_key.is_none() && !passthrough_auth)
+        .then(|| aws_credentials(&origin.host, env))
+        .flatten();
     let provider = Provider {
         name: name.unwrap_or_else(|| model.clone()),
         model,
@@ -322,6 +326,7 @@ pub(super) fn provider(
         health_check,
         default_max_tokens,
         internal: false,
+        aws,
         line: node.line,
     };
     Some((provider, inline_prefs))
@@ -358,6 +363,24 @@ pub(super) fn parse_base_url(raw: &str) -> Result<Origin, &'static str> {
         host,
         port,
         path_prefix: path,
+    })
+}
+
+/// The environment's AWS credentials, for a Bedrock provider at `host`: its region from the host
+/// (`bedrock-runtime.<region>.amazonaws.com`), else `AWS_REGION` or `AWS_DEFAULT_REGION`.
+fn aws_credentials(host: &str, env: Env) -> Option<AwsCredentials> {
+    let mut labels = host.split('.');
+    let region = match (labels.next(), labels.next()) {
+        (Some(service), Some(region)) if service.starts_with("bedrock") => Some(region.to_owned()),
+        _ => env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")),
+    }?;
+    Some(AwsCredentials {
+        access_key_id: env("AWS_ACCESS_KEY_ID").filter(|k| !k.is_empty())?,
+        secret_access_key: Secret::new(env("AWS_SECRET_ACCESS_KEY").filter(|k| !k.is_empty())?),
+        session_token: env("AWS_SESSION_TOKEN")
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        region,
     })
 }
 
