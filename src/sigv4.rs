@@ -5,7 +5,7 @@
 //! signature, so the translated body is signed, not the client's). HMAC and SHA-256 come from
 //! ring, which TLS already brings.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use ring::{digest, hmac};
 
@@ -118,30 +118,16 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-/// `(YYYYMMDD, HHMMSS)` in UTC.
+/// `(YYYYMMDD, HHMMSS)` in UTC, from the access log's RFC 3339 form (one civil-date reading).
 fn timestamp(at: SystemTime) -> (String, String) {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}{month:02}{day:02}"),
-        format!("{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60),
-    )
+    let t = crate::access_log::rfc3339(at);
+    (t[..10].replace('-', ""), t[11..19].replace(':', ""))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     /// The published test vector of the OpenAI Python SDK's Bedrock client
     /// (tests/fixtures/bedrock/v1/sigv4.json), on AWS's documentation credentials.
