@@ -728,7 +728,7 @@ fn responses_clients_use_a_chatgpt_subscription() {
     assert_eq!(input[1]["content"][0]["text"], "t0t1");
     assert_eq!(input[2], json!({"role": "user", "content": "And?"}));
 
-    // The backend's error, in OpenAI's shape; a chat client is told what the backend serves.
+    // The backend's error, in OpenAI's shape.
     let r = post(
         &gw,
         "/v1/responses",
@@ -737,15 +737,57 @@ fn responses_clients_use_a_chatgpt_subscription() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["message"], "mock detail");
+    assert_eq!(backend.received().len(), 3);
+
+    // A chat client: its messages as Responses input (the system message as instructions), the
+    // gathered answer as a chat completion; streamed, as chunks.
     let r = post(
         &gw,
         "/v1/chat/completions",
         &token,
-        &json!({"model": "chatgpt/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}),
+        &json!({"model": "chatgpt/gpt-5.4", "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}),
     );
-    assert_eq!(r.status, 400);
-    assert_eq!(r.json()["error"]["code"], "unsupported_for_provider");
-    assert_eq!(backend.received().len(), 3);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let chat = r.json();
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["choices"][0]["message"]["content"], "t0t1");
+    assert_eq!(chat["usage"]["prompt_tokens"], 9);
+    let sent = backend.received()[3].json();
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(
+        sent["input"],
+        json!([{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}])
+    );
+    assert_eq!(sent["stream"], true);
+    let events = stream(
+        &gw,
+        "/v1/chat/completions",
+        &token,
+        &json!({"model": "chatgpt/gpt-5.4", "stream": true, "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|(_, d)| d["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "t0t1");
+    assert_eq!(events.last().unwrap().1, Value::String("[DONE]".into()));
+
+    // A Messages client (Claude Code's API), streamed: Anthropic's events.
+    let events = stream(
+        &gw,
+        "/v1/messages",
+        &[token[0], ("anthropic-version", "2023-06-01")],
+        &json!({"model": "chatgpt/gpt-5.4", "max_tokens": 64, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "t0t1");
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("message_stop"));
 }
 
 /// Claude's thinking round-trips through a stateless Responses client (Codex's way: `store:

@@ -8,6 +8,9 @@
 //! | `/v1/responses`       | native (`openai`, `xai`, `vercel`, Azure) or `responses_to_chat` | `responses_to_chat`, then `chat_to_messages` | `responses_to_chat`, then `chat_to_converse` |
 //! | `/v1/completions`, `/v1/embeddings` | pass through | not expressible: 400     | not expressible: 400 |
 //!
+//! The ChatGPT Codex backend (`chatgpt`) speaks Responses: Responses clients pass under its
+//! rules, chat and Messages clients go through `chatgpt::from_chat` and back (`chatgpt`).
+//!
 //! Every translation goes through chat completions: the client's API to chat, chat to the
 //! upstream's, and back the same way ([`Direction::client`], [`Direction::wire`]).
 //!
@@ -112,6 +115,10 @@ pub enum Direction {
     /// Responses client, the ChatGPT Codex backend: the same API under the backend's rules
     /// (`chatgpt`).
     ResponsesToChatGpt,
+    /// OpenAI chat client, the Codex backend: chat to Responses and back.
+    ChatToChatGpt,
+    /// Anthropic Messages client, the Codex backend: through chat, both ways.
+    MessagesToChatGpt,
 }
 
 /// The APIs a translation passes between: the client's side, or the upstream's wire.
@@ -133,8 +140,10 @@ impl Direction {
     ) -> Result<Direction, String> {
         match (client, upstream) {
             (Api::Responses, Interface::ChatGpt) => Ok(Direction::ResponsesToChatGpt),
+            (Api::Chat, Interface::ChatGpt) => Ok(Direction::ChatToChatGpt),
+            (Api::Messages, Interface::ChatGpt) => Ok(Direction::MessagesToChatGpt),
             (_, Interface::ChatGpt) => Err(format!(
-                "{} is not available for chatgpt providers yet: the ChatGPT Codex backend serves Responses clients (/v1/responses)",
+                "{} is not available for chatgpt providers: the ChatGPT Codex backend serves chat, Messages and Responses clients",
                 client.suffix()
             )),
             (Api::Chat, Interface::Bedrock) => Ok(Direction::ChatToConverse),
@@ -176,10 +185,13 @@ impl Direction {
     /// The client's side of a translation.
     pub fn client(self) -> Side {
         match self {
-            Direction::PassThrough | Direction::ChatToMessages | Direction::ChatToConverse => {
-                Side::Chat
-            }
-            Direction::MessagesToChat | Direction::MessagesToConverse => Side::Messages,
+            Direction::PassThrough
+            | Direction::ChatToMessages
+            | Direction::ChatToConverse
+            | Direction::ChatToChatGpt => Side::Chat,
+            Direction::MessagesToChat
+            | Direction::MessagesToConverse
+            | Direction::MessagesToChatGpt => Side::Messages,
             Direction::ResponsesToChat
             | Direction::ResponsesToMessages
             | Direction::ResponsesToConverse
@@ -197,8 +209,18 @@ impl Direction {
             Direction::ChatToConverse
             | Direction::MessagesToConverse
             | Direction::ResponsesToConverse => Side::Converse,
-            Direction::ResponsesToChatGpt => Side::Responses,
+            Direction::ResponsesToChatGpt
+            | Direction::ChatToChatGpt
+            | Direction::MessagesToChatGpt => Side::Responses,
         }
+    }
+
+    /// Whether the upstream is the ChatGPT Codex backend, which only streams.
+    pub fn chatgpt(self) -> bool {
+        matches!(
+            self,
+            Direction::ResponsesToChatGpt | Direction::ChatToChatGpt | Direction::MessagesToChatGpt
+        )
     }
 
     /// Whether the client speaks the Responses API through this translation.
@@ -241,7 +263,8 @@ impl Direction {
         let out = match self.wire() {
             Side::Messages => chat_to_messages::request(&chat, target, &mut names)?,
             Side::Converse => chat_to_converse::request(&chat, target, &mut names)?,
-            _ => chat,
+            Side::Responses => chatgpt::request(&chatgpt::from_chat(&chat)?, target)?,
+            Side::Chat => chat,
         };
         Ok(Translated {
             body: Bytes::from(out.to_string()),
@@ -364,6 +387,8 @@ pub struct ResponseTranslator {
     chatgpt: chatgpt::StreamState,
     /// Whether the client asked for a stream (the Codex backend always streams).
     client_stream: bool,
+    /// The Codex backend's events as chat chunks (chat and Messages clients).
+    chatgpt_chat: chatgpt::ChatStream,
 }
 
 impl ResponseTranslator {
@@ -391,13 +416,17 @@ impl ResponseTranslator {
             chat_events: sse::Framer::default(),
             chatgpt: chatgpt::StreamState::default(),
             client_stream: request.client_stream,
+            chatgpt_chat: chatgpt::ChatStream::new(
+                model,
+                request.include_usage || direction.client() != Side::Chat,
+            ),
         }
     }
 
     /// Whether a stream is gathered into one JSON answer (a client that asked for none, of an
     /// upstream that only streams): whoever writes it frames it.
     pub fn gathers(&self) -> bool {
-        self.direction == Direction::ResponsesToChatGpt && !self.client_stream
+        self.direction.chatgpt() && !self.client_stream
     }
 
     /// The response header. A translated body has another length, so the upstream's
@@ -423,16 +452,32 @@ impl ResponseTranslator {
     /// `end`: the last piece).
     pub fn body(&mut self, piece: &Piece, original: Option<Bytes>, end: bool) -> Option<Bytes> {
         match piece {
-            Piece::Events(events) if self.direction == Direction::ResponsesToChatGpt => {
+            Piece::Events(events) if self.direction.chatgpt() => {
                 let mut text = String::new();
                 for event in events {
                     let out = self.chatgpt.event(event);
-                    if self.client_stream {
+                    if !self.client_stream {
+                        continue;
+                    }
+                    if self.direction == Direction::ResponsesToChatGpt {
                         text.push_str(&out);
+                    } else {
+                        let chat = self.chatgpt_chat.event(event);
+                        self.chat_text(&chat, &mut text);
                     }
                 }
+                // A chat or Messages client that asked for JSON: the final response, in its API.
+                if end && self.status < 400 && !self.client_stream && !self.direction.responses() {
+                    let chat = chatgpt::to_chat(&self.chatgpt.whole(), &self.model);
+                    let names = &self.chat_stream.names;
+                    let out = match self.direction.client() {
+                        Side::Messages => messages_to_chat::response(&chat, &self.model, names),
+                        _ => chat,
+                    };
+                    text = out.to_string();
+                }
                 // What the client got, once: kept with its conversation when it completed.
-                if end && self.status < 400 {
+                if end && self.status < 400 && self.direction == Direction::ResponsesToChatGpt {
                     let last = self.chatgpt.whole();
                     if matches!(last["status"].as_str(), Some("completed" | "incomplete")) {
                         self.responses_stream.done = Some(last.clone());
@@ -521,7 +566,8 @@ impl ResponseTranslator {
                         chat
                     }
                     Side::Converse => chat_to_converse::response(v, &self.model, names),
-                    _ => v.clone(),
+                    Side::Responses => chatgpt::to_chat(v, &self.model),
+                    Side::Chat => v.clone(),
                 };
                 match self.direction.client() {
                     Side::Messages => messages_to_chat::response(&chat, &self.model, names),
