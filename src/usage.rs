@@ -328,6 +328,63 @@ fn is_final(event: &crate::translate::sse::Event) -> bool {
 mod tests {
     use super::*;
 
+    /// Bedrock's event stream: events named by type, usage from `metadata`; a corrupt or cut
+    /// stream ends in the gateway's own exception event, and nothing after a corrupt message.
+    #[test]
+    fn a_bedrock_stream_is_read_as_events_and_fails_cleanly() {
+        use crate::translate::eventstream::{event, CONTENT_TYPE};
+        let start = || {
+            let mut w = ResponseWatch::default();
+            w.header(200, Some(CONTENT_TYPE), true);
+            assert!(w.is_stream());
+            w
+        };
+        let names = |p: Piece| match p {
+            Piece::Events(events) => events
+                .into_iter()
+                .map(|e| e.name.unwrap_or_default())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let metadata = event(
+            "metadata",
+            br#"{"usage":{"inputTokens":10,"outputTokens":5,"cacheReadInputTokens":2}}"#,
+        );
+        let mut w = start();
+        let now = Instant::now();
+        assert_eq!(
+            names(w.body(&metadata[..7], false, now)),
+            Vec::<String>::new()
+        );
+        assert_eq!(names(w.body(&metadata[7..], true, now)), ["metadata"]);
+        assert_eq!(
+            w.usage,
+            Some(Usage {
+                prompt: 10,
+                completion: 5,
+                cache_read: 2,
+                cache_write: 0
+            })
+        );
+        assert!(w.ended);
+
+        let mut corrupt = event("contentBlockDelta", br#"{"delta":{"text":"hi"}}"#);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let mut w = start();
+        assert_eq!(
+            names(w.body(&corrupt, false, now)),
+            ["internalServerException"]
+        );
+        assert_eq!(names(w.body(&metadata, true, now)), Vec::<String>::new());
+
+        let mut w = start();
+        assert_eq!(
+            names(w.body(&metadata[..20], true, now)),
+            ["internalServerException"]
+        );
+    }
+
     fn watch_json(body: &str) -> Option<Usage> {
         let mut w = ResponseWatch::default();
         w.header(200, Some("application/json"), false);
