@@ -905,3 +905,28 @@ fn a_native_responses_follow_up_goes_to_the_endpoint_that_answered() {
         "both endpoints served"
     );
 }
+
+/// A Responses client's `web_search` tool on a Claude model: Claude's own server-side web search
+/// (not left out, not named in `x-switchyard-dropped-tools`); other hosted tools still are.
+#[test]
+fn web_search_reaches_claude_as_its_own_server_tool() {
+    let (openai, anthropic) = (Mock::start(), Mock::start());
+    let gw = start(&openai, &anthropic);
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &[("x-mock", "anthropic")],
+        &json!({"model": "anthropic/claude-sonnet-4-5", "input": "News?", "max_output_tokens": 100,
+                "tools": [{"type": "web_search"}, {"type": "file_search"},
+                          {"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("x-switchyard-dropped-tools"), Some("file_search"));
+    let sent = anthropic.only().json();
+    let tools = sent["tools"].as_array().unwrap();
+    assert_eq!(tools[0]["name"], "f");
+    assert_eq!(
+        tools[1],
+        json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 5})
+    );
+}

@@ -111,6 +111,17 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
             out.insert("tools".into(), tools.into());
         }
     }
+    // OpenAI's `web_search_options` (a Responses client's `web_search` tool arrives so): Claude's
+    // own server-side web search.
+    if obj.get("web_search_options").is_some_and(Value::is_object) {
+        let search = json!({"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": 5});
+        match out.get_mut("tools").and_then(Value::as_array_mut) {
+            Some(tools) => tools.push(search),
+            None => {
+                out.insert("tools".into(), json!([search]));
+            }
+        }
+    }
     let mut tool_choice = match obj.get("tool_choice") {
         Some(Value::String(s)) if s == "auto" => Some(json!({"type": "auto"})),
         Some(Value::String(s)) if s == "required" => Some(json!({"type": "any"})),
@@ -467,6 +478,9 @@ pub fn usage(u: &Value) -> Value {
     })
 }
 
+/// Anthropic's server-side web search tool.
+pub const WEB_SEARCH_TOOL: &str = "web_search_20250305";
+
 /// A Messages answer's thinking blocks as they came (with their signatures), for a client that
 /// can give them back (Responses: `reasoning.encrypted_content`); `None` when it has none.
 pub fn thinking_blocks(msg: &Value) -> Option<Value> {
@@ -588,11 +602,15 @@ impl StreamState {
                     Some("text_delta") => self.chunk(json!({"content": d["text"]}), Value::Null),
                     Some("input_json_delta") => {
                         let block = v["index"].as_u64().unwrap_or(0);
-                        let index = self
+                        // A server tool's input (Claude's own web search) is not the client's.
+                        let Some(index) = self
                             .tools
                             .iter()
                             .find(|(b, _)| *b == block)
-                            .map_or(0, |(_, i)| *i);
+                            .map(|(_, i)| *i)
+                        else {
+                            return String::new();
+                        };
                         self.chunk(
                             json!({"tool_calls": [{"index": index, "function": {"arguments": d["partial_json"]}}]}),
                             Value::Null,

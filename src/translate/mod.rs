@@ -252,7 +252,16 @@ impl Direction {
         let chat = match self.client() {
             Side::Messages => messages_to_chat::request(&value, target, &mut names)?,
             Side::Responses => {
-                let (chat, kept) = responses_to_chat::request(&value, target)?;
+                let (mut chat, mut kept) = responses_to_chat::request(&value, target)?;
+                // Claude searches the web itself: a `web_search` tool has its counterpart there.
+                if self.wire() == Side::Messages {
+                    let before = kept.dropped_tools.len();
+                    kept.dropped_tools
+                        .retain(|t| !matches!(t.as_str(), "web_search" | "web_search_preview"));
+                    if kept.dropped_tools.len() < before {
+                        chat["web_search_options"] = json!({});
+                    }
+                }
                 echo = kept;
                 // The terminal event carries usage: the chat stream in between reports it.
                 include_usage = true;

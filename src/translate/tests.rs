@@ -113,6 +113,25 @@ fn a_system_turn_among_the_messages_stays_where_it_is() {
     assert_eq!(chat["messages"][2]["content"], "# Environment\ncwd: /w");
 }
 
+/// Claude's own web search streams its query as a server tool's input: not a tool call of the
+/// client's.
+#[test]
+fn a_server_tools_input_is_not_a_client_tool_call() {
+    let mut s = chat_to_messages::StreamState::default();
+    let ev = |data: Value| sse::Event {
+        name: data["type"].as_str().map(str::to_owned),
+        data: data.to_string(),
+    };
+    s.event(&ev(serde_json::json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {}}})));
+    s.event(&ev(serde_json::json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}})));
+    let out = s.event(&ev(
+        serde_json::json!({"type": "content_block_delta", "index": 0,
+        "delta": {"type": "input_json_delta", "partial_json": "{\"query\": \"news\"}"}}),
+    ));
+    assert_eq!(out, "");
+}
+
 #[test]
 fn messages_request_to_chat() {
     let input = read("messages_request_tools_images.json");
