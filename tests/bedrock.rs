@@ -90,6 +90,14 @@ fn a_chat_client_gets_bedrock_answers_json_and_streamed() {
         "/model/us.amazon.nova-pro-v1:0/converse-stream"
     );
 
+    // Listed among the gateway's models, as any configured provider is.
+    let listed = common::request(gw.addr, "GET", "/v1/models", &[], b"").json();
+    assert!(listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == MODEL));
+
     // Both answers counted with Bedrock's usage (once each is logged).
     let prompt = format!(
         r#"switchyard_tokens_total{{client="anonymous",kind="prompt",model="{MODEL}",provider="amazon_bedrock"}}"#

@@ -40,7 +40,6 @@ const PLACEHOLDER_TOOL: &str = "no_tools_offered";
 /// A chat-completions request as a Converse request (for `target`, whose model goes in the
 /// path).
 pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
-    let _ = target;
     let obj = chat
         .as_object()
         .ok_or("the request body must be a JSON object")?;
@@ -48,6 +47,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
         .get("messages")
         .and_then(Value::as_array)
         .ok_or("`messages` must be a list")?;
+    let thinking = claude_thinking(obj, list, target);
     let mut system: Vec<Value> = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     let mut has_tool_blocks = false;
@@ -59,7 +59,7 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
                 continue;
             }
             "user" => user_blocks(m.get("content")),
-            "assistant" => assistant_blocks(m, names),
+            "assistant" => assistant_blocks(m, names, thinking.is_some()),
             "tool" => {
                 has_tool_blocks = true;
                 Ok(vec![tool_result(m)])
@@ -102,6 +102,22 @@ pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<V
     };
     if !stops.is_empty() {
         inference.insert("stopSequences".into(), stops.into());
+    }
+    // Claude thinks through its own request fields; it takes no sampling changes then, and its
+    // output limit must leave room above the budget.
+    if let Some(budget) = thinking {
+        inference.remove("temperature");
+        inference.remove("topP");
+        let max = inference
+            .get("maxTokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(budget + 4_096)
+            .max(budget + 1);
+        inference.insert("maxTokens".into(), max.into());
+        out.insert(
+            "additionalModelRequestFields".into(),
+            json!({"thinking": {"type": "enabled", "budget_tokens": budget}}),
+        );
     }
     if !inference.is_empty() {
         out.insert("inferenceConfig".into(), inference.into());
@@ -227,8 +243,72 @@ fn image_block(url: &str) -> Result<Value, String> {
     Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
 }
 
-fn assistant_blocks(m: &Value, names: &mut ToolNames) -> Result<Vec<Value>, String> {
-    let mut out = text_blocks(m.get("content"));
+/// Claude on Bedrock's thinking budget, when `reasoning_effort` asks for thinking: as for Claude
+/// direct (chat_to_messages), not with a forced tool, and within a tool loop only when the
+/// turn's thinking is given back (`thinking_blocks`).
+fn claude_thinking(obj: &Map<String, Value>, list: &[Value], target: &Target) -> Option<u64> {
+    if !target.model.contains("anthropic.claude") {
+        return None;
+    }
+    let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
+    let given_back = list
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .is_some_and(|m| {
+            m["thinking_blocks"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty())
+        });
+    let forced = matches!(obj.get("tool_choice"), Some(Value::Object(_)))
+        || obj.get("tool_choice") == Some(&json!("required"));
+    obj.get("reasoning_effort")
+        .and_then(Value::as_str)
+        .filter(|_| (!loop_continues || given_back) && !forced)
+        .and_then(super::target::budget_for)
+        .filter(|b| *b >= super::limits::anthropic::MIN_THINKING_BUDGET)
+}
+
+/// A Converse answer's reasoning as Anthropic thinking blocks (text and signature), for a client
+/// that can give them back (Responses: `encrypted_content`).
+pub fn thinking_blocks(converse: &Value) -> Option<Value> {
+    let blocks: Vec<Value> = converse["output"]["message"]["content"]
+        .as_array()?
+        .iter()
+        .filter_map(|b| {
+            let r = b.get("reasoningContent")?;
+            match r.get("redactedContent") {
+                Some(data) => Some(json!({"type": "redacted_thinking", "data": data})),
+                None => Some(json!({"type": "thinking",
+                                    "thinking": r["reasoningText"]["text"],
+                                    "signature": r["reasoningText"]["signature"]})),
+            }
+        })
+        .collect();
+    (!blocks.is_empty()).then(|| blocks.into())
+}
+
+fn assistant_blocks(
+    m: &Value,
+    names: &mut ToolNames,
+    thinking: bool,
+) -> Result<Vec<Value>, String> {
+    // The turn's thinking, given back first (only with thinking on), as Converse carries it.
+    let mut out: Vec<Value> = m["thinking_blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|_| thinking)
+        .filter_map(|b| match b["type"].as_str() {
+            Some("thinking") => Some(json!({"reasoningContent": {"reasoningText": {
+                "text": b["thinking"].as_str()?, "signature": b["signature"].as_str()?}}})),
+            Some("redacted_thinking") => {
+                Some(json!({"reasoningContent": {"redactedContent": b["data"].as_str()?}}))
+            }
+            _ => None,
+        })
+        .collect();
+    out.extend(text_blocks(m.get("content")));
     for call in m["tool_calls"].as_array().into_iter().flatten() {
         let f = &call["function"];
         let name = f["name"].as_str().ok_or("a tool call has no name")?;
@@ -348,6 +428,9 @@ pub struct StreamState {
     pub include_usage: bool,
     /// Tool names shortened in the request, restored here.
     pub names: ToolNames,
+    /// Whether reasoning signatures go on as `reasoning_signature` deltas (read by the Responses
+    /// translation; a chat client gets none).
+    pub keep_signatures: bool,
     done: bool,
 }
 
@@ -414,6 +497,11 @@ impl StreamState {
                     )
                 } else if let Some(t) = d["reasoningContent"]["text"].as_str() {
                     self.chunk(json!({"reasoning_content": t}), Value::Null)
+                } else if let (true, Some(sig)) = (
+                    self.keep_signatures,
+                    d["reasoningContent"]["signature"].as_str(),
+                ) {
+                    self.chunk(json!({"reasoning_signature": sig}), Value::Null)
                 } else {
                     String::new()
                 }
@@ -546,6 +634,77 @@ mod tests {
             out["toolConfig"],
             json!({"tools": [{"toolSpec": {"name": "look", "description": "Look", "inputSchema": {"json": {"type": "object"}}}}], "toolChoice": {"any": {}}})
         );
+    }
+
+    #[test]
+    fn claude_on_bedrock_thinks_when_asked_and_gets_its_thinking_back_in_a_loop() {
+        let claude = Target {
+            prefix: "amazon_bedrock",
+            model: "us.anthropic.claude-sonnet-4-5-v1:0",
+            default_max_tokens: None,
+        };
+        let ask = |messages: Value| {
+            request(
+                &json!({"reasoning_effort": "low", "temperature": 0.2, "messages": messages}),
+                &claude,
+                &mut ToolNames::default(),
+            )
+            .unwrap()
+        };
+        let out = ask(json!([{"role": "user", "content": "Think."}]));
+        let budget = crate::translate::target::budget_for("low").unwrap();
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": budget}})
+        );
+        assert_eq!(out["inferenceConfig"], json!({"maxTokens": budget + 4_096}));
+
+        // A tool loop: on only when the turn's thinking comes back, and then first.
+        let turn = |thinking: Option<Value>| {
+            let mut assistant = json!({"role": "assistant", "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}]});
+            if let Some(blocks) = thinking {
+                assistant["thinking_blocks"] = blocks;
+            }
+            json!([{"role": "user", "content": "go"}, assistant, {"role": "tool", "tool_call_id": "t", "content": "ok"}])
+        };
+        assert_eq!(ask(turn(None)).get("additionalModelRequestFields"), None);
+        let blocks = json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"}]);
+        let out = ask(turn(Some(blocks)));
+        assert!(out.get("additionalModelRequestFields").is_some());
+        assert_eq!(
+            out["messages"][1]["content"][0],
+            json!({"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}})
+        );
+        // Another model family thinks by other means: nothing is sent.
+        let nova = request(
+            &json!({"reasoning_effort": "low", "messages": [{"role": "user", "content": "hi"}]}),
+            &target(),
+            &mut ToolNames::default(),
+        )
+        .unwrap();
+        assert_eq!(nova.get("additionalModelRequestFields"), None);
+    }
+
+    #[test]
+    fn reasoning_and_its_signature_come_back_for_a_client_that_keeps_them() {
+        let converse = json!({"output": {"message": {"content": [
+            {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}},
+            {"text": "hi"}
+        ]}}, "stopReason": "end_turn"});
+        assert_eq!(
+            thinking_blocks(&converse),
+            Some(json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"}]))
+        );
+        let mut s = StreamState::new("claude");
+        let ev = Event {
+            name: Some("contentBlockDelta".into()),
+            data:
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}})
+                    .to_string(),
+        };
+        assert_eq!(s.event(&ev), "", "a chat client gets no signature");
+        s.keep_signatures = true;
+        assert!(s.event(&ev).contains("\"reasoning_signature\":\"sig\""));
     }
 
     #[test]

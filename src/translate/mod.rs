@@ -414,6 +414,7 @@ impl ResponseTranslator {
         // A client of another API reads the usage from the chat stream in between.
         converse_stream.include_usage = request.include_usage || direction.client() != Side::Chat;
         converse_stream.names = request.names.clone();
+        converse_stream.keep_signatures = direction.responses();
         ResponseTranslator {
             direction,
             model: model.to_owned(),
@@ -574,7 +575,16 @@ impl ResponseTranslator {
                         }
                         chat
                     }
-                    Side::Converse => chat_to_converse::response(v, &self.model, names),
+                    Side::Converse => {
+                        let mut chat = chat_to_converse::response(v, &self.model, names);
+                        if let (true, Some(blocks)) = (
+                            self.direction.responses(),
+                            chat_to_converse::thinking_blocks(v),
+                        ) {
+                            chat["choices"][0]["message"]["thinking_blocks"] = blocks;
+                        }
+                        chat
+                    }
                     Side::Responses => chatgpt::to_chat(v, &self.model),
                     Side::Chat => v.clone(),
                 };
