@@ -250,22 +250,7 @@ fn claude_thinking(obj: &Map<String, Value>, list: &[Value], target: &Target) ->
     if !target.model.contains("anthropic.claude") {
         return None;
     }
-    let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
-    let given_back = list
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "assistant")
-        .is_some_and(|m| {
-            m["thinking_blocks"]
-                .as_array()
-                .is_some_and(|b| !b.is_empty())
-        });
-    let forced = matches!(obj.get("tool_choice"), Some(Value::Object(_)))
-        || obj.get("tool_choice") == Some(&json!("required"));
-    obj.get("reasoning_effort")
-        .and_then(Value::as_str)
-        .filter(|_| (!loop_continues || given_back) && !forced)
-        .and_then(super::target::budget_for)
+    super::chat_to_messages::claude_thinks(obj, list)
         .filter(|b| *b >= super::limits::anthropic::MIN_THINKING_BUDGET)
 }
 

@@ -430,6 +430,15 @@ fn assistant_blocks(
 /// otherwise starts on a turn that ends with the user. It is refused with a forced tool
 /// (`required`, a named function).
 fn thinking_budget(obj: &Map<String, Value>, list: &[Value], max_tokens: u64) -> Option<u64> {
+    claude_thinks(obj, list)
+        .map(|budget| budget.min(max_tokens.saturating_sub(1)))
+        .filter(|budget| *budget >= MIN_THINKING_BUDGET)
+}
+
+/// The thinking budget `reasoning_effort` asks Claude for, where Anthropic's rules allow
+/// thinking (direct or on Bedrock): not with a forced tool, and within a tool loop only when the
+/// assistant's turn gives its thinking back.
+pub(super) fn claude_thinks(obj: &Map<String, Value>, list: &[Value]) -> Option<u64> {
     let loop_continues = list.last().is_some_and(|m| m["role"] == "tool");
     let given_back = list
         .iter()
@@ -449,8 +458,6 @@ fn thinking_budget(obj: &Map<String, Value>, list: &[Value], max_tokens: u64) ->
         .and_then(Value::as_str)
         .filter(|_| (!loop_continues || given_back) && !forced_tool)
         .and_then(budget_for)
-        .map(|budget| budget.min(max_tokens.saturating_sub(1)))
-        .filter(|budget| *budget >= MIN_THINKING_BUDGET)
 }
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`; always one of OpenAI's values.
