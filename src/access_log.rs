@@ -154,7 +154,7 @@ impl BackgroundService for Writer {
             return;
         };
         let Some(out) = self.open() else { return };
-        self.lifecycle.log_writer_started();
+        self.lifecycle.flusher_started();
         let mut out = std::io::BufWriter::new(out);
         // Pingora's shutdown broadcast is not the end: requests finishing during the drain still
         // get their line. The writer stops when the process is about to exit.
@@ -188,7 +188,7 @@ impl BackgroundService for Writer {
             let _ = writeln!(out, "{line}");
         }
         let _ = out.flush();
-        self.lifecycle.log_flushed();
+        self.lifecycle.flushed();
     }
 }
 

@@ -13,7 +13,8 @@
 //!   memory, its cost and latency feeds);
 //! - `respond` and `error`: everything the gateway answers itself, in the client's API;
 //! - `side_call`: the gateway's own HTTP calls (health checks, model lists, feeds);
-//! - `usage`, `metrics`, `access_log`, `request_id`: observability;
+//! - `usage`, `metrics`, `access_log`, `request_id`, `trace` (OpenTelemetry spans over OTLP):
+//!   observability;
 //! - `config`, `catalog` (the built-in providers), `state` (the swappable snapshot), `reload`, `dns`
 //!   (upstream addresses), `server` (process wiring), `preflight` (what must hold before it
 //!   starts), `lifecycle` and `upgrade` (signals, draining, `-u`, `-d`).
@@ -56,6 +57,7 @@ pub mod sigv4;
 pub mod state;
 pub mod store;
 pub mod subrequest;
+pub mod trace;
 pub mod translate;
 pub mod upgrade;
 pub mod upstream;

@@ -34,8 +34,8 @@ use tokio::sync::broadcast;
 const QUIET: Duration = Duration::from_millis(200);
 /// How often the drain looks at the in-flight count.
 const POLL: Duration = Duration::from_millis(25);
-/// The longest the exit waits for the access log's last lines.
-const LOG_FLUSH: Duration = Duration::from_secs(1);
+/// The longest the exit waits for the access log's last lines and the last spans' export.
+const FLUSH: Duration = Duration::from_secs(2);
 /// The longest a SIGQUIT waits for Pingora to hand the listeners over (it retries for about
 /// 5 s, then keeps them open 5 s more for the new process).
 const HAND_OVER: Duration = Duration::from_secs(20);
@@ -45,11 +45,12 @@ const HAND_OVER: Duration = Duration::from_secs(20);
 pub struct Lifecycle {
     draining: AtomicBool,
     in_flight: AtomicUsize,
-    /// Set by the access-log writer when it starts; the exit then waits for its last lines.
-    log_writer: AtomicBool,
-    /// Set when the process is about to exit: the writer writes what is queued, then `flushed`.
+    /// Background writers (the access log, the span exporter) that started; the exit waits
+    /// until each has flushed what is queued.
+    flushers: AtomicUsize,
+    /// Set when the process is about to exit: each writer writes what is queued, then `flushed`.
     exiting: AtomicBool,
-    flushed: AtomicBool,
+    flushed: AtomicUsize,
     exit_notify: tokio::sync::Notify,
 }
 
@@ -83,12 +84,12 @@ impl Lifecycle {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// The access-log writer says it runs, so the exit waits for its last lines.
-    pub fn log_writer_started(&self) {
-        self.log_writer.store(true, Ordering::Release);
+    /// A background writer says it runs, so the exit waits for its last lines.
+    pub fn flusher_started(&self) {
+        self.flushers.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Resolves when the process is about to exit (for the access-log writer).
+    /// Resolves when the process is about to exit (for the background writers).
     pub async fn exiting(&self) {
         loop {
             let notified = self.exit_notify.notified();
@@ -99,20 +100,20 @@ impl Lifecycle {
         }
     }
 
-    /// The access-log writer wrote and flushed every queued line.
-    pub fn log_flushed(&self) {
-        self.flushed.store(true, Ordering::Release);
+    /// A background writer wrote out everything queued.
+    pub fn flushed(&self) {
+        self.flushed.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Lets the access log write its last lines (bounded), then ends the process.
+    /// Lets the background writers write what is queued (bounded), then ends the process.
     fn exit(&self) -> ! {
         self.exiting.store(true, Ordering::Release);
         self.exit_notify.notify_waiters();
-        if self.log_writer.load(Ordering::Acquire) {
-            let deadline = Instant::now() + LOG_FLUSH;
-            while !self.flushed.load(Ordering::Acquire) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        let deadline = Instant::now() + FLUSH;
+        while self.flushed.load(Ordering::Acquire) < self.flushers.load(Ordering::Acquire)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
         }
         info!("exiting");
         std::process::exit(0)

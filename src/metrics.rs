@@ -132,6 +132,8 @@ pub struct Metrics {
     /// registration: a request's count is one atomic add.
     apis: [IntCounter; CLIENT_APIS.len()],
     conversations: IntCounterVec,
+    trace_spans_exported: IntCounter,
+    trace_spans_dropped: IntCounterVec,
 }
 
 /// The client APIs, as `switchyard_client_api_requests_total` names them.
@@ -143,6 +145,14 @@ const CLIENT_APIS: [(Api, &str); 6] = [
     (Api::CountTokens, "count_tokens"),
     (Api::Responses, "responses"),
 ];
+
+/// A client API's name in the metrics (and traces).
+pub fn api_label(api: Api) -> &'static str {
+    CLIENT_APIS
+        .iter()
+        .find(|(a, _)| *a == api)
+        .map_or("other", |(_, name)| name)
+}
 
 /// One endpoint's children of the families every request touches, for requests without a
 /// gateway key, kept with the snapshot: each is looked up by its label values once, on first
@@ -349,6 +359,17 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            trace_spans_exported: IntCounter::new(
+                "switchyard_trace_spans_exported_total",
+                "Spans a collector took (tracing)",
+            )?,
+            trace_spans_dropped: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_trace_spans_dropped_total",
+                    "Spans never exported: queue_full (the exporter could not keep up), export_error (the collector failed, refused or was late)",
+                ),
+                &["reason"],
+            )?,
             connections: IntGauge::new(
                 "switchyard_downstream_connections",
                 "Client connections open",
@@ -391,6 +412,11 @@ impl Metrics {
         registry.register(Box::new(m.store_duration.clone()))?;
         registry.register(Box::new(m.store_errors.clone()))?;
         registry.register(Box::new(m.conversations.clone()))?;
+        registry.register(Box::new(m.trace_spans_exported.clone()))?;
+        registry.register(Box::new(m.trace_spans_dropped.clone()))?;
+        for reason in ["queue_full", "export_error"] {
+            m.trace_spans_dropped.with_label_values(&[reason]);
+        }
         for reason in Closed::ALL {
             m.connections_closed.with_label_values(&[reason.as_str()]);
         }
@@ -440,6 +466,18 @@ impl Metrics {
     /// failed), `continued`, `not_found`, `unavailable` (the store did not answer).
     pub fn conversation(&self, result: &str) {
         self.conversations.with_label_values(&[result]).inc();
+    }
+
+    /// `n` spans a collector took (trace::export).
+    pub fn trace_spans_exported(&self, n: u64) {
+        self.trace_spans_exported.inc_by(n);
+    }
+
+    /// `n` spans dropped: `queue_full` or `export_error` (trace::export).
+    pub fn trace_spans_dropped(&self, reason: &str, n: u64) {
+        self.trace_spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(n);
     }
 
     /// A client connection opened (`+1`) or closed (`-1`).

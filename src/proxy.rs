@@ -16,8 +16,8 @@
 //!                           retries becomes a retryable error
 //!  upstream_response_body_filter  watch (usage, TTFT) and translate each chunk; total deadline
 //!  fail_to_proxy            respond: the gateway's error, in the client's API
-//!  logging                  metrics and one access-log line; the client connection is idle
-//!                           (downstream)
+//!  logging                  metrics, one access-log line and the trace's spans (trace); the
+//!                           client connection is idle (downstream)
 //! ```
 
 use std::sync::Arc;
@@ -48,6 +48,7 @@ use crate::router;
 use crate::router::choose::{Choice, Preferences};
 use crate::state::SharedState;
 use crate::subrequest;
+use crate::trace::{self, Trace, Tracer};
 use crate::translate::{count_tokens, Api};
 
 /// The gateway: routes each model request to its provider.
@@ -59,6 +60,8 @@ pub struct Gateway {
     models: ModelLists,
     /// Preference routing's cost and latency feeds (router::feeds).
     figures: Arc<router::feeds::Figures>,
+    /// Where traced requests' spans go (trace::export).
+    tracer: Tracer,
 }
 
 impl Gateway {
@@ -69,6 +72,7 @@ impl Gateway {
         lifecycle: Arc<Lifecycle>,
         models: ModelLists,
         figures: Arc<router::feeds::Figures>,
+        tracer: Tracer,
     ) -> Self {
         Gateway {
             state,
@@ -77,6 +81,7 @@ impl Gateway {
             lifecycle,
             models,
             figures,
+            tracer,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct RequestCtx {
     /// The token reservations the request holds (quota), settled when it is logged.
     held: Option<crate::quota::Held>,
     exchange: Option<Box<Exchange>>,
+    /// The request's trace, when it is traced (trace).
+    trace: Option<Box<Trace>>,
     /// This is the subrequest carrying a main request's exchange.
     sub: bool,
     /// Holds the process open while the request lives (lifecycle).
@@ -133,6 +140,7 @@ impl ProxyHttp for Gateway {
             client: None,
             held: None,
             exchange: None,
+            trace: None,
             sub: false,
             _in_flight: self.lifecycle.request_started(),
         }
@@ -430,6 +438,9 @@ impl ProxyHttp for Gateway {
                 upstream_error,
             ));
         }
+        if let Some(t) = ctx.trace.take() {
+            self.trace(session, ctx, *t, status, e, upstream_error);
+        }
         downstream::request_done();
     }
 }
@@ -443,6 +454,8 @@ impl Gateway {
         ctx.api = Some(api);
         self.metrics.request_started();
         let snapshot = self.state.load_full();
+        let tracing = snapshot.config.tracing.as_ref();
+        ctx.trace = Trace::begin(tracing, session.req_header(), ctx.start_time, ctx.started);
         let request = match self.take_in(session, ctx, api, &snapshot).await? {
             Ok(request) => request,
             Err(e) => return self.refuse(session, ctx, api, e).await,
@@ -464,7 +477,11 @@ impl Gateway {
         // Tokens are counted where the client's model is served, not routed by preference.
         let mut choice = match api {
             Api::CountTokens => Ok(Choice::default()),
-            _ => self.preferences(&snapshot).choose(session, &request).await,
+            _ => {
+                let trace = ctx.trace.as_deref_mut();
+                let preferences = self.preferences(&snapshot);
+                preferences.choose(session, &request, trace).await
+            }
         };
         // A route's models the client may not use are left out (its own model it may).
         if let (Ok(choice), Some(client)) = (choice.as_mut(), client) {
@@ -495,6 +512,7 @@ impl Gateway {
             Ok(x) => x,
             Err(e) => return self.refuse(session, ctx, api, e).await,
         };
+        x.traced(ctx.trace.as_ref().map(|t| t.call()));
         if let Some(id) = x.continues() {
             // Boxed, as every rare branch that awaits much (see request_filter).
             match Box::pin(snapshot.conversations.get(id, &self.metrics)).await {
@@ -540,11 +558,14 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.api = Some(api);
         let snapshot = self.state.load_full();
+        let tracing = snapshot.config.tracing.as_ref();
+        ctx.trace = Trace::begin(tracing, session.req_header(), ctx.start_time, ctx.started);
         let answer = match self.take_in(session, ctx, api, &snapshot).await? {
             Ok(request) => match self.client_of(session, ctx, &snapshot, &request) {
                 Ok(_) => {
+                    let trace = ctx.trace.as_deref_mut();
                     let preferences = self.preferences(&snapshot);
-                    preferences.decision(session, &request).await
+                    preferences.decision(session, &request, trace).await
                 }
                 Err(e) => Err(e),
             },
@@ -626,6 +647,39 @@ impl Gateway {
             None => return,
         };
         held.settle(used, &self.metrics);
+    }
+
+    /// A traced request's spans, built now and queued for export (trace).
+    fn trace(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        t: Trace,
+        status: u16,
+        e: Option<&Error>,
+        upstream_error: Option<UpstreamErrorClass>,
+    ) {
+        let req = session.req_header();
+        let x = ctx.exchange.as_deref();
+        let call = x.and_then(|x| x.call_spans(upstream_error.map(UpstreamErrorClass::as_str)));
+        let server = trace::Server {
+            req,
+            route: ctx.api.map(|_| req.uri.path()),
+            status,
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+            http2: session.is_http2(),
+            request_id: &ctx.request_id,
+            error: crate::metrics::error_label(upstream_error, e)
+                .or(ctx.refused.then_some("refused")),
+            client_api: ctx.api.map(crate::metrics::api_label),
+            client_name: ctx.client.as_deref(),
+            ended: Instant::now(),
+        };
+        let (to, spans) = t.finish(&server, call);
+        self.tracer.send(to, spans);
     }
 
     /// Preference routing on `snapshot` (router::choose).

@@ -127,6 +127,8 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
     };
     let figures = Arc::new(Figures::default());
+    let (tracer, span_exporter) =
+        crate::trace::export::Tracer::new(metrics.clone(), lifecycle.clone(), ca_file.clone());
     let gateway = Gateway::new(
         state.clone(),
         metrics.clone(),
@@ -134,6 +136,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
         lifecycle,
         ModelLists::default(),
         figures.clone(),
+        tracer,
     );
     let mut proxy = http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
@@ -201,6 +204,7 @@ pub fn run(config: Config, path: PathBuf, launch: Launch) -> ! {
             .collect()
     };
     server.add_service(background_service("dns refresher", Refresher { hosts }));
+    server.add_service(background_service("span exporter", span_exporter));
     if let Some(writer) = access_log_writer {
         server.add_service(background_service("access log", writer));
     }

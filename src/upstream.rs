@@ -111,6 +111,19 @@ pub fn request(
     Ok(())
 }
 
+/// A traced attempt's W3C trace context: its own span as the parent (replacing the client's);
+/// a new trace does not carry a client's `tracestate`, which belongs to another.
+pub fn trace_context(req: &mut RequestHeader, trace: &crate::trace::CallTrace) -> Result<()> {
+    use crate::trace::context::{TRACEPARENT, TRACESTATE};
+    if let Some(value) = trace.traceparent() {
+        req.insert_header(TRACEPARENT, value)?;
+    }
+    if trace.new_trace() {
+        req.remove_header(&TRACESTATE);
+    }
+    Ok(())
+}
+
 /// The upstream path and query: the provider's prefix and the API's endpoint (Azure: the
 /// deployment path and an `api-version`), with the client's query kept.
 pub fn path(

@@ -109,6 +109,81 @@ impl Usage {
     }
 }
 
+/// What a traced response says of itself: its id, the model that answered, why it ended
+/// (one reason per choice). Read only when asked for (`ResponseWatch::facts`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Facts {
+    pub id: Option<String>,
+    pub model: Option<String>,
+    pub finish_reasons: Vec<String>,
+}
+
+/// The fields of every API that `Facts` are read from.
+#[derive(Debug, Default, Deserialize)]
+struct FactsDoc {
+    id: Option<String>,
+    model: Option<String>,
+    object: Option<String>,
+    status: Option<String>,
+    choices: Option<Vec<ChoiceDoc>>,
+    // Anthropic: the body, `message_delta`'s `delta`; Bedrock: the body, `messageStop`.
+    stop_reason: Option<String>,
+    #[serde(rename = "stopReason")]
+    bedrock_stop: Option<String>,
+    delta: Option<Box<FactsDoc>>,
+    /// Anthropic's `message_start`.
+    message: Option<Box<FactsDoc>>,
+    /// The Responses API's stream events.
+    response: Option<Box<FactsDoc>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChoiceDoc {
+    finish_reason: Option<String>,
+}
+
+impl Facts {
+    /// Reads what one JSON document (a body or an event's data) says.
+    fn read(&mut self, json: &[u8]) {
+        if let Ok(doc) = serde_json::from_slice::<FactsDoc>(json) {
+            self.merge(doc);
+        }
+    }
+
+    fn merge(&mut self, doc: FactsDoc) {
+        if self.id.is_none() {
+            self.id = doc.id;
+        }
+        if self.model.is_none() {
+            self.model = doc.model;
+        }
+        let reasons: Vec<String> = doc
+            .choices
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.finish_reason)
+            .chain(doc.stop_reason)
+            .chain(doc.bedrock_stop)
+            .chain(
+                doc.status
+                    .filter(|_| doc.object.as_deref() == Some("response")),
+            )
+            .collect();
+        if !reasons.is_empty() {
+            self.finish_reasons = reasons;
+        }
+        for inner in [doc.delta, doc.message, doc.response].into_iter().flatten() {
+            self.merge(*inner);
+        }
+    }
+
+    /// Whether a stream event may say something not yet known (most of a stream's events
+    /// are content alone).
+    fn wanted(&self, data: &str) -> bool {
+        self.model.is_none() || data.contains("eason\"") || data.contains("\"response\"")
+    }
+}
+
 /// Largest non-streamed body kept whole; a larger one is passed on unread (and uncounted).
 const MAX_JSON_BODY: usize = 8 << 20;
 
@@ -141,6 +216,8 @@ pub struct ResponseWatch {
     /// The stream's final event went by (`data: [DONE]`, Anthropic's `message_stop`): what
     /// the client needed has been sent, whenever the body itself ends.
     pub ended: bool,
+    /// What the response says of itself, read when set (a traced request).
+    pub facts: Option<Box<Facts>>,
     mode: Mode,
 }
 
@@ -219,6 +296,9 @@ impl ResponseWatch {
                 }
                 let (buf, parse) = (std::mem::take(buf), *parse);
                 self.mode = Mode::Other;
+                if let Some(facts) = self.facts.as_mut() {
+                    facts.read(&buf);
+                }
                 let mut usage = Usage::default();
                 let doc = if parse {
                     let doc: Option<Value> = serde_json::from_slice(&buf).ok();
@@ -252,6 +332,11 @@ impl ResponseWatch {
                             }
                         }
                         Some(name) if name.ends_with("Exception") => self.ended = true,
+                        Some("messageStop") => {
+                            if let Some(facts) = self.facts.as_mut() {
+                                facts.read(event.data.as_bytes());
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -268,6 +353,9 @@ impl ResponseWatch {
                 for event in &events {
                     if is_final(event) {
                         self.ended = true;
+                    }
+                    if let Some(facts) = self.facts.as_mut().filter(|f| f.wanted(&event.data)) {
+                        facts.read(event.data.as_bytes());
                     }
                     // Only events that mention usage are parsed.
                     if event.data.contains("\"usage\"") {
@@ -512,5 +600,40 @@ mod tests {
         w.body(b"ta: {}\n\n", false, t1);
         assert_eq!(w.first_token, Some(t1));
         assert!(w.partial_event().is_empty());
+    }
+
+    #[test]
+    fn a_traced_response_tells_its_id_model_and_finish_reasons() {
+        let facts = |content_type: &str, body: &str| {
+            let mut w = ResponseWatch {
+                facts: Some(Box::default()),
+                ..ResponseWatch::default()
+            };
+            w.header(200, Some(content_type), false);
+            w.body(body.as_bytes(), true, Instant::now());
+            *w.facts.unwrap()
+        };
+        let sse = "text/event-stream";
+        let openai = "data: {\"id\":\"c1\",\"model\":\"gpt-4o-2024\",\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":null}]}\n\n\
+                      data: {\"id\":\"c1\",\"model\":\"gpt-4o-2024\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
+        let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":1}}}\n\n\
+                         event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":2}}\n\n";
+        let responses = "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-5\",\"status\":\"completed\"}}\n\n";
+        let want = |id: &str, model: &str, reason: &str| Facts {
+            id: Some(id.into()),
+            model: Some(model.into()),
+            finish_reasons: vec![reason.into()],
+        };
+        assert_eq!(facts(sse, openai), want("c1", "gpt-4o-2024", "length"));
+        assert_eq!(facts(sse, anthropic), want("msg_1", "claude-x", "tool_use"));
+        assert_eq!(facts(sse, responses), want("resp_1", "gpt-5", "completed"));
+        let json = r#"{"id":"c2","model":"m","choices":[{"finish_reason":"stop"},{"finish_reason":"length"}]}"#;
+        let got = facts("application/json", json);
+        assert_eq!(got.finish_reasons, ["stop", "length"]);
+        // Untraced, nothing is read.
+        let mut w = ResponseWatch::default();
+        w.header(200, Some("application/json"), false);
+        w.body(json.as_bytes(), true, Instant::now());
+        assert!(w.facts.is_none());
     }
 }

@@ -11,6 +11,7 @@ pub mod yaml;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::access_log::Sink;
@@ -45,6 +46,8 @@ pub struct Config {
     pub state: StateSettings,
     /// Plano's `state_storage`: where Responses conversations are kept for translated providers.
     pub state_storage: StateStorage,
+    /// Plano's `tracing`, when it samples anything (`random_sampling` above 0).
+    pub tracing: Option<Arc<Tracing>>,
     /// Keys that were accepted but are not implemented (or deprecated forms), one per key.
     pub warnings: Vec<Problem>,
 }
@@ -146,6 +149,42 @@ pub enum StateStorage {
     Memory,
     /// PostgreSQL, Plano's `conversation_states` table.
     Postgres { connection_string: Secret },
+}
+
+/// Plano's `tracing`: OpenTelemetry traces of model requests (crate::trace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// `random_sampling`: the percent of new traces kept (1–100); a client's `traceparent`
+    /// decides for its own trace.
+    pub sampling: u8,
+    /// Where spans go: the config's endpoint or the standard OpenTelemetry environment.
+    pub exporter: Arc<OtlpExporter>,
+    /// `span_attributes.header_prefixes`, lowercase.
+    pub header_prefixes: Vec<String>,
+    /// `span_attributes.static`, in file order.
+    pub statics: Vec<(String, String)>,
+}
+
+/// An OTLP destination and what is said of the sender there, resolved at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpExporter {
+    pub protocol: OtlpProtocol,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The request path: gRPC's method, or OTLP/HTTP's `/v1/traces`.
+    pub path: String,
+    /// `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS` (a collector's API key, often).
+    pub headers: Vec<(String, Secret)>,
+    /// The resource's attributes: `service.name` (`OTEL_SERVICE_NAME`, else `switchyard`),
+    /// `service.version`, and `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
 }
 
 /// The standard AWS credentials, read from the environment at load (`AWS_ACCESS_KEY_ID`,

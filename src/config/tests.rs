@@ -133,10 +133,8 @@ tracing: {random_sampling: 10}
     // Plano keys switchyard does not implement yet: loaded, each named in a warning; and its
     // preferences with no router provider send prompts to Plano's hosted router.
     let warned: Vec<_> = c.warnings.iter().map(|w| w.path.as_str()).collect();
-    assert_eq!(
-        warned,
-        ["listeners[1].type", "tracing", "routing_preferences"]
-    );
+    assert_eq!(warned, ["listeners[1].type", "routing_preferences"]);
+    assert_eq!(c.tracing.as_ref().map(|t| t.sampling), Some(10));
     assert_eq!(
         c.metrics_sources,
         [MetricsSource {

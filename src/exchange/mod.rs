@@ -28,6 +28,7 @@ use crate::error::{classify, Class, GatewayError};
 use crate::intake::Request;
 use crate::metrics::{Metrics, UpstreamErrorClass};
 use crate::state::Snapshot;
+use crate::trace::{AttemptTo, CallIds, CallTrace};
 use crate::translate::{Api, Direction, ResponseTranslator, Target};
 use crate::upstream;
 use crate::usage::ResponseWatch;
@@ -94,6 +95,8 @@ pub struct Exchange {
     route: Option<String>,
     /// Time the preference-routing decision took (the router's, not the gateway's own).
     routing_time: Duration,
+    /// The model call's spans as they are recorded, when the request is traced (trace).
+    trace: Option<Box<CallTrace>>,
 }
 
 /// The attempt in progress.
@@ -185,6 +188,7 @@ impl Exchange {
             pins_answer: false,
             route: None,
             routing_time: Duration::ZERO,
+            trace: None,
         };
         let affinity = exchange.affinity.clone();
         exchange.next = exchange.plan.first(|stage, tried| {
@@ -259,18 +263,32 @@ impl Exchange {
         };
         self.plan.started(pidx);
         let address = snapshot.upstream(pidx).addresses.next_start() % addresses.len().max(1);
+        let path = upstream::path(
+            provider,
+            upstream_api,
+            &model,
+            query.as_deref(),
+            self.inspected.stream,
+        );
+        self.watch = ResponseWatch::default();
+        if let Some(t) = self.trace.as_mut() {
+            let origin = &provider.origin;
+            t.attempt_opened(&AttemptTo {
+                endpoint: &provider.name,
+                tls: origin.tls,
+                host: &origin.host,
+                port: origin.port,
+                path: &path,
+                api: openai_api(provider.interface, upstream_api),
+            });
+            self.watch.facts = Some(Box::default());
+        }
         self.attempt = Some(Attempt {
             provider: pidx,
             addresses,
             address,
             address_tries: 1,
-            path: upstream::path(
-                provider,
-                upstream_api,
-                &model,
-                query.as_deref(),
-                self.inspected.stream,
-            ),
+            path,
             body,
             auth: AuthStyle::for_upstream(provider.interface, upstream_api),
             translator,
@@ -279,7 +297,6 @@ impl Exchange {
             body_sent: false,
             _in_flight: snapshot.upstream(pidx).health.start(),
         });
-        self.watch = ResponseWatch::default();
         Ok(())
     }
 
@@ -443,6 +460,9 @@ impl Exchange {
             return Err(e);
         };
         let pidx = self.attempt.as_ref().map_or(0, |a| a.provider);
+        if let Some(t) = self.trace.as_mut() {
+            t.attempt_peer(Some(addr));
+        }
         Ok(Box::new(upstream::peer(
             &self.snapshot,
             pidx,
@@ -501,6 +521,9 @@ impl Exchange {
             metrics.upstream_error(&provider.prefix, class);
         }
         self.attempts.push((attempt.provider, label));
+        if let Some(t) = self.trace.as_mut() {
+            t.attempt_closed(self.watch.status, label);
+        }
         if outcome == Outcome::ClientClosed {
             return;
         }
@@ -523,7 +546,16 @@ impl Exchange {
             &a.body,
             a.auth,
             &self.request_id,
-        )
+        )?;
+        if let Some(t) = &self.trace {
+            upstream::trace_context(req, t)?;
+        }
+        Ok(())
+    }
+
+    /// Traces the model call under `ids` (the request is traced).
+    pub fn traced(&mut self, ids: Option<CallIds>) {
+        self.trace = ids.map(|ids| Box::new(CallTrace::new(ids)));
     }
 
     /// A connection that failed with `e`: the endpoint's next address when it refused, else
@@ -554,6 +586,18 @@ async fn wait_for_client(session: &mut Session, wait: Duration) -> Result<()> {
             Err(e) => e.into_down(),
             Ok(_) => Error::explain(ErrorType::ConnectionClosed, "client sent data while waiting").into_down(),
         }),
+    }
+}
+
+/// OpenAI's name for the API an OpenAI upstream is spoken to in (`openai.api.type`).
+fn openai_api(interface: crate::catalog::Interface, api: Api) -> Option<&'static str> {
+    use crate::catalog::Interface;
+    match (interface, api) {
+        (Interface::OpenAi | Interface::AzureOpenAi, Api::Chat) => Some("chat_completions"),
+        (Interface::OpenAi | Interface::AzureOpenAi | Interface::ChatGpt, Api::Responses) => {
+            Some("responses")
+        }
+        _ => None,
     }
 }
 

@@ -2,14 +2,16 @@
 //! attempts for the metrics and the access log, the gateway's time, the upstream failure it
 //! ended with, the error to write for it. Questions, not fields.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingora::Error;
 
 use super::{Exchange, Outcome};
 use crate::attempt::Failure;
+use crate::catalog::Interface;
 use crate::error::{classify, Class, GatewayError};
 use crate::metrics::{Series, UpstreamErrorClass};
+use crate::trace::Call;
 use crate::translate::Api;
 
 impl Exchange {
@@ -121,6 +123,38 @@ impl Exchange {
             self.cause = Some(why);
         }
         Some(error)
+    }
+
+    /// The model call's spans, when the request is traced: its GenAI span and one per attempt
+    /// (trace). `error`: the class of the failure it ended with, if any.
+    pub fn call_spans(
+        &self,
+        error: Option<&str>,
+    ) -> Option<Vec<opentelemetry_proto::tonic::trace::v1::Span>> {
+        let t = self.trace.as_deref()?;
+        let endpoint = self.endpoint().map(|p| self.snapshot.provider(p));
+        let call = Call {
+            operation: match self.api {
+                Api::Embeddings => "embeddings",
+                Api::Completions => "text_completion",
+                Api::CountTokens => "count_tokens",
+                _ => "chat",
+            },
+            provider: endpoint.map_or("", |p| p.prefix.as_str()),
+            request_model: self.upstream_model().unwrap_or_default(),
+            stream: self.inspected.stream,
+            body: &self.body,
+            previous_response: self.inspected.previous_response.as_deref(),
+            route: self.route(),
+            usage: self.usage(),
+            cache_outside_input: endpoint
+                .is_some_and(|p| matches!(p.interface, Interface::Anthropic | Interface::Bedrock)),
+            facts: self.watch.facts.as_deref(),
+            first_token: self.first_token(),
+            error,
+            ended: Instant::now(),
+        };
+        Some(t.spans(&call))
     }
 
     /// The outcome of an attempt that ended with error `e` after its response began (or with

@@ -17,6 +17,7 @@ use crate::intake::Request;
 use crate::metrics::Metrics;
 use crate::session;
 use crate::state::Snapshot;
+use crate::trace::Trace;
 
 /// What preference routing chose for a request.
 #[derive(Debug, Default)]
@@ -48,6 +49,7 @@ impl Preferences<'_> {
         &self,
         session: &mut Session,
         request: &Request,
+        trace: Option<&mut Trace>,
     ) -> Result<Choice, GatewayError> {
         let started = Instant::now();
         let Some(question) = self.question(request)? else {
@@ -61,7 +63,9 @@ impl Preferences<'_> {
             // Nothing to decide; only the body's preferences are shed.
             return Ok(choice);
         };
-        let (decision, source) = self.decide(session, router, &question, request).await;
+        let (decision, source) = self
+            .decide(session, router, &question, request, trace)
+            .await;
         if let Decision::Route { models, prefer, .. } = &decision {
             choice.models = rank(models, *prefer, self.snapshot, self.figures);
         }
@@ -76,15 +80,17 @@ impl Preferences<'_> {
         &self,
         session: &mut Session,
         request: &Request,
+        trace: Option<&mut Trace>,
     ) -> Result<Value, GatewayError> {
         let question = self.question(request)?;
         let decided = match (
             self.snapshot.router.as_ref(),
             question.filter(Question::asks),
         ) {
-            (Some(router), Some(question)) => {
-                Some(self.decide(session, router, &question, request).await)
-            }
+            (Some(router), Some(question)) => Some(
+                self.decide(session, router, &question, request, trace)
+                    .await,
+            ),
             _ => None,
         };
         let requested = request.client_model().unwrap_or_default().to_owned();
@@ -131,8 +137,10 @@ impl Preferences<'_> {
         router: &Router,
         question: &Question,
         request: &Request,
+        mut trace: Option<&mut Trace>,
     ) -> (Decision, Source) {
         let (snapshot, metrics) = (self.snapshot, self.metrics);
+        let call = trace.as_deref_mut().map(Trace::routing_started);
         let started = Instant::now();
         let recall = &snapshot.recall;
         let thread = question.thread();
@@ -164,15 +172,19 @@ impl Preferences<'_> {
                 match cached {
                     Some(known) => known,
                     None => {
-                        let d = ask(
+                        let (d, spans) = ask(
                             session,
                             snapshot,
                             router,
                             question.prompt(router),
                             &question.prefs,
                             &request.request_id,
+                            call,
                         )
                         .await;
+                        if let (Some(t), Some(spans)) = (trace.as_deref_mut(), spans) {
+                            t.router_called(spans);
+                        }
                         if !matches!(d, Decision::FailedOpen(_)) {
                             let req = session.req_header();
                             recall.remember(req, thread, Some(key), &d);
@@ -190,6 +202,13 @@ impl Preferences<'_> {
             decision.outcome_label(source),
             started.elapsed(),
         );
+        if let Some(t) = trace {
+            let (route, models) = match &decision {
+                Decision::Route { name, models, .. } => (Some(name.as_str()), models.as_slice()),
+                _ => (None, &[][..]),
+            };
+            t.routing_ended(route, models, decision.outcome_label(source));
+        }
         (decision, source)
     }
 }

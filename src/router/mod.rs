@@ -41,12 +41,15 @@ use crate::intake::Request;
 use crate::metrics::UpstreamErrorClass;
 use crate::state::Snapshot;
 use crate::subrequest;
+use crate::trace::CallIds;
 use crate::translate::Api;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// The response header that names the route taken and why.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-route");
 
-/// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider).
+/// Asks the router `prompt` about `prefs` through the proxy phase (a subrequest to its provider);
+/// traced under `trace` when the request is, the call's spans.
 pub async fn ask(
     session: &mut Session,
     snapshot: &Arc<Snapshot>,
@@ -54,7 +57,8 @@ pub async fn ask(
     prompt: String,
     prefs: &[RoutingPreference],
     request_id: &str,
-) -> Decision {
+    trace: Option<CallIds>,
+) -> (Decision, Option<Vec<Span>>) {
     let body = prompt::request(&router.model, prompt).to_string();
     let x = Request::new(
         snapshot,
@@ -64,11 +68,16 @@ pub async fn ask(
         Bytes::from(body),
     )
     .and_then(|request| Exchange::new(snapshot.clone(), request, &[]));
-    let Ok(x) = x else {
-        return Decision::FailedOpen("the router has no endpoint available");
+    let Ok(mut x) = x else {
+        let d = Decision::FailedOpen("the router has no endpoint available");
+        return (d, None);
     };
+    x.traced(trace);
     let (x, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
-    match answer {
+    let spans = x
+        .as_ref()
+        .and_then(|x| x.call_spans(x.upstream_error(None).map(UpstreamErrorClass::as_str)));
+    let decision = match answer {
         Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),
         // The exchange knows why its attempts failed: no answer at all is not a broken one.
@@ -77,7 +86,8 @@ pub async fn ask(
             Some(UpstreamErrorClass::Timeout) => "no answer in time",
             _ => why,
         }),
-    }
+    };
+    (decision, spans)
 }
 
 /// The decision in a router's chat completion.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod mock;
+pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;

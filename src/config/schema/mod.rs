@@ -24,6 +24,7 @@ mod listener;
 mod provider;
 mod routing;
 mod server;
+mod tracing;
 
 use clients::clients;
 use limits::{ratelimits, state, state_storage};
@@ -43,7 +44,6 @@ const VERSIONS: &[&str] = &["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0
 /// Top-level keys of Plano's schema that switchyard accepts but does not implement yet.
 const PLANNED_TOP_LEVEL: &[&str] = &[
     "prompt_caching",
-    "tracing",
     "endpoints",
     "agents",
     "filters",
@@ -209,6 +209,10 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         .map(|(path, node)| state_storage(r, &path, node, env))
         .unwrap_or_default();
 
+    let tracing = f
+        .take("tracing")
+        .and_then(|(path, node)| tracing::tracing(r, &path, node, env));
+
     let server = f
         .take("server")
         .map(|(path, node)| server(r, &path, node))
@@ -231,6 +235,7 @@ fn decode_root(r: &mut Report, doc: &Node, env: Env) -> Option<Config> {
         ratelimits,
         state,
         state_storage,
+        tracing,
         warnings: Vec::new(),
     };
     cross_check(r, &config);
