@@ -152,7 +152,10 @@ fn a_json_request_is_one_trace_whose_attempt_span_is_the_upstreams_parent() {
             "a credential was exported"
         );
     }
-    assert_eq!(gw.metric("switchyard_trace_spans_exported_total"), 3.0);
+    // Counted once the collector's answer is read, just after it kept the spans.
+    common::wait_for("the export to be counted", Duration::from_secs(5), || {
+        gw.metric("switchyard_trace_spans_exported_total") == 3.0
+    });
     assert_eq!(
         collector.paths()[0],
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -431,23 +434,34 @@ fn otlp_http_and_the_service_name_come_from_the_standard_environment() {
 }
 
 #[test]
-fn a_reload_changes_sampling() {
+fn a_reload_changes_the_endpoint_and_the_sampling() {
     let mock = Mock::start();
-    let collector = Collector::grpc();
-    let mut gw = start(&mock, &collector, 100);
+    let (first, second) = (Collector::grpc(), Collector::grpc());
+    let mut gw = start(&mock, &first, 100);
     let body = json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let reload = |gw: &mut Gateway, n: f64, edit: &dyn Fn(&mut Value)| {
+        gw.rewrite(edit);
+        gw.signal("HUP");
+        common::wait_for("the reload", Duration::from_secs(10), || {
+            gw.metric(r#"switchyard_config_reloads_total{result="success"}"#) == n
+        });
+    };
     assert_eq!(chat(gw.addr, &[], &body).status, 200);
-    collector.wait_spans(3);
-    gw.rewrite(|c: &mut Value| c["tracing"]["random_sampling"] = 0.into());
-    gw.signal("HUP");
-    common::wait_for("the reload", Duration::from_secs(10), || {
-        gw.metric(r#"switchyard_config_reloads_total{result="success"}"#) == 1.0
+    first.wait_spans(3);
+    let url = second.url();
+    reload(&mut gw, 1.0, &|c| {
+        c["tracing"]["opentracing_grpc_endpoint"] = url.clone().into();
+    });
+    assert_eq!(chat(gw.addr, &[], &body).status, 200);
+    second.wait_spans(3);
+    reload(&mut gw, 2.0, &|c| {
+        c["tracing"]["random_sampling"] = 0.into()
     });
     for _ in 0..5 {
         assert_eq!(chat(gw.addr, &[], &body).status, 200);
     }
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(collector.spans().len(), 3);
+    assert_eq!((first.spans().len(), second.spans().len()), (3, 3));
 }
 
 #[test]

@@ -70,21 +70,26 @@ pub struct Collector {
 impl Collector {
     /// An OTLP/gRPC receiver.
     pub fn grpc() -> Collector {
-        Collector::start(true)
+        Collector::start(true, "127.0.0.1:0", true)
     }
 
     /// An OTLP/HTTP (protobuf) receiver.
     pub fn http() -> Collector {
-        Collector::start(false)
+        Collector::start(false, "127.0.0.1:0", true)
     }
 
-    fn start(grpc: bool) -> Collector {
+    /// An OTLP/gRPC receiver on `addr` that keeps nothing (it counts exports), for benchmarks.
+    pub fn grpc_for_benchmarks(addr: &str) -> Collector {
+        Collector::start(true, addr, false)
+    }
+
+    fn start(grpc: bool, addr: &str, keep: bool) -> Collector {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime.block_on(TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
         let raw = Arc::new(Mutex::new(Vec::new()));
         let paths = Arc::new(Mutex::new(Vec::new()));
@@ -95,7 +100,9 @@ impl Collector {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, p, a) = (r.clone(), p.clone(), a.clone());
+                // Not kept (benchmarks): only each export's path is, as a count.
+                let r = keep.then(|| r.clone());
+                let (p, a) = (p.clone(), a.clone());
                 if grpc {
                     tokio::spawn(serve_grpc(socket, r, p, a));
                 } else {
@@ -205,7 +212,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 async fn serve_grpc(
     socket: tokio::net::TcpStream,
-    raw: Arc<Mutex<Vec<Vec<u8>>>>,
+    raw: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
     paths: Arc<Mutex<Vec<String>>>,
     answer: Arc<Mutex<u32>>,
 ) {
@@ -227,7 +234,7 @@ async fn serve_grpc(
             let len = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
             assert_eq!(data.len(), 5 + len);
             let status = *answer.lock().unwrap();
-            if status == 0 {
+            if let (0, Some(raw)) = (status, &raw) {
                 raw.lock().unwrap().push(data[5..].to_vec());
             }
             let response = http::Response::builder()
@@ -251,7 +258,7 @@ async fn serve_grpc(
 
 async fn serve_http(
     mut socket: tokio::net::TcpStream,
-    raw: Arc<Mutex<Vec<Vec<u8>>>>,
+    raw: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
     paths: Arc<Mutex<Vec<String>>>,
     answer: Arc<Mutex<u32>>,
 ) {
@@ -289,7 +296,7 @@ async fn serve_http(
         buf.drain(..head_end + length);
         paths.lock().unwrap().push(path);
         let status = *answer.lock().unwrap();
-        if status == 200 {
+        if let (200, Some(raw)) = (status, &raw) {
             raw.lock().unwrap().push(body);
         }
         let response = format!(
