@@ -660,8 +660,8 @@ impl Gateway {
         upstream_error: Option<UpstreamErrorClass>,
     ) {
         let req = session.req_header();
-        let x = ctx.exchange.as_deref();
-        let call = x.and_then(|x| x.call_spans(upstream_error.map(UpstreamErrorClass::as_str)));
+        let custom = t.custom(req);
+        let ended = Instant::now();
         let server = trace::Server {
             req,
             route: ctx.api.map(|_| req.uri.path()),
@@ -676,9 +676,13 @@ impl Gateway {
                 .or(ctx.refused.then_some("refused")),
             client_api: ctx.api.map(crate::metrics::api_label),
             client_name: ctx.client.as_deref(),
-            ended: Instant::now(),
+            ended,
         };
-        let (to, spans) = t.finish(&server, call);
+        let (to, mut spans) = t.finish(&server, &custom);
+        if let Some(x) = ctx.exchange.as_deref() {
+            let error = upstream_error.map(UpstreamErrorClass::as_str);
+            x.call_spans(error, &custom, ended, &mut spans);
+        }
         self.tracer.send(to, spans);
     }
 

@@ -94,14 +94,15 @@ impl Usage {
     }
 
     fn merge_doc(&mut self, doc: &WithUsage) -> bool {
+        let inner = doc.message.as_ref().and_then(|m| m.usage.as_ref());
+        self.merge_each([doc.usage.as_ref(), inner])
+    }
+
+    /// Applies a document's usage and its message's (Anthropic's `message_start`); returns
+    /// whether there was any.
+    fn merge_each(&mut self, raws: [Option<&RawUsage>; 2]) -> bool {
         let mut found = false;
-        for raw in [
-            doc.usage.as_ref(),
-            doc.message.as_ref().and_then(|m| m.usage.as_ref()),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for raw in raws.into_iter().flatten() {
             self.merge(raw);
             found = true;
         }
@@ -135,6 +136,7 @@ struct FactsDoc {
     message: Option<Box<FactsDoc>>,
     /// The Responses API's stream events.
     response: Option<Box<FactsDoc>>,
+    usage: Option<RawUsage>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +150,17 @@ impl Facts {
         if let Ok(doc) = serde_json::from_slice::<FactsDoc>(json) {
             self.merge(doc);
         }
+    }
+
+    /// Reads what a JSON body says, its usage included (into `usage`: whether it had any).
+    fn read_with_usage(&mut self, json: &[u8], usage: &mut Usage) -> bool {
+        let Ok(doc) = serde_json::from_slice::<FactsDoc>(json) else {
+            return false;
+        };
+        let inner = doc.message.as_ref().and_then(|m| m.usage.as_ref());
+        let found = usage.merge_each([doc.usage.as_ref(), inner]);
+        self.merge(doc);
+        found
     }
 
     fn merge(&mut self, doc: FactsDoc) {
@@ -177,10 +190,21 @@ impl Facts {
         }
     }
 
-    /// Whether a stream event may say something not yet known (most of a stream's events
-    /// are content alone).
+    /// Whether a stream event may say something not yet known: the first event (the id and
+    /// model), and the one that says why the answer ended (most events are content alone,
+    /// and OpenAI's carry `"finish_reason":null` until the last).
     fn wanted(&self, data: &str) -> bool {
-        self.model.is_none() || data.contains("eason\"") || data.contains("\"response\"")
+        self.model.is_none()
+            || [
+                "_reason\":\"",
+                "_reason\": \"",
+                "Reason\":\"",
+                "\"response.completed\"",
+                "\"response.incomplete\"",
+                "\"response.failed\"",
+            ]
+            .iter()
+            .any(|needle| data.contains(needle))
     }
 }
 
@@ -296,9 +320,6 @@ impl ResponseWatch {
                 }
                 let (buf, parse) = (std::mem::take(buf), *parse);
                 self.mode = Mode::Other;
-                if let Some(facts) = self.facts.as_mut() {
-                    facts.read(&buf);
-                }
                 let mut usage = Usage::default();
                 let doc = if parse {
                     let doc: Option<Value> = serde_json::from_slice(&buf).ok();
@@ -308,9 +329,19 @@ impl ResponseWatch {
                     if found {
                         self.usage = Some(usage);
                     }
+                    if let (Some(facts), Some(v)) = (self.facts.as_mut(), doc.as_ref()) {
+                        if let Ok(d) = FactsDoc::deserialize(v) {
+                            facts.merge(d);
+                        }
+                    }
                     doc
                 } else {
-                    if usage.merge_json(&buf) {
+                    // Traced, one parse reads both the usage and the facts.
+                    let found = match self.facts.as_mut() {
+                        Some(facts) => facts.read_with_usage(&buf, &mut usage),
+                        None => usage.merge_json(&buf),
+                    };
+                    if found {
                         self.usage = Some(usage);
                     }
                     None

@@ -118,8 +118,6 @@ fn a_json_request_is_one_trace_whose_attempt_span_is_the_upstreams_parent() {
     assert_eq!(call.str("gen_ai.provider.name"), "openai");
     assert_eq!(call.str("gen_ai.request.model"), "gpt-4o");
     assert_eq!(call.str("gen_ai.response.model"), "gpt-4o");
-    assert_eq!(call.int("gen_ai.request.max_tokens"), 50);
-    assert_eq!(call.attr("gen_ai.request.temperature"), Some(&json!(0.5)));
     assert_eq!(
         call.attr("gen_ai.response.finish_reasons"),
         Some(&json!(["stop"]))

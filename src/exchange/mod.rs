@@ -460,9 +460,6 @@ impl Exchange {
             return Err(e);
         };
         let pidx = self.attempt.as_ref().map_or(0, |a| a.provider);
-        if let Some(t) = self.trace.as_mut() {
-            t.attempt_peer(Some(addr));
-        }
         Ok(Box::new(upstream::peer(
             &self.snapshot,
             pidx,

@@ -125,13 +125,19 @@ impl Exchange {
         Some(error)
     }
 
-    /// The model call's spans, when the request is traced: its GenAI span and one per attempt
-    /// (trace). `error`: the class of the failure it ended with, if any.
+    /// The model call's spans, when the request is traced, added to `spans`: its GenAI span
+    /// and one per attempt (trace). `error`: the class of the failure it ended with, if any;
+    /// `custom`: Plano's span attributes, for the model call's span; `ended`: when it ended.
     pub fn call_spans(
         &self,
         error: Option<&str>,
-    ) -> Option<Vec<opentelemetry_proto::tonic::trace::v1::Span>> {
-        let t = self.trace.as_deref()?;
+        custom: &crate::trace::wire::Attributes,
+        ended: Instant,
+        spans: &mut crate::trace::wire::Spans,
+    ) {
+        let Some(t) = self.trace.as_deref() else {
+            return;
+        };
         let endpoint = self.endpoint().map(|p| self.snapshot.provider(p));
         let call = Call {
             operation: match self.api {
@@ -143,7 +149,6 @@ impl Exchange {
             provider: endpoint.map_or("", |p| p.prefix.as_str()),
             request_model: self.upstream_model().unwrap_or_default(),
             stream: self.inspected.stream,
-            body: &self.body,
             previous_response: self.inspected.previous_response.as_deref(),
             route: self.route(),
             usage: self.usage(),
@@ -152,9 +157,9 @@ impl Exchange {
             facts: self.watch.facts.as_deref(),
             first_token: self.first_token(),
             error,
-            ended: Instant::now(),
+            ended,
         };
-        Some(t.spans(&call))
+        t.spans(&call, custom, spans);
     }
 
     /// The outcome of an attempt that ended with error `e` after its response began (or with

@@ -41,9 +41,9 @@ use crate::intake::Request;
 use crate::metrics::UpstreamErrorClass;
 use crate::state::Snapshot;
 use crate::subrequest;
+use crate::trace::wire::Spans;
 use crate::trace::CallIds;
 use crate::translate::Api;
-use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// The response header that names the route taken and why.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-route");
@@ -58,7 +58,7 @@ pub async fn ask(
     prefs: &[RoutingPreference],
     request_id: &str,
     trace: Option<CallIds>,
-) -> (Decision, Option<Vec<Span>>) {
+) -> (Decision, Option<Spans>) {
     let body = prompt::request(&router.model, prompt).to_string();
     let x = Request::new(
         snapshot,
@@ -74,9 +74,13 @@ pub async fn ask(
     };
     x.traced(trace);
     let (x, answer) = subrequest::ask(session, Box::new(x), router.timeout).await;
-    let spans = x
-        .as_ref()
-        .and_then(|x| x.call_spans(x.upstream_error(None).map(UpstreamErrorClass::as_str)));
+    let spans = x.as_ref().map(|x| {
+        let error = x.upstream_error(None).map(UpstreamErrorClass::as_str);
+        let mut spans = Spans::default();
+        let ended = std::time::Instant::now();
+        x.call_spans(error, &Default::default(), ended, &mut spans);
+        spans
+    });
     let decision = match answer {
         Ok(a) if (200..300).contains(&a.status) => read(&a.body, prefs),
         Ok(_) => Decision::FailedOpen("the router answered an error"),

@@ -1,12 +1,17 @@
-//! Spans leave the request path here: a request hands its finished spans to a bounded queue
-//! (never waiting: a full queue drops them, counted), and a background service batches them
-//! per destination and sends each batch as one OTLP export, over gRPC (h2, or h2c) or
-//! OTLP/HTTP, on Pingora's connector (its TLS and pool). An export that fails or takes longer
-//! than `EXPORT_TIMEOUT` is dropped, counted, never retried: a collector that is down costs
-//! spans, not requests. What is queued when the process exits is sent within `EXIT_EXPORT`.
+//! Spans leave the request path here: a request adds its finished spans to a bounded buffer
+//! (never waiting: a full buffer drops them, counted), and a background service takes what is
+//! buffered when a batch's worth has gathered or a second has passed, groups it per
+//! destination and sends each group as OTLP exports, over gRPC (h2, or h2c) or OTLP/HTTP, on
+//! Pingora's connector (its TLS and pool). An export that fails or takes longer than
+//! `EXPORT_TIMEOUT` is dropped, counted, never retried: a collector that is down costs spans,
+//! not requests. What is buffered when the process exits is sent within `EXIT_EXPORT`.
+//!
+//! The buffer is a mutex, not a channel: the exporter runs on its own thread, and a channel
+//! would wake it for every request (a system call and a context switch each); it is woken
+//! once per batch instead.
 //!
 //! A reload that changes the destination needs nothing special: each request's spans go
-//! where its snapshot said, and a batch never mixes destinations.
+//! where its snapshot said, and an export never mixes destinations.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,26 +19,25 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
-use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::config::{OtlpExporter, OtlpProtocol};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 
-/// Requests whose spans may wait for the exporter (about four spans each).
-const QUEUE: usize = 1024;
-/// Most spans in one export.
+use super::wire::{self, Spans};
+
+/// Most spans waiting for the exporter (about 1 KiB each).
+const BUFFER: usize = 8192;
+/// Most exports under way at once: a collector that reads slowly does not hold the others up.
+const IN_FLIGHT: usize = 4;
+/// Most spans in one export; also what wakes the exporter.
 const MAX_BATCH: usize = 512;
 /// Longest a span waits for its batch to fill.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
@@ -45,12 +49,24 @@ const EXIT_EXPORT: Duration = Duration::from_millis(1500);
 /// One request's spans and where they go.
 struct Finished {
     to: Arc<OtlpExporter>,
-    spans: Vec<Span>,
+    spans: Spans,
+}
+
+/// What requests have handed over and the exporter has not taken yet.
+#[derive(Default)]
+struct Buffer {
+    finished: Vec<Finished>,
+    spans: usize,
+}
+
+struct Shared {
+    buffer: Mutex<Buffer>,
+    batch_ready: Notify,
 }
 
 /// The request side: hands spans to the exporter.
 pub struct Tracer {
-    queue: mpsc::Sender<Finished>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,165 +77,147 @@ impl Tracer {
         lifecycle: Arc<Lifecycle>,
         ca_file: Option<String>,
     ) -> (Tracer, Exporter) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer::default()),
+            batch_ready: Notify::new(),
+        });
         let exporter = Exporter {
-            rx: Mutex::new(Some(rx)),
+            shared: shared.clone(),
             metrics: metrics.clone(),
             lifecycle,
             ca_file,
         };
-        (Tracer { queue: tx, metrics }, exporter)
+        (Tracer { shared, metrics }, exporter)
     }
 
-    /// Queues a request's spans for `to`, without waiting; a full queue drops them.
-    pub fn send(&self, to: Arc<OtlpExporter>, spans: Vec<Span>) {
-        let n = spans.len() as u64;
-        if self.queue.try_send(Finished { to, spans }).is_err() {
-            self.metrics.trace_spans_dropped("queue_full", n);
+    /// Buffers a request's spans for `to`, without waiting; a full buffer drops them.
+    pub fn send(&self, to: Arc<OtlpExporter>, spans: Spans) {
+        let n = spans.count;
+        let filled = match self.shared.buffer.lock() {
+            Ok(mut b) if b.spans + n <= BUFFER => {
+                b.spans += n;
+                b.finished.push(Finished { to, spans });
+                Some(b.spans >= MAX_BATCH && b.spans - n < MAX_BATCH)
+            }
+            _ => None,
+        };
+        match filled {
+            Some(true) => self.shared.batch_ready.notify_one(),
+            Some(false) => {}
+            None => self.metrics.trace_spans_dropped("queue_full", n as u64),
         }
     }
 }
 
 /// The background service that batches and exports spans.
 pub struct Exporter {
-    rx: Mutex<Option<mpsc::Receiver<Finished>>>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
     ca_file: Option<String>,
 }
 
-/// Spans waiting for one destination.
-struct Pending {
-    to: Arc<OtlpExporter>,
-    spans: Vec<Span>,
-    since: Instant,
-}
-
 #[async_trait]
 impl BackgroundService for Exporter {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let Some(mut rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
-            return;
-        };
         self.lifecycle.flusher_started();
-        let client = Client::new(self.ca_file.clone());
-        let mut pending: Vec<Pending> = Vec::new();
+        let client = Arc::new(Client::new(self.ca_file.clone()));
+        let mut exports = tokio::task::JoinSet::new();
         // Pingora's shutdown broadcast is not the end: requests finishing during the drain
         // still get their spans. The exporter stops when the process is about to exit.
         loop {
-            let due = pending.iter().map(|p| p.since + BATCH_DELAY).min();
-            let wait = async {
-                match due {
-                    Some(due) => tokio::time::sleep_until(due.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                got = rx.recv() => match got {
-                    Some(finished) => {
-                        if let Some(full) = add(&mut pending, finished) {
-                            self.export(&client, full, EXPORT_TIMEOUT).await;
-                        }
-                    }
-                    None => break,
-                },
-                () = wait => {
-                    let now = Instant::now();
-                    let (ripe, keep): (Vec<_>, Vec<_>) =
-                        pending.into_iter().partition(|p| p.since + BATCH_DELAY <= now);
-                    pending = keep;
-                    for p in ripe {
-                        self.export(&client, p, EXPORT_TIMEOUT).await;
-                    }
-                }
+                () = self.shared.batch_ready.notified() => {}
+                () = tokio::time::sleep(BATCH_DELAY) => {}
+                Some(_) = exports.join_next(), if !exports.is_empty() => continue,
                 () = self.lifecycle.exiting() => break,
             }
-        }
-        while let Ok(finished) = rx.try_recv() {
-            if let Some(full) = add(&mut pending, finished) {
-                pending.push(full);
+            for (to, parts) in self.take() {
+                while exports.len() >= IN_FLIGHT {
+                    exports.join_next().await;
+                }
+                let (client, metrics) = (client.clone(), self.metrics.clone());
+                exports.spawn(export(client, metrics, to, parts, EXPORT_TIMEOUT));
             }
         }
         let deadline = Instant::now() + EXIT_EXPORT;
-        for p in pending {
+        for (to, parts) in self.take() {
+            let (client, metrics) = (client.clone(), self.metrics.clone());
             let left = deadline.saturating_duration_since(Instant::now());
-            self.export(&client, p, left).await;
+            exports.spawn(export(client, metrics, to, parts, left));
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, async { while exports.join_next().await.is_some() {} })
+            .await;
         self.lifecycle.flushed();
     }
 }
 
-/// Adds a request's spans to their destination's batch; returns the batch when it is full.
-fn add(pending: &mut Vec<Pending>, finished: Finished) -> Option<Pending> {
-    let i = match pending.iter().position(|p| *p.to == *finished.to) {
-        Some(i) => i,
-        None => {
-            pending.push(Pending {
-                to: finished.to.clone(),
-                spans: Vec::new(),
-                since: Instant::now(),
-            });
-            pending.len() - 1
-        }
-    };
-    pending[i].spans.extend(finished.spans);
-    (pending[i].spans.len() >= MAX_BATCH).then(|| pending.swap_remove(i))
-}
-
 impl Exporter {
-    /// Sends one batch within `limit`; counts what became of its spans.
-    async fn export(&self, client: &Client, batch: Pending, limit: Duration) {
-        let n = batch.spans.len() as u64;
-        let body = encode(&batch.to, batch.spans);
-        let sent = tokio::time::timeout(limit, client.send(&batch.to, body)).await;
-        match sent {
-            Ok(Ok(())) => self.metrics.trace_spans_exported(n),
-            Ok(Err(why)) => {
-                log::warn!(
-                    "tracing: {n} spans not exported to {}:{}: {why}",
-                    batch.to.host,
-                    batch.to.port
-                );
-                self.metrics.trace_spans_dropped("export_error", n);
+    /// Everything buffered, as exports: per destination, at most `MAX_BATCH` spans each.
+    fn take(&self) -> Vec<(Arc<OtlpExporter>, Vec<Spans>)> {
+        let finished = match self.shared.buffer.lock() {
+            Ok(mut b) => {
+                b.spans = 0;
+                std::mem::take(&mut b.finished)
             }
-            Err(_) => {
-                log::warn!(
-                    "tracing: {n} spans not exported to {}:{}: no answer within {limit:?}",
-                    batch.to.host,
-                    batch.to.port
-                );
-                self.metrics.trace_spans_dropped("export_error", n);
-            }
-        }
+            Err(_) => Vec::new(),
+        };
+        batches(finished)
     }
 }
 
-/// One OTLP export request of `spans`, from the gateway's resource.
-pub fn encode(to: &OtlpExporter, spans: Vec<Span>) -> Bytes {
-    let resource = Resource {
-        attributes: to
-            .resource
+/// Requests' spans grouped per destination, in exports of at most `MAX_BATCH` spans.
+fn batches(finished: Vec<Finished>) -> Vec<(Arc<OtlpExporter>, Vec<Spans>)> {
+    let mut out: Vec<(Arc<OtlpExporter>, Vec<Spans>, usize)> = Vec::new();
+    for f in finished {
+        let n = f.spans.count;
+        let open = out
             .iter()
-            .map(|(k, v)| super::kv_owned(k.clone(), v.as_str()))
-            .collect(),
-        ..Resource::default()
-    };
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "switchyard".to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..InstrumentationScope::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    Bytes::from(request.encode_to_vec())
+            .rposition(|(to, _, count)| **to == *f.to && count + n <= MAX_BATCH);
+        match open {
+            Some(i) => {
+                out[i].1.push(f.spans);
+                out[i].2 += n;
+            }
+            None => out.push((f.to, vec![f.spans], n)),
+        }
+    }
+    out.into_iter().map(|(to, parts, _)| (to, parts)).collect()
+}
+
+/// Sends one export of `parts` to `to` within `limit`; counts what became of its spans.
+async fn export(
+    client: Arc<Client>,
+    metrics: Arc<Metrics>,
+    to: Arc<OtlpExporter>,
+    parts: Vec<Spans>,
+    limit: Duration,
+) {
+    let n = parts.iter().map(|p| p.count as u64).sum();
+    let grpc = to.protocol == OtlpProtocol::Grpc;
+    let body = Bytes::from(wire::export_request(&to.resource, &parts, grpc));
+    drop(parts);
+    let sent = tokio::time::timeout(limit, client.send(&to, body)).await;
+    match sent {
+        Ok(Ok(())) => metrics.trace_spans_exported(n),
+        Ok(Err(why)) => {
+            log::warn!(
+                "tracing: {n} spans not exported to {}:{}: {why}",
+                to.host,
+                to.port
+            );
+            metrics.trace_spans_dropped("export_error", n);
+        }
+        Err(_) => {
+            log::warn!(
+                "tracing: {n} spans not exported to {}:{}: no answer within {limit:?}",
+                to.host,
+                to.port
+            );
+            metrics.trace_spans_dropped("export_error", n);
+        }
+    }
 }
 
 /// Sends exports on Pingora's connector, resolving each collector's host now and then.
@@ -305,17 +303,16 @@ impl Client {
             req.insert_header(name.clone(), value.expose())
                 .map_err(err)?;
         }
-        let body = if grpc {
+        // (A gRPC body comes framed: wire::export_request.)
+        if grpc {
             req.insert_header(http::header::CONTENT_TYPE, "application/grpc")
                 .map_err(err)?;
             req.insert_header(http::header::TE, "trailers")
                 .map_err(err)?;
-            grpc_frame(&body)
         } else {
             req.insert_header(http::header::CONTENT_TYPE, "application/x-protobuf")
                 .map_err(err)?;
-            body
-        };
+        }
         req.insert_header(http::header::CONTENT_LENGTH, body.len())
             .map_err(err)?;
         session
@@ -369,15 +366,6 @@ fn authority_host(host: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// A gRPC message: uncompressed flag, big-endian length, the message.
-fn grpc_frame(message: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(5 + message.len());
-    out.push(0);
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(message);
-    Bytes::from(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,54 +382,29 @@ mod tests {
         })
     }
 
-    fn spans(n: usize) -> Vec<Span> {
-        (0..n).map(|_| Span::default()).collect()
+    fn spans(n: usize) -> Spans {
+        Spans {
+            bytes: vec![0; n],
+            count: n,
+        }
     }
 
     #[test]
-    fn batches_fill_per_destination() {
-        let mut pending = Vec::new();
-        assert!(add(
-            &mut pending,
-            Finished {
-                to: to("a"),
-                spans: spans(300)
-            }
-        )
-        .is_none());
-        assert!(add(
-            &mut pending,
-            Finished {
-                to: to("b"),
-                spans: spans(300)
-            }
-        )
-        .is_none());
-        let full = add(
-            &mut pending,
-            Finished {
-                to: to("a"),
-                spans: spans(300),
-            },
-        )
-        .unwrap();
-        assert_eq!((full.to.host.as_str(), full.spans.len()), ("a", 600));
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].to.host, "b");
-    }
-
-    #[test]
-    fn an_export_is_one_grpc_message() {
-        let body = encode(&to("a"), spans(2));
-        let framed = grpc_frame(&body);
-        assert_eq!(framed[0], 0);
+    fn exports_never_mix_destinations_nor_pass_the_batch_size() {
+        let finished = [("a", 300), ("b", 300), ("a", 200), ("a", 100), ("b", 5)]
+            .into_iter()
+            .map(|(host, n)| Finished {
+                to: to(host),
+                spans: spans(n),
+            })
+            .collect();
+        let out: Vec<(String, usize)> = batches(finished)
+            .into_iter()
+            .map(|(to, parts)| (to.host.clone(), parts.iter().map(|p| p.count).sum()))
+            .collect();
         assert_eq!(
-            u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize,
-            body.len()
+            out,
+            [("a".into(), 500), ("b".into(), 305), ("a".into(), 100)]
         );
-        let back = ExportTraceServiceRequest::decode(&framed[5..]).unwrap();
-        let scope = &back.resource_spans[0].scope_spans[0];
-        assert_eq!(scope.spans.len(), 2);
-        assert_eq!(scope.scope.as_ref().unwrap().name, "switchyard");
     }
 }

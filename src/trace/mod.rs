@@ -21,22 +21,19 @@
 pub mod context;
 pub mod export;
 pub mod names;
+pub mod wire;
 
 pub use export::Tracer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::{status, Span, Status};
 use pingora::http::RequestHeader;
-use serde::Deserialize;
 
 use crate::config::{OtlpExporter, Tracing};
 use crate::usage::{Facts, Usage};
 use context::{SpanId, TraceId};
+use wire::{Attributes, Kind, Span, Spans};
 
 /// Longest header-derived attribute value kept, in bytes.
 const MAX_HEADER_VALUE: usize = 256;
@@ -55,15 +52,23 @@ pub struct Trace {
 /// Maps the monotonic instants a request records to wall-clock time.
 #[derive(Debug, Clone, Copy)]
 struct Clock {
-    wall: SystemTime,
+    /// Unix time in nanoseconds at `mono`.
+    wall: u64,
     mono: Instant,
 }
 
 impl Clock {
+    fn new(wall: SystemTime, mono: Instant) -> Clock {
+        let wall = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Clock { wall, mono }
+    }
+
     fn nanos(&self, at: Instant) -> u64 {
-        let t = self.wall + at.saturating_duration_since(self.mono);
-        t.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        let since = at.saturating_duration_since(self.mono).as_nanos();
+        self.wall
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 }
 
@@ -75,7 +80,7 @@ struct Routing {
     route: Option<String>,
     models: Vec<String>,
     source: &'static str,
-    call: Vec<Span>,
+    call: Spans,
 }
 
 /// The ids a model call's spans hang from: its trace, its parent, its own span.
@@ -117,7 +122,6 @@ pub struct AttemptTrace {
     port: u16,
     /// The upstream path, without its query (which may hold a key).
     path: String,
-    peer: Option<SocketAddr>,
     status: Option<u16>,
     /// How it ended, in the access log's words (`success`, `timeout`, …).
     outcome: &'static str,
@@ -155,7 +159,7 @@ impl Trace {
             trace_id,
             server: context::new_span_id(),
             parent,
-            clock: Clock { wall, mono },
+            clock: Clock::new(wall, mono),
             routing: None,
         }))
     }
@@ -184,13 +188,13 @@ impl Trace {
             route: None,
             models: Vec::new(),
             source: "",
-            call: Vec::new(),
+            call: Spans::default(),
         });
         self.ids_under(span)
     }
 
     /// The router's call ended: its spans.
-    pub fn router_called(&mut self, call: Vec<Span>) {
+    pub fn router_called(&mut self, call: Spans) {
         if let Some(r) = self.routing.as_mut() {
             r.call = call;
         }
@@ -206,72 +210,69 @@ impl Trace {
         }
     }
 
-    /// The request's spans, and where they go.
-    pub fn finish(
-        self,
-        server: &Server<'_>,
-        call: Option<Vec<Span>>,
-    ) -> (Arc<OtlpExporter>, Vec<Span>) {
-        let mut spans = Vec::with_capacity(8);
-        let custom = custom_attributes(&self.settings, server.req);
+    /// Plano's `span_attributes` of request `req`, for the server span and the model call.
+    pub fn custom(&self, req: &RequestHeader) -> Attributes {
+        custom_attributes(&self.settings, req)
+    }
+
+    /// The request's spans, and where they go: the server span, the routing span and the
+    /// router's call; the model call's are added to them (`CallTrace::spans`).
+    pub fn finish(self, server: &Server<'_>, custom: &Attributes) -> (Arc<OtlpExporter>, Spans) {
+        // About what a request with one attempt takes: the exports are never reallocated.
+        let mut spans = Spans::with_capacity(3072);
         let mut attributes = server_attributes(server);
-        attributes.extend(custom.iter().cloned());
+        attributes.extend(custom);
+        let method = server.req.method.as_str();
         let route = server.route.unwrap_or_default();
-        let name = if route.is_empty() {
-            server.req.method.as_str().to_owned()
+        let name: &[&str] = if route.is_empty() {
+            &[method]
         } else {
-            format!("{} {route}", server.req.method.as_str())
+            &[method, " ", route]
         };
-        spans.push(Span {
-            trace_id: self.trace_id.to_vec(),
-            span_id: self.server.to_vec(),
-            parent_span_id: self.parent.map(|p| p.to_vec()).unwrap_or_default(),
-            flags: span_flags(self.parent.is_some()),
-            name,
-            kind: SpanKind::Server as i32,
-            start_time_unix_nano: self.clock.nanos(self.clock.mono),
-            end_time_unix_nano: self.clock.nanos(server.ended),
-            attributes,
-            // A server's 4xx is the client's error, not the span's.
-            status: (server.status >= 500).then(|| error_status(server.status.to_string())),
-            ..Span::default()
-        });
+        // A server's 4xx is the client's error, not the span's.
+        let status = (server.status >= 500).then(|| server.status.to_string());
+        spans.push(
+            &Span {
+                trace_id: &self.trace_id,
+                span_id: &self.server,
+                parent: self.parent.as_ref(),
+                flags: span_flags(self.parent.is_some()),
+                name,
+                kind: Kind::Server,
+                start: self.clock.nanos(self.clock.mono),
+                end: self.clock.nanos(server.ended),
+                error: status.as_deref(),
+            },
+            &attributes,
+        );
         if let Some(r) = self.routing {
-            let mut attributes = vec![
-                kv(names::ROUTE_SOURCE, r.source),
-                kv(
-                    names::ROUTING_DETERMINATION_MS,
-                    r.ended
-                        .map_or(0, |e| e.duration_since(r.started).as_millis())
-                        as i64,
-                ),
-            ];
-            if let Some(route) = r.route {
-                attributes.push(kv(names::PLANO_ROUTE, route));
+            let mut attributes = Attributes::default();
+            attributes.str(names::ROUTE_SOURCE, r.source);
+            let took = r
+                .ended
+                .map_or(0, |e| e.duration_since(r.started).as_millis());
+            attributes.int(names::ROUTING_DETERMINATION_MS, took as i64);
+            if let Some(route) = &r.route {
+                attributes.str(names::PLANO_ROUTE, route);
             }
             if let Some(model) = r.models.first() {
-                attributes.push(kv(names::ROUTE_SELECTED_MODEL, model.as_str()));
+                attributes.str(names::ROUTE_SELECTED_MODEL, model);
             }
-            spans.push(Span {
-                trace_id: self.trace_id.to_vec(),
-                span_id: r.span.to_vec(),
-                parent_span_id: self.server.to_vec(),
-                flags: span_flags(false),
-                name: "routing".to_owned(),
-                kind: SpanKind::Internal as i32,
-                start_time_unix_nano: self.clock.nanos(r.started),
-                end_time_unix_nano: self.clock.nanos(r.ended.unwrap_or(server.ended)),
-                attributes,
-                ..Span::default()
-            });
-            spans.extend(r.call);
-        }
-        if let Some(mut call) = call {
-            // Plano's span attributes go on the model call too, where its tools look.
-            if let Some(genai) = call.first_mut() {
-                genai.attributes.extend(custom);
-            }
-            spans.extend(call);
+            spans.push(
+                &Span {
+                    trace_id: &self.trace_id,
+                    span_id: &r.span,
+                    parent: Some(&self.server),
+                    flags: span_flags(false),
+                    name: &["routing"],
+                    kind: Kind::Internal,
+                    start: self.clock.nanos(r.started),
+                    end: self.clock.nanos(r.ended.unwrap_or(server.ended)),
+                    error: None,
+                },
+                &attributes,
+            );
+            spans.append(r.call);
         }
         (self.settings.exporter.clone(), spans)
     }
@@ -293,75 +294,84 @@ pub struct Server<'a> {
     pub ended: Instant,
 }
 
-fn server_attributes(s: &Server<'_>) -> Vec<KeyValue> {
+fn server_attributes(s: &Server<'_>) -> Attributes {
     let req = s.req;
-    let mut out = vec![
-        kv(names::HTTP_REQUEST_METHOD, req.method.as_str()),
-        kv(names::URL_PATH, req.uri.path()),
-        kv(names::URL_SCHEME, "http"),
-        kv(names::HTTP_RESPONSE_STATUS_CODE, i64::from(s.status)),
-        kv(
-            names::NETWORK_PROTOCOL_VERSION,
-            if s.http2 { "2" } else { "1.1" },
-        ),
-        kv(names::REQUEST_ID, s.request_id),
-    ];
+    let mut a = Attributes::with_capacity(768);
+    a.str(names::HTTP_REQUEST_METHOD, req.method.as_str());
+    a.str(names::URL_PATH, req.uri.path());
+    a.str(names::URL_SCHEME, "http");
+    a.int(names::HTTP_RESPONSE_STATUS_CODE, i64::from(s.status));
+    a.str(
+        names::NETWORK_PROTOCOL_VERSION,
+        if s.http2 { "2" } else { "1.1" },
+    );
+    a.str(names::REQUEST_ID, s.request_id);
     if let Some(route) = s.route {
-        out.push(kv(names::HTTP_ROUTE, route));
+        a.str(names::HTTP_ROUTE, route);
     }
     if let Some(client) = &s.client {
-        out.push(kv(names::CLIENT_ADDRESS, client.as_str()));
+        a.str(names::CLIENT_ADDRESS, client);
     }
     if let Some(ua) = req
         .headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        out.push(kv(names::USER_AGENT, capped(ua)));
+        a.str(names::USER_AGENT, capped(ua));
     }
     if let Some(api) = s.client_api {
-        out.push(kv(names::CLIENT_API, api));
+        a.str(names::CLIENT_API, api);
     }
     if let Some(name) = s.client_name {
-        out.push(kv(names::CLIENT_NAME, name));
+        a.str(names::CLIENT_NAME, name);
     }
     if s.status >= 500 || s.error.is_some() {
         let error = s.error.map_or_else(|| s.status.to_string(), str::to_owned);
-        out.push(kv(names::ERROR_TYPE, error));
+        a.str(names::ERROR_TYPE, &error);
     }
-    out
+    a
 }
 
 /// Plano's `span_attributes`: each request header under a prefix (the rest of its name, `-`
 /// as `.`), over the static ones. Credentials never, whatever the prefix says.
-fn custom_attributes(settings: &Tracing, req: &RequestHeader) -> Vec<KeyValue> {
+fn custom_attributes(settings: &Tracing, req: &RequestHeader) -> Attributes {
+    let mut a = Attributes::default();
+    for (k, v) in &custom_pairs(settings, req) {
+        a.str(k, v);
+    }
+    a
+}
+
+/// Plano's `span_attributes` of `req` as key and value.
+fn custom_pairs(settings: &Tracing, req: &RequestHeader) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = settings.statics.clone();
-    if !settings.header_prefixes.is_empty() {
-        for (name, value) in &req.headers {
-            let name = name.as_str();
-            if credential(name) {
-                continue;
-            }
-            let Some(key) = settings
-                .header_prefixes
-                .iter()
-                .find_map(|p| name.strip_prefix(p.as_str()))
-                .map(|rest| rest.trim_start_matches('-').replace('-', "."))
-                .filter(|k| !k.is_empty())
-            else {
-                continue;
-            };
-            let Ok(value) = value.to_str() else {
-                continue;
-            };
-            let value = capped(value.trim()).to_owned();
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => out.push((key, value)),
-            }
+    if settings.header_prefixes.is_empty() {
+        return out;
+    }
+    for (name, value) in &req.headers {
+        let name = name.as_str();
+        if credential(name) {
+            continue;
+        }
+        let Some(key) = settings
+            .header_prefixes
+            .iter()
+            .find_map(|p| name.strip_prefix(p.as_str()))
+            .map(|rest| rest.trim_start_matches('-').replace('-', "."))
+            .filter(|k| !k.is_empty())
+        else {
+            continue;
+        };
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        let value = capped(value.trim()).to_owned();
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => out.push((key, value)),
         }
     }
-    out.into_iter().map(|(k, v)| kv_owned(k, v)).collect()
+    out
 }
 
 /// Header names that carry credentials, which no span ever records.
@@ -389,10 +399,7 @@ impl CallTrace {
     pub fn new(ids: CallIds) -> CallTrace {
         CallTrace {
             ids,
-            clock: Clock {
-                wall: SystemTime::now(),
-                mono: Instant::now(),
-            },
+            clock: Clock::new(SystemTime::now(), Instant::now()),
             attempts: Vec::new(),
         }
     }
@@ -428,18 +435,10 @@ impl CallTrace {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
-            peer: None,
             status: None,
             outcome: "",
             api,
         });
-    }
-
-    /// The address the attempt in progress connects to.
-    pub fn attempt_peer(&mut self, peer: Option<SocketAddr>) {
-        if let Some(a) = self.attempts.last_mut() {
-            a.peer = peer;
-        }
     }
 
     /// The attempt in progress ended: its status (if answered) and outcome.
@@ -451,88 +450,90 @@ impl CallTrace {
         }
     }
 
-    /// The spans of the call: the GenAI span first, then one per attempt.
-    pub fn spans(&self, call: &Call<'_>) -> Vec<Span> {
+    /// The spans of the call, added to `spans`: the GenAI span first (with `custom`
+    /// attributes), then one per attempt.
+    pub fn spans(&self, call: &Call<'_>, custom: &Attributes, spans: &mut Spans) {
         let ids = &self.ids;
         let ended = call.ended;
-        let mut spans = Vec::with_capacity(1 + self.attempts.len());
-        let mut attributes = vec![
-            kv(names::OPERATION, call.operation),
-            kv(names::PROVIDER, names::provider(call.provider)),
-            kv(names::REQUEST_MODEL, call.request_model),
-            kv(names::ATTEMPTS, self.attempts.len() as i64),
-            kv(
-                names::LLM_MODEL,
-                format!("{}/{}", call.provider, call.request_model),
-            ),
-            kv(names::LLM_PROVIDER, call.provider),
-            kv(names::LLM_IS_STREAMING, call.stream),
-            kv(
-                names::LLM_DURATION_MS,
-                ended.saturating_duration_since(self.clock.mono).as_millis() as i64,
-            ),
-        ];
+        let mut a = Attributes::with_capacity(1536);
+        a.str(names::OPERATION, call.operation);
+        a.str(names::PROVIDER, names::provider(call.provider));
+        a.str(names::REQUEST_MODEL, call.request_model);
+        a.int(names::ATTEMPTS, self.attempts.len() as i64);
+        // Plano's `provider/model`, as `planoai obs` reads it.
+        a.concat(names::LLM_MODEL, &[call.provider, "/", call.request_model]);
+        a.str(names::LLM_PROVIDER, call.provider);
+        a.bool(names::LLM_IS_STREAMING, call.stream);
+        let took = ended.saturating_duration_since(self.clock.mono);
+        a.int(names::LLM_DURATION_MS, took.as_millis() as i64);
         if call.stream {
-            attributes.push(kv(names::REQUEST_STREAM, true));
+            a.bool(names::REQUEST_STREAM, true);
         }
         if let Some(api) = self.attempts.last().and_then(|a| a.api) {
-            attributes.push(kv(names::OPENAI_API_TYPE, api));
+            a.str(names::OPENAI_API_TYPE, api);
         }
         if let Some(endpoint) = self.attempts.last().map(|a| a.endpoint.as_str()) {
-            attributes.push(kv(names::ENDPOINT, endpoint));
+            a.str(names::ENDPOINT, endpoint);
         }
         if let Some(id) = call.previous_response {
-            attributes.push(kv(names::PREVIOUS_RESPONSE, id));
+            a.str(names::PREVIOUS_RESPONSE, id);
         }
         if let Some(route) = call.route {
-            attributes.push(kv(names::PLANO_ROUTE, route));
+            a.str(names::PLANO_ROUTE, route);
         }
-        request_settings(call.body, &mut attributes);
         if let Some(f) = call.facts {
             if let Some(model) = &f.model {
-                attributes.push(kv(names::RESPONSE_MODEL, model.as_str()));
+                a.str(names::RESPONSE_MODEL, model);
             }
             if let Some(id) = &f.id {
-                attributes.push(kv(names::RESPONSE_ID, id.as_str()));
+                a.str(names::RESPONSE_ID, id);
             }
             if !f.finish_reasons.is_empty() {
-                attributes.push(kv(names::FINISH_REASONS, f.finish_reasons.clone()));
+                a.strs(names::FINISH_REASONS, &f.finish_reasons);
             }
         }
         if let Some(first) = call.first_token {
             let ttfc = first.saturating_duration_since(self.clock.mono);
             if call.stream {
-                attributes.push(kv(names::TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64()));
+                a.float(names::TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64());
             }
-            attributes.push(kv(names::LLM_TTFT_MS, ttfc.as_millis() as i64));
+            a.int(names::LLM_TTFT_MS, ttfc.as_millis() as i64);
         }
         if let Some(u) = call.usage {
-            usage_attributes(&u, call.cache_outside_input, &mut attributes);
+            usage_attributes(&u, call.cache_outside_input, &mut a);
         }
         if let Some(error) = call.error {
-            attributes.push(kv(names::ERROR_TYPE, error));
+            a.str(names::ERROR_TYPE, error);
         }
-        spans.push(Span {
-            trace_id: ids.trace_id.to_vec(),
-            span_id: ids.span.to_vec(),
-            parent_span_id: ids.parent.to_vec(),
-            flags: span_flags(false),
-            name: format!("{} {}", call.operation, call.request_model),
-            kind: SpanKind::Client as i32,
-            start_time_unix_nano: self.clock.nanos(self.clock.mono),
-            end_time_unix_nano: self.clock.nanos(ended),
-            attributes,
-            status: call.error.map(|e| error_status(e.to_owned())),
-            ..Span::default()
-        });
-        for (i, a) in self.attempts.iter().enumerate() {
-            spans.push(attempt_span(ids, &self.clock, a, i, ended));
+        a.extend(custom);
+        spans.push(
+            &Span {
+                trace_id: &ids.trace_id,
+                span_id: &ids.span,
+                parent: Some(&ids.parent),
+                flags: span_flags(false),
+                name: &[call.operation, " ", call.request_model],
+                kind: Kind::Client,
+                start: self.clock.nanos(self.clock.mono),
+                end: self.clock.nanos(ended),
+                error: call.error,
+            },
+            &a,
+        );
+        for (i, attempt) in self.attempts.iter().enumerate() {
+            attempt_span(spans, ids, &self.clock, attempt, i, ended);
         }
-        spans
     }
 }
 
-fn attempt_span(ids: &CallIds, clock: &Clock, a: &AttemptTrace, i: usize, ended: Instant) -> Span {
+fn attempt_span(
+    spans: &mut Spans,
+    ids: &CallIds,
+    clock: &Clock,
+    a: &AttemptTrace,
+    i: usize,
+    ended: Instant,
+) {
     let scheme = if a.tls { "https" } else { "http" };
     let default_port = if a.tls { 443 } else { 80 };
     let url = if a.port == default_port {
@@ -540,44 +541,44 @@ fn attempt_span(ids: &CallIds, clock: &Clock, a: &AttemptTrace, i: usize, ended:
     } else {
         format!("{scheme}://{}:{}{}", a.host, a.port, a.path)
     };
-    let mut attributes = vec![
-        kv(names::HTTP_REQUEST_METHOD, "POST"),
-        kv(names::SERVER_ADDRESS, a.host.as_str()),
-        kv(names::SERVER_PORT, i64::from(a.port)),
-        kv(names::URL_FULL, url),
-        kv(names::ENDPOINT, a.endpoint.as_str()),
-    ];
+    let mut attributes = Attributes::with_capacity(512);
+    attributes.str(names::HTTP_REQUEST_METHOD, "POST");
+    attributes.str(names::SERVER_ADDRESS, &a.host);
+    attributes.int(names::SERVER_PORT, i64::from(a.port));
+    attributes.str(names::URL_FULL, &url);
+    attributes.str(names::ENDPOINT, &a.endpoint);
     if i > 0 {
-        attributes.push(kv(names::HTTP_RESEND_COUNT, i as i64));
-    }
-    if let Some(peer) = a.peer {
-        attributes.push(kv(names::NETWORK_PEER_ADDRESS, peer.ip().to_string()));
-        attributes.push(kv(names::NETWORK_PEER_PORT, i64::from(peer.port())));
+        attributes.int(names::HTTP_RESEND_COUNT, i as i64);
     }
     if let Some(status) = a.status {
-        attributes.push(kv(names::HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+        attributes.int(names::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
     }
-    // A client span's error: any 4xx or 5xx answer, or an attempt that failed without one.
-    let error = match (a.outcome, a.status) {
+    let error = attempt_error(a);
+    if let Some(e) = &error {
+        attributes.str(names::ERROR_TYPE, e);
+    }
+    spans.push(
+        &Span {
+            trace_id: &ids.trace_id,
+            span_id: &a.span,
+            parent: Some(&ids.span),
+            flags: span_flags(false),
+            name: &["POST"],
+            kind: Kind::Client,
+            start: clock.nanos(a.started),
+            end: clock.nanos(a.ended.unwrap_or(ended)),
+            error: error.as_deref(),
+        },
+        &attributes,
+    );
+}
+
+/// An attempt's `error.type`: any 4xx or 5xx answer, or how it failed without one.
+fn attempt_error(a: &AttemptTrace) -> Option<String> {
+    match (a.outcome, a.status) {
         (_, Some(s)) if s >= 400 => Some(s.to_string()),
         ("success" | "", _) => None,
         (outcome, _) => Some(outcome.to_owned()),
-    };
-    if let Some(e) = &error {
-        attributes.push(kv(names::ERROR_TYPE, e.as_str()));
-    }
-    Span {
-        trace_id: ids.trace_id.to_vec(),
-        span_id: a.span.to_vec(),
-        parent_span_id: ids.span.to_vec(),
-        flags: span_flags(false),
-        name: "POST".to_owned(),
-        kind: SpanKind::Client as i32,
-        start_time_unix_nano: clock.nanos(a.started),
-        end_time_unix_nano: clock.nanos(a.ended.unwrap_or(ended)),
-        attributes,
-        status: error.map(error_status),
-        ..Span::default()
     }
 }
 
@@ -590,8 +591,6 @@ pub struct Call<'a> {
     /// The model id asked of the upstream.
     pub request_model: &'a str,
     pub stream: bool,
-    /// The client's body: the request's sampling settings.
-    pub body: &'a [u8],
     pub previous_response: Option<&'a str>,
     pub route: Option<&'a str>,
     pub usage: Option<Usage>,
@@ -604,35 +603,7 @@ pub struct Call<'a> {
     pub ended: Instant,
 }
 
-/// `max_tokens` (in any API's name), `temperature` and `top_p` of the client's request.
-fn request_settings(body: &[u8], out: &mut Vec<KeyValue>) {
-    #[derive(Deserialize)]
-    struct Settings {
-        max_tokens: Option<i64>,
-        max_completion_tokens: Option<i64>,
-        max_output_tokens: Option<i64>,
-        temperature: Option<f64>,
-        top_p: Option<f64>,
-    }
-    let Ok(s) = serde_json::from_slice::<Settings>(body) else {
-        return;
-    };
-    if let Some(n) = s
-        .max_completion_tokens
-        .or(s.max_tokens)
-        .or(s.max_output_tokens)
-    {
-        out.push(kv(names::REQUEST_MAX_TOKENS, n));
-    }
-    if let Some(t) = s.temperature {
-        out.push(kv(names::REQUEST_TEMPERATURE, t));
-    }
-    if let Some(p) = s.top_p {
-        out.push(kv(names::REQUEST_TOP_P, p));
-    }
-}
-
-fn usage_attributes(u: &Usage, cache_outside_input: bool, out: &mut Vec<KeyValue>) {
+fn usage_attributes(u: &Usage, cache_outside_input: bool, out: &mut Attributes) {
     // The conventions count cached tokens in the input; Anthropic and Bedrock report them apart.
     let input = if cache_outside_input {
         u.prompt + u.cache_read + u.cache_write
@@ -647,15 +618,15 @@ fn usage_attributes(u: &Usage, cache_outside_input: bool, out: &mut Vec<KeyValue
         (names::LLM_TOTAL_TOKENS, input + u.completion),
     ];
     for (k, v) in pairs {
-        out.push(kv(k, v as i64));
+        out.int(k, v as i64);
     }
     if u.cache_read > 0 {
-        out.push(kv(names::CACHE_READ_TOKENS, u.cache_read as i64));
-        out.push(kv(names::LLM_CACHED_INPUT_TOKENS, u.cache_read as i64));
+        out.int(names::CACHE_READ_TOKENS, u.cache_read as i64);
+        out.int(names::LLM_CACHED_INPUT_TOKENS, u.cache_read as i64);
     }
     if u.cache_write > 0 {
-        out.push(kv(names::CACHE_WRITE_TOKENS, u.cache_write as i64));
-        out.push(kv(names::LLM_CACHE_CREATION_TOKENS, u.cache_write as i64));
+        out.int(names::CACHE_WRITE_TOKENS, u.cache_write as i64);
+        out.int(names::LLM_CACHE_CREATION_TOKENS, u.cache_write as i64);
     }
 }
 
@@ -663,78 +634,6 @@ fn usage_attributes(u: &Usage, cache_outside_input: bool, out: &mut Vec<KeyValue
 /// remote (bit 9 set when it is).
 fn span_flags(remote_parent: bool) -> u32 {
     0x01 | 0x100 | if remote_parent { 0x200 } else { 0 }
-}
-
-fn error_status(message: String) -> Status {
-    Status {
-        message,
-        code: status::StatusCode::Error as i32,
-    }
-}
-
-/// An attribute value.
-pub enum Value {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Strs(Vec<String>),
-}
-
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Str(v.to_owned())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Str(v)
-    }
-}
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-impl From<f64> for Value {
-    fn from(v: f64) -> Self {
-        Value::Float(v)
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
-}
-impl From<Vec<String>> for Value {
-    fn from(v: Vec<String>) -> Self {
-        Value::Strs(v)
-    }
-}
-
-fn any(v: Value) -> AnyValue {
-    let value = match v {
-        Value::Str(s) => any_value::Value::StringValue(s),
-        Value::Int(i) => any_value::Value::IntValue(i),
-        Value::Float(f) => any_value::Value::DoubleValue(f),
-        Value::Bool(b) => any_value::Value::BoolValue(b),
-        Value::Strs(list) => any_value::Value::ArrayValue(ArrayValue {
-            values: list.into_iter().map(|s| any(Value::Str(s))).collect(),
-        }),
-    };
-    AnyValue { value: Some(value) }
-}
-
-fn kv(key: &'static str, value: impl Into<Value>) -> KeyValue {
-    kv_owned(key.to_owned(), value)
-}
-
-fn kv_owned(key: String, value: impl Into<Value>) -> KeyValue {
-    KeyValue {
-        key,
-        value: Some(any(value.into())),
-        ..KeyValue::default()
-    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,6 @@ pub const SERVER_PORT: &str = "server.port";
 pub const CLIENT_ADDRESS: &str = "client.address";
 pub const USER_AGENT: &str = "user_agent.original";
 pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
-pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
-pub const NETWORK_PEER_PORT: &str = "network.peer.port";
 pub const ERROR_TYPE: &str = "error.type";
 
 // GenAI (the model call)
@@ -26,9 +24,6 @@ pub const OPERATION: &str = "gen_ai.operation.name";
 pub const PROVIDER: &str = "gen_ai.provider.name";
 pub const REQUEST_MODEL: &str = "gen_ai.request.model";
 pub const REQUEST_STREAM: &str = "gen_ai.request.stream";
-pub const REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
-pub const REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
-pub const REQUEST_TOP_P: &str = "gen_ai.request.top_p";
 pub const PREVIOUS_RESPONSE: &str = "gen_ai.request.previous_response.id";
 pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const RESPONSE_ID: &str = "gen_ai.response.id";

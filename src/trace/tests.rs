@@ -1,5 +1,8 @@
 use super::*;
 use crate::config::OtlpProtocol;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use prost::Message;
 
 fn settings(sampling: u8, prefixes: &[&str], statics: &[(&str, &str)]) -> Arc<Tracing> {
     Arc::new(Tracing {
@@ -95,24 +98,12 @@ fn plano_header_attributes_over_static_ones_and_never_a_credential() {
         ("x-katanemo-authorization", "Bearer sk"),
         ("x-other-thing", "no"),
     ]);
-    let attrs: Vec<(String, Value)> = custom_attributes(&s, &req)
-        .into_iter()
-        .map(|kv| {
-            let v = match kv.value.and_then(|v| v.value) {
-                Some(any_value::Value::StringValue(s)) => Value::Str(s),
-                _ => Value::Bool(false),
-            };
-            (kv.key, v)
-        })
-        .collect();
+    let attrs = custom_pairs(&s, &req);
     let get = |k: &str| {
         attrs
             .iter()
             .find(|(key, _)| key == k)
-            .map(|(_, v)| match v {
-                Value::Str(s) => s.clone(),
-                _ => String::new(),
-            })
+            .map(|(_, v)| v.clone())
     };
     assert_eq!(get("tenant.id").as_deref(), Some("acme"));
     assert_eq!(get("environment").as_deref(), Some("production"));
@@ -145,39 +136,34 @@ fn an_attempt_is_an_error_when_it_failed_or_answered_4xx_or_5xx() {
         call.attempt_opened(&to);
         call.attempt_closed(status, outcome);
     }
-    let spans: Vec<Span> = call
-        .attempts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| attempt_span(&call.ids, &call.clock, a, i, Instant::now()))
-        .collect();
-    let error = |s: &Span| {
+    let mut spans = Spans::default();
+    for (i, a) in call.attempts.iter().enumerate() {
+        attempt_span(&mut spans, &call.ids, &call.clock, a, i, Instant::now());
+    }
+    let errors: Vec<Option<String>> = call.attempts.iter().map(attempt_error).collect();
+    assert_eq!(errors, [Some("429".into()), Some("timeout".into()), None]);
+    let request = wire::export_request(&[], &[spans], false);
+    let decoded = ExportTraceServiceRequest::decode(request.as_slice()).unwrap();
+    let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 3);
+    assert_eq!(spans[0].status.as_ref().map(|s| s.code), Some(2));
+    assert!(spans[2].status.is_none());
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
         s.attributes
             .iter()
-            .find(|kv| kv.key == names::ERROR_TYPE)
+            .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.clone())
             .and_then(|v| v.value)
     };
     assert_eq!(
-        error(&spans[0]),
-        Some(any_value::Value::StringValue("429".into()))
-    );
-    assert_eq!(
-        error(&spans[1]),
-        Some(any_value::Value::StringValue("timeout".into()))
-    );
-    assert_eq!(error(&spans[2]), None);
-    assert!(spans[2].status.is_none());
-    let url = spans[0]
-        .attributes
-        .iter()
-        .find(|kv| kv.key == names::URL_FULL)
-        .and_then(|kv| kv.value.clone())
-        .and_then(|v| v.value);
-    assert_eq!(
-        url,
+        attr(&spans[0], names::URL_FULL),
         Some(any_value::Value::StringValue(
             "http://127.0.0.1:8080/v1/chat/completions".into()
         ))
+    );
+    assert_eq!(attr(&spans[0], names::HTTP_RESEND_COUNT), None);
+    assert_eq!(
+        attr(&spans[1], names::HTTP_RESEND_COUNT),
+        Some(any_value::Value::IntValue(1))
     );
 }
