@@ -15,8 +15,9 @@
 //! client's valid `traceparent` decides by its sampled flag, a new trace by `random_sampling`.
 //! An untraced request carries nothing and its `traceparent` goes upstream unchanged. A traced
 //! one records ids and instants on the way (here, and in its exchange's `CallTrace`); its spans
-//! are built at the end (`Trace::finish`) and queued for the exporter (`export`). `context`
-//! reads and writes `traceparent`; `names` holds every attribute name.
+//! are written at the end (`Trace::finish`, `CallTrace::spans`), straight as OTLP protobuf
+//! (`wire`), and buffered for the exporter (`export`). `context` reads and writes
+//! `traceparent`; `names` holds every attribute name.
 
 pub mod context;
 pub mod export;
