@@ -392,14 +392,21 @@ fn a_dead_collector_costs_spans_not_requests() {
     ));
     let gw = Gateway::start(&config, &[]);
     let body = json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
-    for _ in 0..20 {
-        assert_eq!(chat(gw.addr, &[], &body).status, 200);
+    // Two rounds, so two exports fail.
+    for round in 1..=2 {
+        for _ in 0..20 {
+            assert_eq!(chat(gw.addr, &[], &body).status, 200);
+        }
+        assert_eq!(mock.received().len(), 20 * round);
+        common::wait_for("the drops to be counted", Duration::from_secs(10), || {
+            let dropped = r#"switchyard_trace_spans_dropped_total{reason="export_error"}"#;
+            gw.metric(dropped) >= 60.0 * round as f64
+        });
     }
-    assert_eq!(mock.received().len(), 20);
-    common::wait_for("the drops to be counted", Duration::from_secs(10), || {
-        gw.metric(r#"switchyard_trace_spans_dropped_total{reason="export_error"}"#) >= 60.0
-    });
     assert_eq!(gw.metric("switchyard_trace_spans_exported_total"), 0.0);
+    // Said once, not once per failed export.
+    let said = gw.logs().matches("spans not exported").count();
+    assert_eq!(said, 1, "{}", gw.logs());
 }
 
 #[test]

@@ -199,24 +199,20 @@ async fn export(
     let body = Bytes::from(wire::export_request(&to.resource, &parts, grpc));
     drop(parts);
     let sent = tokio::time::timeout(limit, client.send(&to, body)).await;
-    match sent {
-        Ok(Ok(())) => metrics.trace_spans_exported(n),
-        Ok(Err(why)) => {
-            log::warn!(
-                "tracing: {n} spans not exported to {}:{}: {why}",
-                to.host,
-                to.port
-            );
-            metrics.trace_spans_dropped("export_error", n);
-        }
-        Err(_) => {
-            log::warn!(
-                "tracing: {n} spans not exported to {}:{}: no answer within {limit:?}",
-                to.host,
-                to.port
-            );
-            metrics.trace_spans_dropped("export_error", n);
-        }
+    let why = match sent {
+        Ok(Ok(())) => return metrics.trace_spans_exported(n),
+        Ok(Err(why)) => why,
+        Err(_) => format!("no answer within {limit:?}"),
+    };
+    metrics.trace_spans_dropped("export_error", n);
+    // A config that traces with no collector listening (Plano's examples trace to
+    // localhost:4317) fails every export: said once a minute; the metric counts them all.
+    if client.may_warn() {
+        log::warn!(
+            "tracing: spans not exported to {}:{}: {why} (said at most once a minute; switchyard_trace_spans_dropped_total counts them)",
+            to.host,
+            to.port
+        );
     }
 }
 
@@ -224,7 +220,12 @@ async fn export(
 struct Client {
     connector: Connector,
     resolved: Mutex<Vec<(String, u16, SocketAddr, Instant)>>,
+    /// When a failed export was last logged.
+    warned: Mutex<Option<Instant>>,
 }
+
+/// How often a failing export is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a collector's resolved address is used.
 const RESOLVED_FOR: Duration = Duration::from_secs(30);
@@ -234,7 +235,21 @@ impl Client {
         Client {
             connector: crate::side_call::connector(ca_file),
             resolved: Mutex::new(Vec::new()),
+            warned: Mutex::new(None),
         }
+    }
+
+    /// Whether a failed export may be logged now (once per `WARN_EVERY`).
+    fn may_warn(&self) -> bool {
+        let Ok(mut warned) = self.warned.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if warned.is_some_and(|at| now < at + WARN_EVERY) {
+            return false;
+        }
+        *warned = Some(now);
+        true
     }
 
     async fn address(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
