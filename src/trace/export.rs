@@ -21,15 +21,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
-use crate::config::{OtlpExporter, OtlpProtocol};
+use crate::config::{Origin, OtlpExporter, OtlpProtocol};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::side_call;
 
 use super::wire::{self, Spans};
 
@@ -216,7 +216,8 @@ async fn export(
     }
 }
 
-/// Sends exports on Pingora's connector, resolving each collector's host now and then.
+/// Sends exports as side calls (Pingora's connector, its TLS and pool), resolving each
+/// collector's host now and then.
 struct Client {
     connector: Connector,
     resolved: Mutex<Vec<(String, u16, SocketAddr, Instant)>>,
@@ -233,7 +234,7 @@ const RESOLVED_FOR: Duration = Duration::from_secs(30);
 impl Client {
     fn new(ca_file: Option<String>) -> Client {
         Client {
-            connector: crate::side_call::connector(ca_file),
+            connector: side_call::connector(ca_file),
             resolved: Mutex::new(Vec::new()),
             warned: Mutex::new(None),
         }
@@ -262,11 +263,7 @@ impl Client {
                 return Ok(*addr);
             }
         }
-        let addr = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address"))?;
+        let addr = side_call::resolve(host, port).await?;
         if let Ok(mut known) = self.resolved.lock() {
             known.retain(|(h, p, ..)| !(h == host && *p == port));
             known.push((host.to_owned(), port, addr, now));
@@ -287,28 +284,25 @@ impl Client {
             // gRPC is HTTP/2 only: h2 over TLS, else h2 with prior knowledge (h2c).
             peer.options.set_http_version(2, 2);
         }
-        let (mut session, _) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| crate::error::cause(&e).to_owned())?;
         // HTTP/2 takes its :scheme and :authority from an absolute URI; HTTP/1.1 wants the path.
+        let origin = Origin {
+            tls: to.tls,
+            host: to.host.clone(),
+            port: to.port,
+            path_prefix: String::new(),
+        };
+        let authority = origin.authority();
         let scheme = if to.tls { "https" } else { "http" };
         let uri = if grpc {
-            format!(
-                "{scheme}://{}:{}{}",
-                authority_host(&to.host),
-                to.port,
-                to.path
-            )
+            format!("{scheme}://{authority}{}", to.path)
         } else {
             to.path.clone()
         };
         let mut req =
             RequestHeader::build("POST", uri.as_bytes(), None).map_err(|e| e.to_string())?;
-        let host = format!("{}:{}", authority_host(&to.host), to.port);
         let err = |e: Box<pingora::Error>| e.to_string();
-        req.insert_header(http::header::HOST, host).map_err(err)?;
+        req.insert_header(http::header::HOST, authority)
+            .map_err(err)?;
         req.insert_header(
             http::header::USER_AGENT,
             concat!("switchyard/", env!("CARGO_PKG_VERSION")),
@@ -330,54 +324,22 @@ impl Client {
         }
         req.insert_header(http::header::CONTENT_LENGTH, body.len())
             .map_err(err)?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(err)?;
-        session.write_request_body(body, true).await.map_err(err)?;
-        session.finish_request_body().await.map_err(err)?;
-        session.read_response_header().await.map_err(err)?;
-        let status = session.response_header().map_or(0, |h| h.status.as_u16());
-        // gRPC's status may come in the header (trailers-only) or in the trailers.
-        let mut grpc_status = session
-            .response_header()
-            .and_then(|h| h.headers.get("grpc-status"))
-            .map(|v| v.as_bytes().to_vec());
-        let mut read = 0usize;
-        while let Some(chunk) = session.read_response_body().await.map_err(err)? {
-            read += chunk.len();
-            if read > 1 << 20 {
-                return Err("the collector's answer is larger than 1 MiB".to_owned());
-            }
+        let reply = side_call::post(&self.connector, &peer, req, body, 1 << 20).await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(format!("the collector answered {}", reply.status));
         }
-        if let HttpSession::H2(h2) = &mut session {
-            if let Some(trailers) = h2.read_trailers().await.map_err(err)? {
-                if let Some(s) = trailers.get("grpc-status") {
-                    grpc_status = Some(s.as_bytes().to_vec());
-                }
-            }
-        }
-        self.connector
-            .release_http_session(session, &peer, None)
-            .await;
-        if !(200..300).contains(&status) {
-            return Err(format!("the collector answered {status}"));
-        }
-        match grpc_status.as_deref() {
+        // gRPC's status comes in the trailers, or in the header of a trailers-only answer.
+        let grpc_status = reply
+            .trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| reply.headers.get("grpc-status"));
+        match grpc_status.map(|s| s.as_bytes()) {
             _ if !grpc => Ok(()),
             Some(b"0") => Ok(()),
             Some(code) => Err(format!("gRPC status {}", String::from_utf8_lossy(code))),
             None => Err("no gRPC status".to_owned()),
         }
-    }
-}
-
-/// A host as a URI's authority has it (IPv6 in brackets).
-fn authority_host(host: &str) -> std::borrow::Cow<'_, str> {
-    if host.contains(':') {
-        format!("[{host}]").into()
-    } else {
-        host.into()
     }
 }
 
