@@ -40,13 +40,7 @@ const PLACEHOLDER_TOOL: &str = "no_tools_offered";
 /// A chat-completions request as a Converse request (for `target`, whose model goes in the
 /// path).
 pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
-    let obj = chat
-        .as_object()
-        .ok_or("the request body must be a JSON object")?;
-    let list = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` must be a list")?;
+    let (obj, list) = super::with_messages(chat)?;
     let thinking = claude_thinking(obj, list, target);
     let mut system: Vec<Value> = Vec::new();
     let mut messages: Vec<Value> = Vec::new();

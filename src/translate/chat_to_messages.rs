@@ -11,15 +11,9 @@ use super::target::{budget_for, Target};
 /// Translates a chat-completions request body into a Messages request for `target`; tool
 /// names too long for Anthropic are shortened into `names`.
 pub fn request(chat: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
-    let obj = chat
-        .as_object()
-        .ok_or("the request body must be a JSON object")?;
+    let (obj, list) = super::with_messages(chat)?;
     let mut system: Vec<Value> = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
-    let list = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` must be a list")?;
     let max_tokens = obj
         .get("max_completion_tokens")
         .or_else(|| obj.get("max_tokens"))

@@ -177,13 +177,7 @@ mod tests {
 /// A chat-completions request as a Responses request (chat and Messages clients on the Codex
 /// backend): system messages become `instructions`, the rest input items.
 pub fn from_chat(chat: &Value) -> Result<Value, String> {
-    let obj = chat
-        .as_object()
-        .ok_or("the request body must be a JSON object")?;
-    let list = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` must be a list")?;
+    let (obj, list) = super::with_messages(chat)?;
     let text_of = |content: &Value| -> String {
         match content {
             Value::String(s) => s.clone(),

@@ -11,9 +11,7 @@ use super::target::{effort_for, Target};
 /// Translates a Messages request body into a chat-completions request for `target`; tool
 /// names too long for OpenAI are shortened into `names`.
 pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Value, String> {
-    let obj = msg
-        .as_object()
-        .ok_or("the request body must be a JSON object")?;
+    let (obj, list) = super::with_messages(msg)?;
     let mut messages: Vec<Value> = Vec::new();
     match obj.get("system") {
         Some(Value::String(s)) if !s.is_empty() => {
@@ -27,10 +25,6 @@ pub fn request(msg: &Value, target: &Target, names: &mut ToolNames) -> Result<Va
         }
         _ => {}
     }
-    let list = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` must be a list")?;
     for (i, m) in list.iter().enumerate() {
         let from = messages.len();
         match m.get("role").and_then(Value::as_str) {

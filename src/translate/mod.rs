@@ -300,6 +300,19 @@ pub struct Translated {
 }
 
 /// Anthropic's error `type` for an HTTP status.
+/// A chat-completions or Messages request body as an object, and its `messages`; or what the
+/// client is told is wrong with it.
+fn with_messages(body: &Value) -> Result<(&serde_json::Map<String, Value>, &Vec<Value>), String> {
+    let obj = body
+        .as_object()
+        .ok_or("the request body must be a JSON object")?;
+    let list = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("`messages` must be a list")?;
+    Ok((obj, list))
+}
+
 pub fn anthropic_error_type(status: u16) -> &'static str {
     match status {
         400 => "invalid_request_error",
