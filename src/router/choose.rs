@@ -203,11 +203,13 @@ impl Preferences<'_> {
             started.elapsed(),
         );
         if let Some(t) = trace {
-            let (route, models) = match &decision {
-                Decision::Route { name, models, .. } => (Some(name.as_str()), models.as_slice()),
-                _ => (None, &[][..]),
+            let (route, selected) = match &decision {
+                Decision::Route { name, models, .. } => {
+                    (Some(name.as_str()), models.first().map(String::as_str))
+                }
+                _ => (None, None),
             };
-            t.routing_ended(route, models, decision.outcome_label(source));
+            t.routing_ended(route, selected, decision.outcome_label(source));
         }
         (decision, source)
     }

@@ -79,7 +79,8 @@ struct Routing {
     started: Instant,
     ended: Option<Instant>,
     route: Option<String>,
-    models: Vec<String>,
+    /// The route's first model.
+    selected: Option<String>,
     source: &'static str,
     call: Spans,
 }
@@ -187,7 +188,7 @@ impl Trace {
             started: Instant::now(),
             ended: None,
             route: None,
-            models: Vec::new(),
+            selected: None,
             source: "",
             call: Spans::default(),
         });
@@ -201,12 +202,18 @@ impl Trace {
         }
     }
 
-    /// The routing decision: the route taken (`None`: none), its models, how it was decided.
-    pub fn routing_ended(&mut self, route: Option<&str>, models: &[String], source: &'static str) {
+    /// The routing decision: the route taken (`None`: none), its first model, how it was
+    /// decided.
+    pub fn routing_ended(
+        &mut self,
+        route: Option<&str>,
+        selected: Option<&str>,
+        source: &'static str,
+    ) {
         if let Some(r) = self.routing.as_mut() {
             r.ended = Some(Instant::now());
             r.route = route.map(str::to_owned);
-            r.models = models.to_vec();
+            r.selected = selected.map(str::to_owned);
             r.source = source;
         }
     }
@@ -256,7 +263,7 @@ impl Trace {
             if let Some(route) = &r.route {
                 attributes.str(names::PLANO_ROUTE, route);
             }
-            if let Some(model) = r.models.first() {
+            if let Some(model) = &r.selected {
                 attributes.str(names::ROUTE_SELECTED_MODEL, model);
             }
             spans.push(
